@@ -1,0 +1,176 @@
+"""The error contract: one stable JSON shape for every rejected or failed request.
+
+BentoML answers a pydantic failure with its own body; clients should not have to know that. This
+ASGI middleware also rejects what should never reach the model (wrong content type, oversized
+bodies) before any parsing, and how much schema detail an error reveals is a setting, because a
+public endpoint may not want to teach attackers its constraints.
+
+Body shape: {"error": <code>, "message": <summary>, "fields": [{"field", "rule", "message"}]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Awaitable, Callable
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+DETAIL_LEVELS = ("full", "fields", "none")
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+
+
+def error_detail_level() -> str:
+    """`SHIPYARD_ERROR_DETAIL`: full (field, rule, message), fields (field, rule) or none."""
+    level = os.environ.get("SHIPYARD_ERROR_DETAIL", "full")
+    if level not in DETAIL_LEVELS:
+        raise ValueError(f"SHIPYARD_ERROR_DETAIL must be one of {', '.join(DETAIL_LEVELS)}, not {level!r}")
+    return level
+
+
+def field_path(loc: list[Any] | tuple[Any, ...]) -> str:
+    """pydantic's loc as a path a person reads: ("0", "amount") -> "[0].amount"; () -> "body"."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"
+
+
+def validation_body(errors: list[dict[str, Any]], level: str) -> dict[str, Any]:
+    """The contract's body for a list of pydantic errors at the given detail level."""
+    body: dict[str, Any] = {
+        "error": "validation_error",
+        "message": f"{len(errors)} invalid field{'s' if len(errors) != 1 else ''}",
+    }
+    if level == "none":
+        return body
+    fields = []
+    for err in errors:
+        item = {"field": field_path(err.get("loc", ())), "rule": err.get("type", "invalid")}
+        if level == "full":
+            item["message"] = err.get("msg", "")
+        fields.append(item)
+    body["fields"] = fields
+    return body
+
+
+def error_body(code: str, message: str, field: str | None = None, rule: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if field is not None:
+        body["fields"] = [{"field": field, "rule": rule or code, "message": message}]
+    return body
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class ErrorContractMiddleware:
+    """Guards the POST APIs and rewrites BentoML's 400 bodies into the contract's shape."""
+
+    def __init__(self, app: Callable, api_paths: tuple[str, ...] = (), max_body_bytes: int | None = None) -> None:
+        self.app = app
+        self.api_paths = frozenset(api_paths)
+        self.max_body_bytes = max_body_bytes or int(os.environ.get("SHIPYARD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+        self.level = error_detail_level()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") not in self.api_paths:
+            await self.app(scope, receive, send)
+            return
+        if scope.get("method") != "POST":
+            await _send_json(send, 405, error_body("method_not_allowed", "use POST"), [(b"allow", b"POST")])
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            shown = media_type or "none"
+            await _send_json(
+                send,
+                415,
+                error_body("unsupported_media_type", f"Content-Type must be application/json, got {shown}", "Content-Type", "media_type"),
+            )
+            return
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            await self._too_large(send)
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            await self._too_large(send)
+            return
+        await self.app(scope, _replay(body), _RewritingSend(send, self.level))
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, or None once it exceeds the limit (chunked uploads declare no length)."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _too_large(self, send: Send) -> None:
+        await _send_json(
+            send,
+            413,
+            error_body("payload_too_large", f"request body exceeds {self.max_body_bytes} bytes", "body", "max_bytes"),
+        )
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+class _RewritingSend:
+    """Buffers a 400 answer from BentoML and re-emits it in the contract's shape."""
+
+    def __init__(self, send: Send, level: str) -> None:
+        self.send = send
+        self.level = level
+        self.start: Message | None = None
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 400:
+            self.start = message
+            return
+        if self.start is None:
+            await self.send(message)
+            return
+        self.chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        try:
+            original = json.loads(b"".join(self.chunks))
+            body = validation_body(original["detail"], self.level)
+        except (ValueError, KeyError, TypeError):
+            body = error_body("bad_request", "the request was rejected")
+        await _send_json(self.send, 400, body)

@@ -1,0 +1,119 @@
+"""The real-time fraud-scoring service (BentoML 1.4).
+
+Kept short on purpose: schemas live in service.schemas, the model in service.model, the error
+contract in service.errors. The model is loaded once per worker; the APIs are thin. Every answer
+is validated against the output schema before it leaves: a model that produces NaN, an out-of-range
+probability or the wrong number of rows gets a 500 with a stable body and a metric, never a
+silently wrong score.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import bentoml
+import numpy as np
+from pydantic import ValidationError
+from starlette.responses import JSONResponse
+
+from service.errors import ErrorContractMiddleware, error_body
+from service.model import MODEL_NAME, features_frame, load_pipeline
+from service.schemas import Score, Transaction, TransactionList
+
+logger = logging.getLogger("shipyard.service")
+
+# Which model to serve. Evaluated when the module is imported, which is also when `bentoml build`
+# resolves it and packs that exact version into the Bento.
+MODEL_TAG = os.environ.get("SHIPYARD_MODEL", f"{MODEL_NAME}:latest")
+
+output_failures = bentoml.metrics.Counter(
+    name="shipyard_output_validation_failures_total",
+    documentation="Predictions withheld because they broke the output contract.",
+    labelnames=["reason"],
+)
+decisions = bentoml.metrics.Counter(
+    name="shipyard_decisions_total",
+    documentation="Scores returned, by decision.",
+    labelnames=["decision"],
+)
+
+
+class OutputContractError(Exception):
+    """The model produced something the Score contract forbids."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@bentoml.service(
+    name="fraud_scorer",
+    workers=int(os.environ.get("SHIPYARD_WORKERS", "1")),
+    traffic={"timeout": 10},
+    resources={"cpu": "1"},
+)
+class FraudScorer:
+    model_ref = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        import sklearn
+
+        # Inputs are validated (finite) before they reach the model: skip sklearn's re-checks.
+        sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+        self.pipeline = load_pipeline(self.model_ref.path)
+        info = self.model_ref.info
+        self.threshold = float(info.metadata["threshold"])
+        self.model_version = str(info.tag)
+
+    def __is_ready__(self) -> bool:
+        return self.pipeline is not None
+
+    def _scores(self, transactions: list[Transaction]) -> list[Score]:
+        proba = self.pipeline.predict_proba(features_frame(t.model_dump() for t in transactions))
+        proba = np.asarray(proba)
+        if proba.ndim != 2 or proba.shape != (len(transactions), 2):
+            raise OutputContractError("shape", f"model returned shape {proba.shape}, expected ({len(transactions)}, 2)")
+        try:
+            return [
+                Score(
+                    transaction_id=t.transaction_id,
+                    probability=float(p),
+                    decision="fraud" if p >= self.threshold else "legitimate",
+                    threshold=self.threshold,
+                    model_version=self.model_version,
+                )
+                for t, p in zip(transactions, proba[:, 1])
+            ]
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            reason = "not_finite" if first["type"] == "finite_number" else "out_of_range"
+            raise OutputContractError(reason, f"{first['loc'][0]}: {first['msg']}") from exc
+
+    def _answer(self, transactions: list[Transaction]) -> list[Score] | JSONResponse:
+        try:
+            scores = self._scores(transactions)
+        except OutputContractError as exc:
+            output_failures.labels(reason=exc.reason).inc()
+            logger.error("output contract violated (%s): %s", exc.reason, exc)
+            return JSONResponse(
+                error_body("output_validation_failed", f"the model's answer broke the output contract ({exc.reason})"),
+                status_code=500,
+            )
+        for score in scores:
+            decisions.labels(decision=score.decision).inc()
+        return scores
+
+    @bentoml.api(route="/score")
+    def score(self, transaction: Transaction, /) -> Score:
+        """Score one transaction; the request body is the transaction itself."""
+        answer = self._answer([transaction])
+        return answer if isinstance(answer, JSONResponse) else answer[0]
+
+    @bentoml.api(route="/score_batch")
+    def score_batch(self, transactions: TransactionList, /) -> list[Score]:
+        """Score a client-sent list of 1..1000 transactions, answered in the same order."""
+        return self._answer(transactions)
+
+
+FraudScorer.add_asgi_middleware(ErrorContractMiddleware, api_paths=("/score", "/score_batch"))

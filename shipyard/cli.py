@@ -1,0 +1,195 @@
+"""`shipyard <verb>`: argument parsing and printing only; every step lives in its own module.
+
+Exit codes follow kubectl: 0 success, 1 a step, gate or check failed, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Callable, Sequence
+
+from shipyard import __version__
+from shipyard.paths import configure_environment
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: exit code 2."""
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from service.model import train_and_register
+    from shipyard.output import info, table
+    from shipyard.paths import data_dir
+
+    started = time.monotonic()
+    info(f"generating {args.rows} transactions (seed {args.seed}) and training")
+    trained = train_and_register(data_dir(), seed=args.seed, rows=args.rows)
+    m = trained.metrics
+    print(f"model {trained.tag} saved in {time.monotonic() - started:.1f}s")
+    print(table(["metric", "holdout value"], [
+        ["roc_auc", f"{m['roc_auc']:.4f}"],
+        ["pr_auc", f"{m['pr_auc']:.4f}"],
+        [f"recall@precision>={m['target_precision']}", f"{m['recall_at_precision']:.4f}"],
+        ["threshold", f"{trained.threshold:.4f}"],
+        ["fraud rate", f"{m['holdout_fraud_rate']:.4f}"],
+    ]))
+    print(f"data: {trained.full_path} (hash {trained.data_hash[:19]}...), sample: {trained.sample_path}")
+    return EXIT_OK
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from shipyard.bento import build_bento
+    from shipyard.output import info
+
+    started = time.monotonic()
+    info("building the Bento from bentofile.yaml")
+    bento = build_bento()
+    print(f"bento {bento.tag} (model {bento.model_tag}) built in {time.monotonic() - started:.1f}s")
+    return EXIT_OK
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from shipyard.bento import resolve_bento
+    from shipyard.config import load_environment
+    from shipyard.output import info
+    from shipyard.targets import target_for
+
+    env = load_environment(args.env)
+    target = target_for(env, args.target)
+    bento = resolve_bento(args.bento)
+    started = time.monotonic()
+    st = target.deploy(bento.tag, bento.model_tag, progress=info)
+    print(f"{env.name}: serving {st.bento} (model {st.model}) at {st.url}, ready after {time.monotonic() - started:.1f}s")
+    return EXIT_OK
+
+
+def _age(started_at: str) -> str:
+    if not started_at:
+        return ""
+    seconds = int((datetime.now(timezone.utc) - datetime.fromisoformat(started_at)).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from shipyard.config import known_environments, load_environment
+    from shipyard.output import print_json, table
+    from shipyard.targets import target_for
+
+    names = [args.env] if args.env else known_environments()
+    statuses = [target_for(load_environment(n), "local").status() for n in names]
+    if args.output == "json":
+        print_json([asdict(s) for s in statuses])
+    else:
+        print(table(
+            ["environment", "target", "state", "bento", "model", "url", "pid", "age"],
+            [[s.environment, s.target, s.state, s.bento, s.model, s.url, s.pid, _age(s.started_at)] for s in statuses],
+        ))
+    return EXIT_OK
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    from shipyard.config import load_environment
+    from shipyard.targets import target_for
+
+    env = load_environment(args.env)
+    if target_for(env, "local").stop():
+        print(f"{env.name}: stopped")
+    else:
+        print(f"{env.name}: was not running")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shipyard",
+        description=(
+            "Take a fraud-scoring model from training to production with evidence: "
+            "train -> build (Bento) -> deploy to an environment -> status/stop."
+        ),
+        epilog="Exit codes: 0 success, 1 a step or check failed, 2 bad usage or input.",
+    )
+    parser.add_argument("--version", action="version", version=f"shipyard {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="<verb>", required=True)
+
+    p = verbs.add_parser("train", help="generate data, train the model, save it to the model store",
+                         description="Generates the seeded transaction data set and its representative "
+                                     "sample, trains the pipeline, evaluates it on a holdout and saves it "
+                                     "with its metrics and data hash to the BentoML model store.")
+    p.add_argument("--seed", type=_non_negative_int, default=7, help="random seed for data and training (default 7)")
+    p.add_argument("--rows", type=_rows, default=200_000, help="rows in the full data set (default 200000, min 2000)")
+    p.set_defaults(func=_cmd_train)
+
+    p = verbs.add_parser("build", help="build the Bento from bentofile.yaml",
+                         description="Builds the Bento (service code + the latest trained model + pinned "
+                                     "requirements) from bentofile.yaml.")
+    p.set_defaults(func=_cmd_build)
+
+    p = verbs.add_parser("deploy", help="serve a Bento in an environment",
+                         description="Serves the Bento in the environment defined by "
+                                     "environments/<env>/environment.yaml and waits until /readyz answers.")
+    p.add_argument("env", help="environment name (a folder under environments/)")
+    p.add_argument("--target", choices=["local", "kubernetes"], help="override environment.yaml's target")
+    p.add_argument("--bento", default="fraud_scorer:latest", help="Bento tag (default fraud_scorer:latest)")
+    p.set_defaults(func=_cmd_deploy)
+
+    p = verbs.add_parser("status", help="show what each environment serves",
+                         description="Shows, per environment, its state, Bento, model, URL and age.")
+    p.add_argument("env", nargs="?", help="one environment (default: all)")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
+    p.set_defaults(func=_cmd_status)
+
+    p = verbs.add_parser("stop", help="stop an environment's local server",
+                         description="Stops the environment's local server (SIGTERM, then SIGKILL after 15 s).")
+    p.add_argument("env", help="environment name")
+    p.set_defaults(func=_cmd_stop)
+    return parser
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _rows(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 2000:
+        raise argparse.ArgumentTypeError(f"must be >= 2000 so the holdout has fraud cases, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_environment()
+    args = build_parser().parse_args(argv)
+    from shipyard.bento import BuildError
+    from shipyard.config import ConfigError
+    from shipyard.targets import TargetError
+
+    handlers: dict[type[Exception], int] = {ConfigError: EXIT_USAGE, UsageError: EXIT_USAGE,
+                                            BuildError: EXIT_FAILED, TargetError: EXIT_FAILED}
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except tuple(handlers) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return handlers[type(exc)]
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

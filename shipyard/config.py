@@ -1,0 +1,122 @@
+"""environments/<name>/environment.yaml, validated.
+
+Everything about an environment that is not Kubernetes YAML lives in that file: where it runs,
+what "good" means there (gates), and what may differ from its sibling. pydantic validates it so a
+typo is an error naming the key and the rule, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shipyard.paths import environments_dir
+
+_CLOSED = ConfigDict(extra="forbid")
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SUITES = ("smoke", "integration", "contract", "acceptance", "load", "stress")
+Suite = Literal["smoke", "integration", "contract", "acceptance", "load", "stress"]
+
+
+class ConfigError(Exception):
+    """A missing or invalid environment definition; the CLI maps it to exit code 2."""
+
+
+class Bound(BaseModel):
+    """A gate threshold: `{min: x}`, `{max: y}` or both."""
+
+    model_config = _CLOSED
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_side(self) -> "Bound":
+        if self.min is None and self.max is None:
+            raise ValueError("a gate needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class LocalSettings(BaseModel):
+    model_config = _CLOSED
+    port: Annotated[int, Field(ge=1024, le=65535)] = 3000
+    ready_timeout_s: Annotated[float, Field(gt=0, le=600)] = 90
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class Parity(BaseModel):
+    model_config = _CLOSED
+    with_: Annotated[str, Field(alias="with", pattern=NAME_PATTERN)]
+    allow: list[str] = []
+
+
+class Promotion(BaseModel):
+    model_config = _CLOSED
+    to: Annotated[str, Field(pattern=NAME_PATTERN)]
+    requires_approval: bool = True
+    max_verdict_age_h: Annotated[float, Field(gt=0)] = 24
+    post_deploy_suites: list[Suite] = ["smoke"]
+
+
+class Environment(BaseModel):
+    """One environment. Only `name` is required; everything else has a working default."""
+
+    model_config = _CLOSED
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=40)]
+    target: Literal["local", "kubernetes"] = "local"
+    namespace: Annotated[str | None, Field(pattern=NAME_PATTERN, max_length=63)] = None
+    local: LocalSettings = LocalSettings()
+    data_sample: str | None = None
+    deadline_ms: Annotated[float, Field(gt=0, le=60_000)] = 100
+    parity: Parity | None = None
+    suites: dict[Suite, dict[str, float | int | str]] = {}
+    gates: dict[Suite, dict[str, Bound]] = {}
+    promotion: Promotion | None = None
+
+    @model_validator(mode="after")
+    def _namespace_for_kubernetes(self) -> "Environment":
+        if self.target == "kubernetes" and not self.namespace:
+            raise ValueError("target kubernetes needs a namespace")
+        return self
+
+
+def environment_file(name: str) -> Path:
+    return environments_dir() / name / "environment.yaml"
+
+
+def known_environments() -> list[str]:
+    root = environments_dir()
+    return sorted(p.parent.name for p in root.glob("*/environment.yaml")) if root.is_dir() else []
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_environment(name: str) -> Environment:
+    """Reads and validates environments/<name>/environment.yaml; ConfigError says what is wrong."""
+    path = environment_file(name)
+    if not path.is_file():
+        known = ", ".join(known_environments()) or "none"
+        raise ConfigError(f"unknown environment {name!r}: {path} does not exist (known: {known})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must be a mapping of keys to values, got {type(raw).__name__}")
+    try:
+        env = Environment.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path} is invalid:\n{_describe(exc)}") from exc
+    if env.name != name:
+        raise ConfigError(f"{path}: name: is {env.name!r} but the folder is {name!r}; they must match")
+    return env

@@ -1,0 +1,196 @@
+"""Where an environment runs. Everything that differs between targets lives here.
+
+LocalTarget serves the Bento with `bentoml serve` on the 127.0.0.1 port environment.yaml gives,
+recording the server's PID and what it serves under the state folder, so any later shipyard
+command (status, stop, verify) finds it without a daemon. KubernetesTarget arrives with
+`shipyard deploy` on a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from shipyard.config import Environment
+from shipyard.paths import PROJECT_ROOT, state_dir
+
+
+class TargetError(Exception):
+    """The target could not do what was asked; the CLI maps it to exit code 1."""
+
+
+@dataclass
+class LocalState:
+    """What a local deployment records: enough to find, check and stop it later."""
+
+    environment: str
+    pid: int
+    port: int
+    bento: str
+    model: str
+    started_at: str
+    log: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class Status:
+    environment: str
+    target: str
+    state: str  # ready | starting | stopped | dead
+    bento: str = ""
+    model: str = ""
+    url: str = ""
+    pid: int | None = None
+    started_at: str = ""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_ready(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class LocalTarget:
+    """Runs an environment as a `bentoml serve` process on loopback."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.dir = state_dir() / "local" / env.name
+        self.state_file = self.dir / "server.json"
+
+    def state(self) -> LocalState | None:
+        try:
+            return LocalState(**json.loads(self.state_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def status(self) -> Status:
+        st = self.state()
+        if st is None:
+            return Status(self.env.name, "local", "stopped")
+        alive = _pid_alive(st.pid)
+        state = "dead" if not alive else ("ready" if http_ready(st.url) else "starting")
+        return Status(self.env.name, "local", state, st.bento, st.model, st.url, st.pid, st.started_at)
+
+    def deploy(self, bento: str, model: str, progress: Callable[[str], None] = lambda _: None) -> LocalState:
+        """Serves `bento`; a no-op when it already serves it, a replacement when it serves another."""
+        current = self.state()
+        if current and _pid_alive(current.pid):
+            if current.bento == bento and http_ready(current.url):
+                progress(f"{self.env.name} already serves {bento} at {current.url}")
+                return current
+            progress(f"stopping {current.bento} (pid {current.pid})")
+            self.stop()
+        port = self.env.local.port
+        if _port_in_use(port):
+            raise TargetError(
+                f"port {port} on 127.0.0.1 is in use by another process: stop it, or change "
+                f"local.port in environments/{self.env.name}/environment.yaml"
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.dir / "server.log"
+        cmd = [
+            sys.executable, "-m", "bentoml", "serve", bento,
+            "--host", "127.0.0.1", "--port", str(port),
+        ]
+        env = dict(os.environ, BENTOML_DO_NOT_TRACK="True", SHIPYARD_WORKERS=str(self.env.local.workers))
+        with open(log_path, "ab") as log:
+            # A session of its own, so stop() can end bentoml's workers with it.
+            proc = subprocess.Popen(
+                cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        st = LocalState(
+            self.env.name, proc.pid, port, bento, model,
+            datetime.now(timezone.utc).isoformat(timespec="seconds"), str(log_path),
+        )
+        self.state_file.write_text(json.dumps(asdict(st), indent=2))
+        progress(f"started bentoml serve {bento} (pid {proc.pid}), waiting for {st.url}/readyz")
+        deadline = time.monotonic() + self.env.local.ready_timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.state_file.unlink(missing_ok=True)
+                raise TargetError(f"the server exited with code {proc.returncode} before it was ready:\n{_tail(log_path)}")
+            if http_ready(st.url, timeout=1.0):
+                return st
+            time.sleep(0.25)
+        self.stop()
+        raise TargetError(
+            f"the server was not ready within {self.env.local.ready_timeout_s:g}s "
+            f"(local.ready_timeout_s):\n{_tail(log_path)}"
+        )
+
+    def stop(self, grace_s: float = 15.0) -> bool:
+        """SIGTERM to the server's process group, SIGKILL after the grace period. True if it ran."""
+        st = self.state()
+        if st is None:
+            return False
+        was_running = _pid_alive(st.pid)
+        if was_running:
+            try:
+                os.killpg(st.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + grace_s
+            while _pid_alive(st.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _pid_alive(st.pid):
+                try:
+                    os.killpg(st.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.state_file.unlink(missing_ok=True)
+        return was_running
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def target_for(env: Environment, override: str | None = None) -> LocalTarget:
+    kind = override or env.target
+    if kind == "local":
+        return LocalTarget(env)
+    raise TargetError(
+        f"target {kind!r} for {env.name!r} is not available yet: the Kubernetes target arrives with "
+        "`shipyard deploy` on a cluster; use --target local"
+    )
