@@ -32,9 +32,15 @@ def error_detail_level() -> str:
 
 
 def field_path(loc: list[Any] | tuple[Any, ...]) -> str:
-    """pydantic's loc as a path a person reads: ("0", "amount") -> "[0].amount"; () -> "body"."""
+    """pydantic's loc as a path a person reads: (0, "amount") -> "[0].amount"; () -> "body".
+
+    BentoML wraps a list body in a root model whose loc starts with "root": that is the body.
+    """
+    parts = list(loc)
+    if parts[:1] == ["root"]:
+        parts = parts[1:]
     path = ""
-    for part in loc:
+    for part in parts:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return path or "body"
 

@@ -1,0 +1,42 @@
+# Thin aliases over the shipyard CLI and scripts; the logic lives in shipyard/ and scripts/.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHIPYARD := $(VENV)/bin/shipyard
+DEMO_ENV ?= staging
+
+.PHONY: venv demo test test-unit cluster-up cluster-down cluster-status clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+## demo: train, build the Bento, serve it locally as staging, send a valid and an invalid request
+demo: venv
+	$(SHIPYARD) train
+	$(SHIPYARD) build
+	$(SHIPYARD) deploy $(DEMO_ENV) --target local
+	scripts/demo-requests $(DEMO_ENV)
+	@echo "staging keeps serving; stop it with: $(SHIPYARD) stop $(DEMO_ENV)"
+
+## test: every test (unit, then the integration tests against real servers)
+test: venv
+	$(PY) -m pytest
+
+test-unit: venv
+	$(PY) -m pytest tests/unit
+
+cluster-up:
+	scripts/cluster/up
+
+cluster-down:
+	scripts/cluster/down
+
+cluster-status:
+	scripts/cluster/status
+
+clean:
+	rm -rf .shipyard

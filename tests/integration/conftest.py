@@ -1,0 +1,55 @@
+"""A real `bentoml serve` of the built Bento on a loopback port, deployed by the real CLI."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import TEST_ROWS, free_port, run_cli
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    env_name: str
+    cli_env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def environments(state_dir: Path) -> Path:
+    root = state_dir / "environments"
+    (root / "itest").mkdir(parents=True, exist_ok=True)
+    (root / "itest" / "environment.yaml").write_text(f"name: itest\ntarget: local\nlocal: {{port: {free_port()}}}\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cli_env(environments: Path) -> dict[str, str]:
+    return {"SHIPYARD_ENVIRONMENTS": str(environments)}
+
+
+@pytest.fixture(scope="session")
+def built_bento(cli_env) -> str:
+    for step in (["train", "--rows", str(TEST_ROWS)], ["build"]):
+        result = run_cli(*step, env=cli_env)
+        assert result.returncode == 0, result.stderr
+    return result.stdout.split()[1]
+
+
+@pytest.fixture(scope="session")
+def served(built_bento, cli_env):
+    result = run_cli("deploy", "itest", "--target", "local", env=cli_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    url = result.stdout.split(" at ")[1].split(",")[0]
+    yield Served(url, "itest", cli_env)
+    run_cli("stop", "itest", env=cli_env)
+
+
+@pytest.fixture(scope="session")
+def client(served):
+    with httpx.Client(base_url=served.url, timeout=30) as c:
+        yield c

@@ -1,0 +1,126 @@
+"""The built Bento served by a real `bentoml serve`: answers, rejections, health, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from service.schemas import MAX_BATCH_ITEMS, Score
+from tests.conftest import VALID_TRANSACTION
+
+pytestmark = pytest.mark.server
+JSON = {"content-type": "application/json"}
+
+
+def tx(**changes):
+    return {**VALID_TRANSACTION, **changes}
+
+
+def test_scores_a_valid_transaction(client, built_bento):
+    resp = client.post("/score", json=VALID_TRANSACTION)
+    assert resp.status_code == 200, resp.text
+    score = Score.model_validate(resp.json())
+    assert score.transaction_id == "tx-1"
+    assert score.model_version.startswith("fraud_detector:")
+
+
+def test_scores_a_client_sent_list_in_order(client):
+    items = [tx(transaction_id=f"t{i}", amount=10.0 + i) for i in range(MAX_BATCH_ITEMS)]
+    resp = client.post("/score_batch", json=items)
+    assert resp.status_code == 200, resp.text
+    scores = [Score.model_validate(s) for s in resp.json()]
+    assert [s.transaction_id for s in scores] == [f"t{i}" for i in range(MAX_BATCH_ITEMS)]
+
+
+def test_single_and_list_agree(client):
+    one = client.post("/score", json=VALID_TRANSACTION).json()
+    many = client.post("/score_batch", json=[VALID_TRANSACTION]).json()
+    assert many == [one]
+
+
+# (name, path, raw body or JSON value, headers, expected status, field the error must name)
+INVALID = [
+    ("amount zero", "/score", tx(amount=0), None, 400, "amount"),
+    ("amount negative", "/score", tx(amount=-10.0), None, 400, "amount"),
+    ("amount too large", "/score", tx(amount=2e6), None, 400, "amount"),
+    ("amount as string", "/score", tx(amount="10"), None, 400, "amount"),
+    ("amount NaN token", "/score", json.dumps(tx()).replace("42.5", "NaN"), None, 400, "amount"),
+    ("amount Infinity token", "/score", json.dumps(tx()).replace("42.5", "Infinity"), None, 400, "amount"),
+    ("amount overflows to inf", "/score", json.dumps(tx()).replace("42.5", "1e400"), None, 400, "amount"),
+    ("amount null", "/score", tx(amount=None), None, 400, "amount"),
+    ("currency unknown", "/score", tx(currency="XXX"), None, 400, "currency"),
+    ("currency lowercase", "/score", tx(currency="eur"), None, 400, "currency"),
+    ("mcc too short", "/score", tx(merchant_category="541"), None, 400, "merchant_category"),
+    ("mcc as number", "/score", tx(merchant_category=5411), None, 400, "merchant_category"),
+    ("country lowercase", "/score", tx(country="de"), None, 400, "country"),
+    ("country three letters", "/score", tx(country="DEU"), None, 400, "country"),
+    ("hour 24", "/score", tx(hour=24), None, 400, "hour"),
+    ("hour fractional", "/score", tx(hour=3.5), None, 400, "hour"),
+    ("hour boolean", "/score", tx(hour=True), None, 400, "hour"),
+    ("card_present string", "/score", tx(card_present="yes"), None, 400, "card_present"),
+    ("distance negative", "/score", tx(distance_from_home_km=-1.0), None, 400, "distance_from_home_km"),
+    ("burst too large", "/score", tx(transactions_last_24h=5000), None, 400, "transactions_last_24h"),
+    ("account age negative", "/score", tx(account_age_days=-1), None, 400, "account_age_days"),
+    ("avg amount list", "/score", tx(avg_amount_30d=[1]), None, 400, "avg_amount_30d"),
+    ("missing field", "/score", {k: v for k, v in tx().items() if k != "hour"}, None, 400, "hour"),
+    ("unknown field", "/score", tx(cvv="123"), None, 400, "cvv"),
+    ("transaction id too long", "/score", tx(transaction_id="x" * 65), None, 400, "transaction_id"),
+    ("malformed JSON", "/score", '{"amount": 1,', None, 400, "body"),
+    ("empty body", "/score", "", None, 400, "amount"),
+    ("array instead of object", "/score", [tx()], None, 400, "body"),
+    ("double-encoded JSON", "/score", json.dumps(json.dumps(tx())), None, 400, "body"),
+    ("text/plain", "/score", json.dumps(tx()), {"content-type": "text/plain"}, 415, "Content-Type"),
+    ("form encoded", "/score", "amount=1", {"content-type": "application/x-www-form-urlencoded"}, 415, "Content-Type"),
+    ("no content type", "/score", json.dumps(tx()), {"content-type": ""}, 415, "Content-Type"),
+    ("oversized body", "/score", json.dumps(tx(transaction_id="x")) + " " * (1 << 20), None, 413, "body"),
+    ("empty list", "/score_batch", [], None, 400, "body"),
+    ("oversized list", "/score_batch", [tx()] * (MAX_BATCH_ITEMS + 1), None, 400, "body"),
+    ("invalid item in list", "/score_batch", [tx(), tx(hour=99)], None, 400, "[1].hour"),
+    ("object instead of list", "/score_batch", tx(), None, 400, "body"),
+]
+
+
+@pytest.mark.parametrize("name,path,body,headers,status,field", INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_requests_get_a_4xx_naming_the_field(client, name, path, body, headers, status, field):
+    raw = body if isinstance(body, str) else json.dumps(body)
+    resp = client.post(path, content=raw.encode(), headers=headers if headers is not None else JSON)
+    assert resp.status_code == status, resp.text
+    payload = resp.json()
+    assert payload["error"] and payload["message"]
+    named = [f["field"] for f in payload["fields"]]
+    assert field in named, payload
+    assert all(f["rule"] for f in payload["fields"])
+
+
+def test_invalid_kinds_are_many_and_distinct():
+    assert len({c[0] for c in INVALID}) >= 25
+
+
+def test_wrong_method_is_405(client):
+    resp = client.get("/score")
+    assert resp.status_code == 405 and resp.json()["error"] == "method_not_allowed"
+
+
+def test_health_endpoints(client):
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/livez").status_code == 200
+
+
+def test_metrics_count_decisions(client):
+    client.post("/score", json=VALID_TRANSACTION)
+    text = client.get("/metrics").text
+    assert "shipyard_decisions_total" in text
+    assert "bentoml_service_request_total" in text or "http_request" in text
+
+
+def test_openapi_carries_the_constraints(client):
+    spec = client.get("/docs.json").json()
+    schemas = spec["components"]["schemas"]
+    tx_schema = next(s for name, s in schemas.items() if name.startswith("Transaction") and "properties" in s)
+    props = tx_schema["properties"]
+    assert props["amount"]["exclusiveMinimum"] == 0 and props["amount"]["maximum"] == 1_000_000
+    assert props["hour"]["minimum"] == 0 and props["hour"]["maximum"] == 23
+    assert props["merchant_category"]["pattern"] == r"^\d{4}$"
+    assert tx_schema.get("additionalProperties") is False
+    assert {"/score", "/score_batch"} <= set(spec["paths"])

@@ -1,0 +1,59 @@
+"""environment.yaml is validated with errors that name the key and the rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from shipyard.config import ConfigError, known_environments, load_environment
+
+
+@pytest.fixture
+def envs(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHIPYARD_ENVIRONMENTS", str(tmp_path))
+    return tmp_path
+
+
+def write(envs, name, text):
+    (envs / name).mkdir(exist_ok=True)
+    (envs / name / "environment.yaml").write_text(text)
+
+
+def test_project_environments_are_valid(monkeypatch):
+    monkeypatch.delenv("SHIPYARD_ENVIRONMENTS", raising=False)
+    assert {"staging", "production"} <= set(known_environments())
+    for name in ("staging", "production"):
+        env = load_environment(name)
+        assert env.name == name and env.namespace.endswith(name)
+    assert load_environment("staging").local.port != load_environment("production").local.port
+
+
+def test_minimal_file_gets_defaults(envs):
+    write(envs, "dev", "name: dev\n")
+    env = load_environment("dev")
+    assert env.target == "local" and env.local.port == 3000
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("name: dev\nlocal: {port: 80}\n", "local.port: Input should be greater than or equal to 1024"),
+        ("name: dev\nlocal: {prot: 3000}\n", "local.prot: Extra inputs are not permitted"),
+        ("name: dev\ntarget: cloud\n", "target: Input should be 'local' or 'kubernetes'"),
+        ("name: dev\ntarget: kubernetes\n", "target kubernetes needs a namespace"),
+        ("name: dev\ngates: {load: {p95_ms: {}}}\n", "a gate needs min, max or both"),
+        ("name: dev\ngates: {soak: {p95_ms: {max: 1}}}\n", "gates.soak"),
+        ("name: other\n", "name: is 'other' but the folder is 'dev'"),
+        ("name: [dev\n", "not valid YAML"),
+        ("- dev\n", "must be a mapping"),
+    ],
+)
+def test_invalid_files_name_key_and_rule(envs, text, expected):
+    write(envs, "dev", text)
+    with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("(", r"\(")):
+        load_environment("dev")
+
+
+def test_unknown_environment_lists_known_ones(envs):
+    write(envs, "dev", "name: dev\n")
+    with pytest.raises(ConfigError, match=r"unknown environment 'qa'.*known: dev"):
+        load_environment("qa")

@@ -1,0 +1,44 @@
+"""The service class called in-process, with a real model from the store."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.schemas import Score, Transaction
+from tests.conftest import VALID_TRANSACTION
+
+
+@pytest.fixture(scope="module")
+def scorer(trained_model):
+    from service.service import FraudScorer
+
+    return FraudScorer()
+
+
+def test_scores_one_transaction(scorer, trained_model):
+    score = scorer.score(Transaction.model_validate(VALID_TRANSACTION))
+    assert isinstance(score, Score)
+    assert score.transaction_id == "tx-1"
+    assert score.model_version == trained_model
+    assert score.decision == ("fraud" if score.probability >= score.threshold else "legitimate")
+
+
+def test_batch_keeps_order_and_matches_single(scorer):
+    risky = {**VALID_TRANSACTION, "transaction_id": "tx-2", "amount": 4000.0, "hour": 3, "card_present": False,
+             "merchant_category": "5944", "distance_from_home_km": 4000.0, "account_age_days": 5,
+             "transactions_last_24h": 15}
+    txs = [Transaction.model_validate(VALID_TRANSACTION), Transaction.model_validate(risky)]
+    scores = scorer.score_batch(txs)
+    assert [s.transaction_id for s in scores] == ["tx-1", "tx-2"]
+    assert scores[0].probability == pytest.approx(scorer.score(txs[0]).probability)
+    assert scores[1].probability > scores[0].probability
+    assert scores[1].decision == "fraud"
+
+
+def test_broken_output_becomes_a_500_not_a_score(scorer, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setattr(scorer.pipeline, "predict_proba", lambda X: np.full((len(X), 2), np.nan))
+    answer = scorer.score(Transaction.model_validate(VALID_TRANSACTION))
+    assert answer.status_code == 500
+    assert b"output_validation_failed" in answer.body
