@@ -18,3 +18,40 @@ CLUSTER_STATE="$SHIPYARD_STATE/cluster"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+APISERVER_PORT="${SHIPYARD_APISERVER_PORT:-6443}"
+ETCD_PORT="${SHIPYARD_ETCD_PORT:-2379}"
+KUBECONFIG_ADMIN="$CLUSTER_STATE/admin.kubeconfig"
+CONTAINERD_SOCK="$CLUSTER_STATE/containerd/containerd.sock"
+SANDBOX_IMAGE="shipyard.local/pause:3.10"
+BRIDGE="shipyard0"
+POD_SUBNET="10.244.0.0/24"
+SERVICE_RANGE="10.96.0.0/16"
+# Start order; `down` walks it backwards.
+COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet)
+
+node_name() { hostname | tr '[:upper:]' '[:lower:]'; }
+
+# The node's address on the default route's interface: the InternalIP kubelet reports.
+# Read from the interface table, no packet sent.
+node_ip() {
+  local dev
+  dev="$(ip -4 route show default | awk '{for (i=1;i<NF;i++) if ($i=="dev") {print $(i+1); exit}}')"
+  ip -4 -o addr show dev "$dev" | awk '{split($4, a, "/"); print a[1]; exit}'
+}
+
+pid_of() { cat "$CLUSTER_STATE/pids/$1.pid" 2>/dev/null || true; }
+alive() { local pid; pid="$(pid_of "$1")"; [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+
+# Installs Debian packages whose command is missing: "command:package" pairs.
+ensure_packages() {
+  local missing=() pair
+  for pair in "$@"; do command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || die "missing packages ${missing[*]}; install them as root (apt-get install ${missing[*]})"
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+kubectl_admin() { "$CLUSTER_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
