@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SHIPYARD := $(VENV)/bin/shipyard
 DEMO_ENV ?= staging
 
-.PHONY: venv demo test test-unit cluster-up cluster-down cluster-status clean
+.PHONY: venv demo test test-unit services cluster-up cluster-down cluster-status clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,9 +22,15 @@ demo: venv
 	scripts/demo-requests $(DEMO_ENV)
 	@echo "staging keeps serving; stop it with: $(SHIPYARD) stop $(DEMO_ENV)"
 
-## test: every test (unit, then the integration tests against real servers)
-test: venv
+## test: every test: unit, then integration against real servers, docker, the registry and the
+## local cluster (their scripts install and start whatever is missing; the cluster stays up)
+test: venv services
 	$(PY) -m pytest
+
+## services: docker engine + loopback registry, and the local Kubernetes cluster
+services:
+	scripts/image/up
+	scripts/cluster/up
 
 test-unit: venv
 	$(PY) -m pytest tests/unit

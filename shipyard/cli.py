@@ -69,6 +69,30 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_image_build(args: argparse.Namespace) -> int:
+    from shipyard.image import build_image
+    from shipyard.output import info
+
+    record = build_image(args.bento, args.registry, echo=info)
+    print(f"{record.reference}")
+    info(f"image {record.tag} ({record.size_bytes / 1e6:.0f} MB) from {record.bento}, model {record.model}, "
+         f"built and pushed in {record.build_seconds:.1f}s")
+    return EXIT_OK
+
+
+def _cmd_image_list(args: argparse.Namespace) -> int:
+    from shipyard.image import list_images
+    from shipyard.output import print_json, table
+
+    records = list_images()
+    if args.output == "json":
+        print_json([{**asdict(r), "digest": r.digest} for r in records])
+    else:
+        print(table(["bento", "model", "digest", "size", "built"],
+                    [[r.bento, r.model, r.reference, f"{r.size_bytes / 1e6:.0f}MB", r.built_at] for r in records]))
+    return EXIT_OK
+
+
 def _age(started_at: str) -> str:
     if not started_at:
         return ""
@@ -133,6 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
                                      "requirements) from bentofile.yaml.")
     p.set_defaults(func=_cmd_build)
 
+    p = verbs.add_parser("image", help="build, push and list OCI images of the Bento",
+                         description="OCI images of the Bento, pushed to a registry and referred to by digest.")
+    image_verbs = p.add_subparsers(dest="image_verb", metavar="<action>", required=True)
+    q = image_verbs.add_parser("build", help="containerize the Bento, push it, print its digest",
+                               description="Runs `bentoml containerize` on the Bento (base image and template "
+                                           "from bentofile.yaml), pushes it to the registry and prints the "
+                                           "repository digest (name@sha256:...) the registry reports.")
+    q.add_argument("--bento", default="fraud_scorer:latest", help="Bento tag (default fraud_scorer:latest)")
+    q.add_argument("--registry", help="registry host:port (default $SHIPYARD_REGISTRY or 127.0.0.1:5000)")
+    q.set_defaults(func=_cmd_image_build)
+    q = image_verbs.add_parser("list", help="images built, with Bento, model and digest",
+                               description="Lists the images `shipyard image build` pushed.")
+    q.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
+    q.set_defaults(func=_cmd_image_list)
+
     p = verbs.add_parser("deploy", help="serve a Bento in an environment",
                          description="Serves the Bento in the environment defined by "
                                      "environments/<env>/environment.yaml and waits until /readyz answers.")
@@ -176,10 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from shipyard.bento import BuildError
     from shipyard.config import ConfigError
+    from shipyard.image import ImageError
     from shipyard.targets import TargetError
 
     handlers: dict[type[Exception], int] = {ConfigError: EXIT_USAGE, UsageError: EXIT_USAGE,
-                                            BuildError: EXIT_FAILED, TargetError: EXIT_FAILED}
+                                            BuildError: EXIT_FAILED, TargetError: EXIT_FAILED,
+                                            ImageError: EXIT_FAILED}
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

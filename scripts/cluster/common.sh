@@ -12,9 +12,9 @@ SHIPYARD_CACHE="${SHIPYARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shipyard}"
 RECIPE_HASH="$(cat "$CLUSTER_SCRIPTS/versions.env" "$CLUSTER_SCRIPTS/build" | sha256sum | cut -c1-12)"
 CLUSTER_BIN="$SHIPYARD_CACHE/cluster/bin-$KUBERNETES_VERSION-etcd$ETCD_VERSION-$RECIPE_HASH"
 
-# Runtime state of the running cluster lives under the project's state folder.
-SHIPYARD_STATE="${SHIPYARD_STATE:-$PROJECT_ROOT/.shipyard}"
-CLUSTER_STATE="$SHIPYARD_STATE/cluster"
+# Runtime state of the running cluster lives under the project's state folder. Its own variable:
+# test sessions move SHIPYARD_STATE to a scratch folder, but there is one cluster per checkout.
+CLUSTER_STATE="${SHIPYARD_CLUSTER_STATE:-$PROJECT_ROOT/.shipyard/cluster}"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

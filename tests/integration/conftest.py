@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,3 +55,33 @@ def served(built_bento, cli_env):
 def client(served):
     with httpx.Client(base_url=served.url, timeout=30) as c:
         yield c
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    reference: str  # registry/repository@sha256:...
+    tag: str
+    output: str
+
+
+@pytest.fixture(scope="session")
+def built_image(built_bento, cli_env) -> BuiltImage:
+    """`shipyard image build` of the session's Bento: containerize, push, digest (real docker, real registry)."""
+    result = run_cli("image", "build", env=cli_env, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = json.loads(run_cli("image", "list", "-o", "json", env=cli_env).stdout)
+    record = next(r for r in listed if r["reference"] == result.stdout.strip())
+    return BuiltImage(record["reference"], record["tag"], result.stdout + result.stderr)
+
+
+def wait_ready(url: str, limit_s: float = 120) -> None:
+    """Polls /readyz; the limit only catches hangs."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never became ready")

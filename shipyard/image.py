@@ -1,0 +1,180 @@
+"""The `image` step: Bento -> OCI image (bentoml containerize) -> registry -> digest.
+
+Deployments refer to images by digest only, so this step's product is the repository digest the
+registry itself reports, recorded with the Bento and model it was built from. A record is written
+only after the push succeeded and the registry confirmed the digest: no half-pushed state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from shipyard.bento import BuildError, resolve_bento
+from shipyard.paths import PROJECT_ROOT, state_dir
+
+DEFAULT_REGISTRY = "127.0.0.1:5000"
+REPOSITORY = "fraud-scorer"
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_MANIFEST_TYPES = ", ".join([
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+])
+
+
+class ImageError(Exception):
+    """The image could not be built or pushed; the message names what to do (exit 1)."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    bento: str
+    model: str
+    reference: str  # registry/repository@sha256:...
+    tag: str
+    size_bytes: int
+    built_at: str
+    build_seconds: float
+
+    @property
+    def digest(self) -> str:
+        return self.reference.rsplit("@", 1)[1]
+
+
+def registry_address() -> str:
+    return os.environ.get("SHIPYARD_REGISTRY", DEFAULT_REGISTRY)
+
+
+def _records_file() -> Path:
+    return state_dir() / "images.json"
+
+
+def list_images() -> list[ImageRecord]:
+    try:
+        return [ImageRecord(**r) for r in json.loads(_records_file().read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def _record(record: ImageRecord) -> None:
+    records = [r for r in list_images() if r.reference != record.reference] + [record]
+    path = _records_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([asdict(r) for r in records], indent=2))
+    tmp.replace(path)
+
+
+def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, echo: Callable[[str], None] | None = None,
+         cwd: Path = PROJECT_ROOT) -> str:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, **(env or {})), cwd=cwd)
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        if echo and line.startswith(("Step ", "Successfully", "The push refers", "latest:", "v")):
+            echo("  " + line.rstrip())
+    if proc.wait() != 0:
+        tail = "\n".join(lines[-25:])
+        raise ImageError(f"{what} failed (exit {proc.returncode}):\n{tail}")
+    return "\n".join(lines)
+
+
+def check_docker() -> None:
+    if shutil.which("docker") is None:
+        raise ImageError("docker is not installed: run scripts/image/up (installs Debian's docker.io)")
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        raise ImageError("the docker engine is not running: run scripts/image/up (starts dockerd)")
+
+
+def registry_digest(registry: str, repository: str, tag: str) -> str:
+    """The digest the registry serves for repository:tag (Docker-Content-Digest of the manifest)."""
+    req = urllib.request.Request(f"http://{registry}/v2/{repository}/manifests/{tag}", method="HEAD",
+                                 headers={"Accept": _MANIFEST_TYPES})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.headers["Docker-Content-Digest"]
+    except urllib.error.HTTPError as exc:
+        raise ImageError(f"registry {registry} has no {repository}:{tag} (HTTP {exc.code})") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise ImageError(f"registry {registry} is not answering ({exc}): run scripts/image/up") from exc
+
+
+def check_registry(registry: str) -> None:
+    try:
+        with urllib.request.urlopen(f"http://{registry}/v2/", timeout=5):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            return  # answering, with auth: docker push will use the user's credentials
+        raise ImageError(f"registry {registry} answered HTTP {exc.code} on /v2/") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise ImageError(f"registry {registry} is not answering ({exc.__class__.__name__}): run scripts/image/up "
+                         "or set SHIPYARD_REGISTRY to your registry") from exc
+
+
+def ensure_base_image(echo: Callable[[str], None]) -> None:
+    """Builds shipyard's base image when the bentofile names it and it is missing."""
+    import yaml
+
+    base = (yaml.safe_load((PROJECT_ROOT / "bentofile.yaml").read_text()).get("docker") or {}).get("base_image", "")
+    if not base.startswith("shipyard-base:"):
+        return  # the user's choice (an official image, say): docker pulls it
+    echo(f"ensuring base image {base} (scripts/image/build-base)")
+    _run([str(PROJECT_ROOT / "scripts/image/build-base")], "building the base image")
+
+
+def build_image(bento_tag: str = "fraud_scorer:latest", registry: str | None = None,
+                echo: Callable[[str], None] = lambda _: None) -> ImageRecord:
+    """containerize -> push -> digest confirmed by the registry -> recorded."""
+    registry = registry or registry_address()
+    bento = resolve_bento(bento_tag)
+    check_docker()
+    check_registry(registry)
+    ensure_base_image(echo)
+    version = bento.tag.split(":", 1)[1]
+    image = f"{registry}/{REPOSITORY}:{version}"
+    started = time.monotonic()
+    echo(f"containerizing {bento.tag} as {image}")
+    # containerize copies the Bento to a temporary folder and reads a dockerfile_template only
+    # below its working directory and outside hidden folders: run it from a scratch folder in the
+    # system temp dir that is also its TMPDIR.
+    with tempfile.TemporaryDirectory(prefix="shipyard-containerize-") as scratch:
+        _run([sys.executable, "-m", "bentoml", "containerize", bento.tag, "--image-tag", image],
+             "bentoml containerize", env={"DOCKER_BUILDKIT": "0", "TMPDIR": scratch}, echo=echo, cwd=Path(scratch))
+    echo(f"pushing {image}")
+    _run(["docker", "push", image], "docker push", echo=echo)
+    digest = registry_digest(registry, REPOSITORY, version)
+    if not DIGEST_RE.match(digest or ""):
+        raise ImageError(f"registry {registry} returned no usable digest for {image}: {digest!r}")
+    local = subprocess.run(["docker", "image", "inspect", "-f", "{{json .RepoDigests}}", image],
+                           capture_output=True, text=True, check=True).stdout
+    if digest not in local:
+        raise ImageError(f"the registry's digest {digest} differs from docker's {local.strip()}")
+    size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image],
+                              capture_output=True, text=True, check=True).stdout.strip())
+    record = ImageRecord(
+        bento=bento.tag, model=bento.model_tag, reference=f"{registry}/{REPOSITORY}@{digest}", tag=image,
+        size_bytes=size, built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        build_seconds=round(time.monotonic() - started, 1),
+    )
+    _record(record)
+    return record
+
+
+__all__ = ["BuildError", "ImageError", "ImageRecord", "build_image", "list_images", "registry_digest"]
