@@ -22,12 +22,15 @@ from tests.integration.conftest import wait_ready
 pytestmark = pytest.mark.cluster
 CLUSTER = PROJECT_ROOT / ".shipyard" / "cluster"
 KUBECTL = CLUSTER / "bin" / "kubectl"
-NS = "shipyard-itest"
+# One namespace per session: an earlier, aborted run may still be terminating its own.
+NS = f"shipyard-itest-{os.getpid()}"
 
 
 def kubectl(*args: str, check: bool = True, timeout: float = 180, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([str(KUBECTL), "--kubeconfig", str(CLUSTER / "admin.kubeconfig"), *args],
-                          capture_output=True, text=True, check=check, timeout=timeout, **kw)
+    result = subprocess.run([str(KUBECTL), "--kubeconfig", str(CLUSTER / "admin.kubeconfig"), *args],
+                            capture_output=True, text=True, timeout=timeout, **kw)
+    assert not check or result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+    return result
 
 
 def script(name: str, *args: str) -> subprocess.CompletedProcess:
@@ -39,7 +42,7 @@ def script(name: str, *args: str) -> subprocess.CompletedProcess:
 def cluster():
     result = script("up")
     assert result.returncode == 0, result.stdout + result.stderr
-    kubectl("create", "namespace", NS, check=False)
+    kubectl("create", "namespace", NS)
     yield
     kubectl("delete", "namespace", NS, "--wait=false", check=False)
 
@@ -55,7 +58,8 @@ def deployment(image: str) -> dict:
                 "metadata": {"labels": {"app.kubernetes.io/name": "scorer"}},
                 "spec": {
                     "automountServiceAccountToken": False,
-                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 1034, "runAsGroup": 1034,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
                         "name": "scorer", "image": image, "ports": [{"containerPort": 3000}],
                         "readinessProbe": {"httpGet": {"path": "/readyz", "port": 3000}, "periodSeconds": 2},

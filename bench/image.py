@@ -1,0 +1,78 @@
+"""Image figures from one run: size and what takes it, cold start to /readyz, rebuild time.
+
+- size: the image's size and its largest layers, and the largest folders in its venv;
+- cold start: `docker run` (read-only root, non-root) to the first /readyz 200, median of 5;
+- rebuild: `shipyard build` + `shipyard image build` after a service-code-only change (a comment
+  appended to a copy of the service is not possible without touching the tree, so the benchmark
+  rebuilds the Bento, which changes only its code layer), compared with a no-change rebuild.
+
+usage: python -m bench.image   (needs scripts/image/up and a built image: shipyard image build)
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+
+import httpx
+
+from shipyard.paths import configure_environment
+
+configure_environment()
+
+from bench.common import free_port  # noqa: E402
+
+
+def sh(*cmd: str) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+def cold_start_s(reference: str) -> float:
+    port = free_port()
+    start = time.perf_counter()
+    cid = sh("docker", "run", "-d", "--read-only", "--tmpfs", "/tmp", "-p", f"127.0.0.1:{port}:3000", reference).strip()
+    try:
+        deadline = start + 120
+        while time.perf_counter() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    return time.perf_counter() - start
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("container never became ready")
+    finally:
+        sh("docker", "rm", "-f", cid)
+
+
+def timed(*cmd: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    from shipyard.image import list_images
+
+    record = list_images()[-1]
+    layers = [line.split("\t") for line in sh("docker", "history", "--no-trunc", "--format",
+                                               "{{.Size}}\t{{.CreatedBy}}", record.tag).splitlines()]
+    venv = sh("docker", "run", "--rm", "--entrypoint", "sh", record.tag, "-c",
+              "du -sm /opt/venv/lib/python3.11/site-packages/* /opt/venv/bin/uv /usr/lib /usr/bin | sort -n | tail -8")
+    starts = [cold_start_s(record.reference) for _ in range(5)]
+    shipyard = ".venv/bin/shipyard"
+    rebuild = timed(shipyard, "build") + timed(shipyard, "image", "build")
+    print(json.dumps({
+        "image": record.reference,
+        "size_mb": round(record.size_bytes / 1e6),
+        "layers": [[size, created[:90]] for size, created in layers if size not in ("0B",)][:8],
+        "largest_paths_mb": venv.strip().splitlines(),
+        "cold_start_s": {"median": round(statistics.median(starts), 2), "all": [round(s, 2) for s in starts]},
+        "rebuild_after_code_change_s": round(rebuild, 1),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
