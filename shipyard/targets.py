@@ -73,6 +73,21 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group: the server and every worker it forked."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
 def _port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -161,20 +176,22 @@ class LocalTarget:
         st = self.state()
         if st is None:
             return False
-        was_running = _pid_alive(st.pid)
+        was_running = bool(_group_members(st.pid))
         if was_running:
             try:
                 os.killpg(st.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
             deadline = time.monotonic() + grace_s
-            while _pid_alive(st.pid) and time.monotonic() < deadline:
+            while _group_members(st.pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if _pid_alive(st.pid):
+            if _group_members(st.pid):
                 try:
                     os.killpg(st.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+                while _group_members(st.pid) and time.monotonic() < deadline + 5:
+                    time.sleep(0.1)
         self.state_file.unlink(missing_ok=True)
         return was_running
 

@@ -70,8 +70,9 @@ def test_stop_ends_the_server_and_every_worker(built_bento, cli_env, environment
 
 
 def _pgid(pid: str) -> int | None:
+    """The process group of a live process (zombies hold nothing and count as gone)."""
     try:
-        stat = open(f"/proc/{pid}/stat").read()
-        return int(stat.rsplit(")", 1)[1].split()[2])
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return None if fields[0] == "Z" else int(fields[2])
     except (OSError, ValueError, IndexError):
         return None
