@@ -57,16 +57,50 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_deploy(args: argparse.Namespace) -> int:
     from shipyard.bento import resolve_bento
     from shipyard.config import load_environment
+    from shipyard.image import resolve_deployable
+    from shipyard.manifests import ImageRef
     from shipyard.output import info
-    from shipyard.targets import target_for
+    from shipyard.targets import LocalTarget, target_for
 
     env = load_environment(args.env)
     target = target_for(env, args.target)
-    bento = resolve_bento(args.bento)
-    started = time.monotonic()
-    st = target.deploy(bento.tag, bento.model_tag, progress=info)
-    print(f"{env.name}: serving {st.bento} (model {st.model}) at {st.url}, ready after {time.monotonic() - started:.1f}s")
+    if isinstance(target, LocalTarget):
+        if args.image or args.dry_run:
+            raise UsageError("--image and --dry-run apply to the kubernetes target; the local target serves a Bento")
+        bento = resolve_bento(args.bento)
+        started = time.monotonic()
+        st = target.deploy(bento.tag, bento.model_tag, progress=info)
+        print(f"{env.name}: serving {st.bento} (model {st.model}) at {st.url}, ready after {time.monotonic() - started:.1f}s")
+        return EXIT_OK
+    reference, notes = resolve_deployable(args.image)
+    info(f"deploying {reference} to {env.name} (namespace {env.namespace})")
+    result = target.deploy(ImageRef.parse(reference), notes, progress=info, dry_run=args.dry_run,
+                           timeout_s=args.timeout)
+    if args.dry_run:
+        print(f"{env.name}: dry run, {'changes shown above' if result.changed else 'nothing would change'}")
+    else:
+        print(f"{env.name}: {result.ready}/{result.desired} replicas ready running {result.image} "
+              f"({'updated' if result.changed else 'unchanged'}) in {result.seconds:.1f}s")
     return EXIT_OK
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from shipyard.config import load_environment
+    from shipyard.manifests import parity
+    from shipyard.output import print_json, table
+
+    left, right = load_environment(args.left), load_environment(args.right)
+    allow = left.parity.allow if left.parity else []
+    diffs = parity(left, right, allow)
+    if args.output == "json":
+        print_json([asdict(d) for d in diffs])
+    elif diffs:
+        print(table(["object", "path", left.name, right.name, "allowed"],
+                    [[d.obj, d.path, d.left, d.right, "yes" if d.allowed else "NO"] for d in diffs]))
+    bad = [d for d in diffs if not d.allowed]
+    if args.output != "json":
+        print(f"{len(diffs)} differences, {len(bad)} outside {left.name}'s parity.allow {allow}")
+    return EXIT_FAILED if bad else EXIT_OK
 
 
 def _cmd_image_build(args: argparse.Namespace) -> int:
@@ -109,13 +143,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from shipyard.targets import target_for
 
     names = [args.env] if args.env else known_environments()
-    statuses = [target_for(load_environment(n), "local").status() for n in names]
+    statuses = [target_for(load_environment(n), args.target).status() for n in names]
     if args.output == "json":
         print_json([asdict(s) for s in statuses])
     else:
         print(table(
-            ["environment", "target", "state", "bento", "model", "url", "pid", "age"],
-            [[s.environment, s.target, s.state, s.bento, s.model, s.url, s.pid, _age(s.started_at)] for s in statuses],
+            ["environment", "target", "state", "bento", "model", "where", "age"],
+            [[s.environment, s.target, s.state, s.bento, s.model,
+              s.url or (s.image.split("@")[-1][:19] + "..." if s.image else ""), _age(s.started_at)] for s in statuses],
         ))
     return EXIT_OK
 
@@ -177,12 +212,24 @@ def build_parser() -> argparse.ArgumentParser:
                                      "environments/<env>/environment.yaml and waits until /readyz answers.")
     p.add_argument("env", help="environment name (a folder under environments/)")
     p.add_argument("--target", choices=["local", "kubernetes"], help="override environment.yaml's target")
-    p.add_argument("--bento", default="fraud_scorer:latest", help="Bento tag (default fraud_scorer:latest)")
+    p.add_argument("--bento", default="fraud_scorer:latest", help="local target: Bento tag (default fraud_scorer:latest)")
+    p.add_argument("--image", help="kubernetes target: image name@sha256:... (default: the last `shipyard image build`)")
+    p.add_argument("--dry-run", action="store_true", help="kubernetes target: show what would change (server-side), change nothing")
+    p.add_argument("--timeout", type=_positive_float, default=300, help="kubernetes target: rollout timeout in seconds (default 300)")
     p.set_defaults(func=_cmd_deploy)
+
+    p = verbs.add_parser("diff", help="compare two environments' manifests against the parity allow-list",
+                         description="Renders both environments with the same image and shows every difference; "
+                                     "exits 1 when one falls outside the first environment's parity.allow.")
+    p.add_argument("left", help="environment whose parity.allow applies (e.g. staging)")
+    p.add_argument("right", help="environment to compare with (e.g. production)")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
+    p.set_defaults(func=_cmd_diff)
 
     p = verbs.add_parser("status", help="show what each environment serves",
                          description="Shows, per environment, its state, Bento, model, URL and age.")
     p.add_argument("env", nargs="?", help="one environment (default: all)")
+    p.add_argument("--target", choices=["local", "kubernetes"], help="override environment.yaml's target")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
     p.set_defaults(func=_cmd_status)
 
@@ -203,6 +250,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
+    return value
+
+
 def _rows(text: str) -> int:
     value = _non_negative_int(text)
     if value < 2000:
@@ -216,11 +273,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from shipyard.bento import BuildError
     from shipyard.config import ConfigError
     from shipyard.image import ImageError
+    from shipyard.kubectl import ClusterError
+    from shipyard.manifests import ManifestError
     from shipyard.targets import TargetError
 
     handlers: dict[type[Exception], int] = {ConfigError: EXIT_USAGE, UsageError: EXIT_USAGE,
                                             BuildError: EXIT_FAILED, TargetError: EXIT_FAILED,
-                                            ImageError: EXIT_FAILED}
+                                            ImageError: EXIT_FAILED, ClusterError: EXIT_FAILED,
+                                            ManifestError: EXIT_FAILED}
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -110,7 +110,9 @@ def registry_digest(registry: str, repository: str, tag: str) -> str:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.headers["Docker-Content-Digest"]
     except urllib.error.HTTPError as exc:
-        raise ImageError(f"registry {registry} has no {repository}:{tag} (HTTP {exc.code})") from exc
+        sep = "@" if tag.startswith("sha256:") else ":"
+        raise ImageError(f"registry {registry} has no {repository}{sep}{tag} (HTTP {exc.code}): "
+                         "build and push it with `shipyard image build`") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise ImageError(f"registry {registry} is not answering ({exc}): run scripts/image/up") from exc
 
@@ -178,3 +180,25 @@ def build_image(bento_tag: str = "fraud_scorer:latest", registry: str | None = N
 
 
 __all__ = ["BuildError", "ImageError", "ImageRecord", "build_image", "list_images", "registry_digest"]
+
+
+def resolve_deployable(reference: str | None) -> tuple[str, dict[str, str]]:
+    """The image to deploy (given, or the last one built) once its registry confirms the digest,
+    with the Bento and model it carries as annotations when shipyard built it."""
+    from shipyard.manifests import ImageRef
+
+    if reference is None:
+        records = list_images()
+        if not records:
+            raise ImageError("no image built yet: run `shipyard image build` (or pass --image name@sha256:...)")
+        reference = records[-1].reference
+    ref = ImageRef.parse(reference)
+    registry, _, repository = ref.name.partition("/")
+    if not repository:
+        raise ImageError(f"image {reference!r} names no registry: use host:port/repository@sha256:...")
+    served = registry_digest(registry, repository, ref.digest)
+    if served != ref.digest:
+        raise ImageError(f"registry {registry} serves {served} for {ref.digest}")
+    record = next((r for r in list_images() if r.reference == str(ref)), None)
+    notes = {"shipyard.dev/bento": record.bento, "shipyard.dev/model": record.model} if record else {}
+    return str(ref), notes

@@ -20,10 +20,13 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from shipyard.config import Environment
 from shipyard.paths import PROJECT_ROOT, state_dir
+
+if TYPE_CHECKING:
+    from shipyard.manifests import ImageRef
 
 
 class TargetError(Exception):
@@ -51,12 +54,13 @@ class LocalState:
 class Status:
     environment: str
     target: str
-    state: str  # ready | starting | stopped | dead
+    state: str  # local: ready | starting | stopped | dead; kubernetes: ready | absent | n/m ready
     bento: str = ""
     model: str = ""
     url: str = ""
     pid: int | None = None
     started_at: str = ""
+    image: str = ""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -203,11 +207,168 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def target_for(env: Environment, override: str | None = None) -> LocalTarget:
+def target_for(env: Environment, override: str | None = None) -> "LocalTarget | KubernetesTarget":
     kind = override or env.target
-    if kind == "local":
-        return LocalTarget(env)
-    raise TargetError(
-        f"target {kind!r} for {env.name!r} is not available yet: the Kubernetes target arrives with "
-        "`shipyard deploy` on a cluster; use --target local"
-    )
+    return LocalTarget(env) if kind == "local" else KubernetesTarget(env)
+
+
+# --- Kubernetes -------------------------------------------------------------------------------
+
+DEPLOYMENT = "fraud-scorer"
+COMPONENT_SELECTOR = "app.kubernetes.io/component=api"
+ANNOTATION_BENTO = "shipyard.dev/bento"
+ANNOTATION_MODEL = "shipyard.dev/model"
+# Pod states that will not resolve by waiting: report them instead of running into the timeout.
+_STUCK = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
+          "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+
+
+@dataclass(frozen=True)
+class KubernetesDeploy:
+    environment: str
+    namespace: str
+    image: str
+    changed: bool
+    ready: int
+    desired: int
+    seconds: float
+    checks: list[str]
+
+
+class KubernetesTarget:
+    """Runs an environment in its namespace on the cluster of the current kubeconfig context."""
+
+    def __init__(self, env: Environment) -> None:
+        if not env.namespace:
+            raise TargetError(f"environment {env.name!r} has no namespace in its environment.yaml")
+        self.env = env
+        self.namespace = env.namespace
+
+    def preflight(self, image: "ImageRef", annotations: dict[str, str], progress: Callable[[str], None]) -> tuple[list[dict], list[str]]:
+        """Render, validate, scan and parity-check: everything that happens before the cluster."""
+        from shipyard import manifests
+        from shipyard.config import load_environment
+
+        checks = []
+        objects = manifests.render(self.env.name, image, annotations)
+        manifests.validate(objects)
+        checks.append(f"schema: {len(objects)} objects valid for Kubernetes {manifests.KUBERNETES_VERSION}")
+        progress(checks[-1])
+        scan = manifests.scan(objects)
+        if scan.failed:
+            raise manifests.ManifestError("the scanner failed these checks (fix them, or write each down with its "
+                                          "reason in k8s/checkov-exceptions.yaml):\n  " + "\n  ".join(scan.failed))
+        checks.append(f"scan: checkov {manifests.CHECKOV_VERSION}, {scan.passed} checks passed, 0 failed, "
+                      f"{len(scan.skipped)} written exceptions")
+        progress(checks[-1])
+        if self.env.parity:
+            other = load_environment(self.env.parity.with_)
+            diffs = manifests.parity(self.env, other, self.env.parity.allow)
+            bad = [d for d in diffs if not d.allowed]
+            if bad:
+                raise manifests.ManifestError(
+                    f"{self.env.name} is no longer a clone of {other.name}; differences outside parity.allow:\n  "
+                    + "\n  ".join(f"{d.obj} {d.path}: {d.left!r} vs {d.right!r}" for d in bad)
+                    + f"\n(see: shipyard diff {self.env.name} {other.name})")
+            checks.append(f"parity with {other.name}: {len(diffs)} differences, all allowed")
+            progress(checks[-1])
+        return objects, checks
+
+    def deploy(self, image: "ImageRef", annotations: dict[str, str], progress: Callable[[str], None] = lambda _: None,
+               dry_run: bool = False, timeout_s: float = 300) -> KubernetesDeploy:
+        from shipyard import kubectl, manifests
+
+        started = time.monotonic()
+        objects, checks = self.preflight(image, annotations, progress)
+        kubectl.check_reachable()
+        rendered = manifests.to_yaml(objects)
+        if dry_run:
+            diff = kubectl.run("diff", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
+                               input_text=rendered, check=False)
+            if diff.returncode > 1:
+                raise TargetError(f"server-side dry run failed: {diff.stderr.strip()}")
+            progress(diff.stdout.strip() or "no changes")
+            return KubernetesDeploy(self.env.name, self.namespace, str(image), bool(diff.stdout.strip()), 0, 0,
+                                    time.monotonic() - started, checks)
+        before = kubectl.get_json("deployment", DEPLOYMENT, "-n", self.namespace)
+        progress(f"applying {len(objects)} objects to namespace {self.namespace} (server-side)")
+        kubectl.run("apply", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
+                    input_text=rendered)
+        after = kubectl.get_json("deployment", DEPLOYMENT, "-n", self.namespace)
+        changed = before is None or before["metadata"]["generation"] != after["metadata"]["generation"]
+        ready, desired = self._wait_for_rollout(str(image), progress, timeout_s)
+        return KubernetesDeploy(self.env.name, self.namespace, str(image), changed, ready, desired,
+                                time.monotonic() - started, checks)
+
+    def _wait_for_rollout(self, image: str, progress: Callable[[str], None], timeout_s: float) -> tuple[int, int]:
+        from shipyard import kubectl
+
+        deadline = time.monotonic() + timeout_s
+        last, stuck_since = "", None
+        while True:
+            dep = kubectl.get_json("deployment", DEPLOYMENT, "-n", self.namespace) or {}
+            spec, st = dep.get("spec", {}), dep.get("status", {})
+            want = spec.get("replicas", 1)
+            updated, available = st.get("updatedReplicas", 0), st.get("availableReplicas", 0)
+            total = st.get("replicas", 0)
+            line = f"rollout: {updated}/{want} updated, {available}/{want} available"
+            if line != last:
+                progress(line)
+                last = line
+            if st.get("observedGeneration", 0) >= dep["metadata"]["generation"] and updated == want \
+                    and total == want and available == want:
+                return available, want
+            problem = self._new_pod_problem(image)
+            if problem:
+                stuck_since = stuck_since or time.monotonic()
+                if time.monotonic() - stuck_since > 20:
+                    raise TargetError(self._failure(image, problem))
+            else:
+                stuck_since = None
+            if time.monotonic() > deadline:
+                raise TargetError(self._failure(image, f"not ready within {timeout_s:g}s"))
+            time.sleep(1)
+
+    def _new_pods(self, image: str) -> list[dict]:
+        from shipyard import kubectl
+
+        pods = (kubectl.get_json("pods", "-n", self.namespace, "-l", COMPONENT_SELECTOR) or {}).get("items", [])
+        return [p for p in pods if p["spec"]["containers"][0]["image"] == image]
+
+    def _new_pod_problem(self, image: str) -> str | None:
+        for pod in self._new_pods(image):
+            for cs in pod.get("status", {}).get("containerStatuses", []):
+                waiting = cs.get("state", {}).get("waiting") or {}
+                if waiting.get("reason") in _STUCK:
+                    return f"{pod['metadata']['name']}: {waiting['reason']}: {waiting.get('message', '')[:300]}"
+                if cs.get("restartCount", 0) >= 2:
+                    return f"{pod['metadata']['name']}: restarted {cs['restartCount']} times"
+        return None
+
+    def _failure(self, image: str, reason: str) -> str:
+        from shipyard import kubectl
+
+        lines = [f"rollout of {image} to {self.namespace} failed: {reason}"]
+        for pod in self._new_pods(image)[:3]:
+            name = pod["metadata"]["name"]
+            events = kubectl.get_json("events", "-n", self.namespace, "--field-selector",
+                                      f"involvedObject.name={name}") or {}
+            for ev in sorted(events.get("items", []), key=lambda e: e.get("lastTimestamp") or "")[-4:]:
+                lines.append(f"  {name}: {ev.get('reason')}: {ev.get('message', '')[:200]}")
+        lines.append("the previous ReplicaSet keeps serving (maxUnavailable 0); fix the image or the probe and deploy again")
+        return "\n".join(lines)
+
+    def status(self) -> Status:
+        from shipyard import kubectl
+
+        dep = kubectl.get_json("deployment", DEPLOYMENT, "-n", self.namespace)
+        if dep is None:
+            return Status(self.env.name, "kubernetes", "absent")
+        want = dep["spec"].get("replicas", 0)
+        ready = dep.get("status", {}).get("readyReplicas", 0)
+        notes = dep["metadata"].get("annotations", {})
+        state = "ready" if ready == want and want > 0 else f"{ready}/{want} ready"
+        return Status(self.env.name, "kubernetes", state, notes.get(ANNOTATION_BENTO, ""),
+                      notes.get(ANNOTATION_MODEL, ""), "", None,
+                      dep["metadata"]["creationTimestamp"].replace("Z", "+00:00"),
+                      dep["spec"]["template"]["spec"]["containers"][0]["image"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,32 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import TEST_ROWS, free_port, run_cli
+
+from tests.conftest import PROJECT_ROOT, TEST_ROWS, free_port, run_cli
+
+CLUSTER = PROJECT_ROOT / ".shipyard" / "cluster"
+KUBECTL = CLUSTER / "bin" / "kubectl"
+KUBECONFIG = CLUSTER / "admin.kubeconfig"
+
+
+def kubectl(*args: str, check: bool = True, timeout: float = 180, **kw) -> subprocess.CompletedProcess:
+    """The local cluster's kubectl as its admin."""
+    result = subprocess.run([str(KUBECTL), "--kubeconfig", str(KUBECONFIG), *args],
+                            capture_output=True, text=True, timeout=timeout, **kw)
+    assert not check or result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+    return result
+
+
+def cluster_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(PROJECT_ROOT / "scripts" / "cluster" / name), *args], capture_output=True,
+                          text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def cluster_up() -> None:
+    """The local cluster, up (a no-op when `make test` already brought it up)."""
+    result = cluster_script("up")
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @dataclass(frozen=True)

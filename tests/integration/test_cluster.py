@@ -16,32 +16,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PROJECT_ROOT, VALID_TRANSACTION, free_port
-from tests.integration.conftest import wait_ready
+from tests.conftest import VALID_TRANSACTION, free_port
+from tests.integration.conftest import CLUSTER, KUBECTL, cluster_script as script, kubectl, wait_ready
+
 
 pytestmark = pytest.mark.cluster
-CLUSTER = PROJECT_ROOT / ".shipyard" / "cluster"
-KUBECTL = CLUSTER / "bin" / "kubectl"
 # One namespace per session: an earlier, aborted run may still be terminating its own.
 NS = f"shipyard-itest-{os.getpid()}"
 
 
-def kubectl(*args: str, check: bool = True, timeout: float = 180, **kw) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(KUBECTL), "--kubeconfig", str(CLUSTER / "admin.kubeconfig"), *args],
-                            capture_output=True, text=True, timeout=timeout, **kw)
-    assert not check or result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
-    return result
-
-
-def script(name: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(PROJECT_ROOT / "scripts" / "cluster" / name), *args], capture_output=True,
-                          text=True, timeout=900)
-
-
 @pytest.fixture(scope="module")
-def cluster():
-    result = script("up")
-    assert result.returncode == 0, result.stdout + result.stderr
+def cluster(cluster_up):
     kubectl("create", "namespace", NS)
     yield
     kubectl("delete", "namespace", NS, "--wait=false", check=False)
@@ -58,7 +43,7 @@ def deployment(image: str) -> dict:
                 "metadata": {"labels": {"app.kubernetes.io/name": "scorer"}},
                 "spec": {
                     "automountServiceAccountToken": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 1034, "runAsGroup": 1034,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
                         "name": "scorer", "image": image, "ports": [{"containerPort": 3000}],

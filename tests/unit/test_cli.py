@@ -7,7 +7,7 @@ import pytest
 from shipyard.cli import build_parser, main
 
 
-@pytest.mark.parametrize("verb", ["train", "build", "deploy", "status", "stop"])
+@pytest.mark.parametrize("verb", ["train", "build", "deploy", "status", "stop", "diff", "image"])
 def test_every_verb_explains_itself(verb, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([verb, "--help"])
@@ -23,6 +23,8 @@ def test_every_verb_explains_itself(verb, capsys):
         (["deploy"], "the following arguments are required: env"),
         (["deploy", "staging", "--target", "mars"], "invalid choice: 'mars'"),
         (["launch"], "invalid choice: 'launch'"),
+        (["deploy", "staging", "--timeout", "0"], "must be > 0"),
+        (["diff", "staging"], "the following arguments are required: right"),
     ],
 )
 def test_bad_usage_exits_2_naming_the_problem(argv, message, capsys):
@@ -37,9 +39,9 @@ def test_unknown_environment_exits_2(capsys):
     assert "unknown environment 'qa'" in capsys.readouterr().err
 
 
-def test_kubernetes_target_not_yet_available_exits_1(capsys):
-    assert main(["deploy", "staging", "--target", "kubernetes"]) == 1
-    assert "use --target local" in capsys.readouterr().err
+def test_kubernetes_only_options_are_refused_for_the_local_target(capsys):
+    assert main(["deploy", "staging", "--target", "local", "--dry-run"]) == 2
+    assert "apply to the kubernetes target" in capsys.readouterr().err
 
 
 def test_missing_bento_exits_1_with_the_fix(capsys):
