@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -56,6 +57,16 @@ def deployed(cluster_up, built_image, built_bento):
         result = deploy(env, built_image.reference)
         assert result.returncode == 0, result.stdout + result.stderr
     return built_image
+
+
+@pytest.fixture(scope="module")
+def second_image(deployed, cli_env) -> str:
+    """Digest B: the same service rebuilt (a new Bento version), pushed as a new image."""
+    assert run_cli("build", env=cli_env).returncode == 0
+    result = run_cli("image", "build", env=cli_env, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() != deployed.reference
+    return result.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +141,32 @@ def test_broken_image_fails_with_the_reason_and_old_pods_keep_serving(deployed, 
     assert deployed.reference in running_images("fraud-staging")
     assert answer_through_port_forward("fraud-staging") == 200
     assert deploy("staging", deployed.reference).returncode == 0  # back to the good digest
+
+
+def test_rolling_update_under_load_fails_no_request(deployed, second_image):
+    """Digest A -> B on staging while requests flow to whatever the Service's endpoints are."""
+    import threading
+
+    from tests.integration.endpoint_client import EndpointFollowingClient
+
+    assert deploy("staging", deployed.reference).returncode == 0
+    done = threading.Event()
+    with EndpointFollowingClient("fraud-staging") as client:
+        result: dict = {}
+        worker = threading.Thread(target=lambda: result.update(tally=client.hammer(VALID_TRANSACTION, done)))
+        worker.start()
+        time.sleep(3)
+        rollout = deploy("staging", second_image)
+        time.sleep(8)  # past the old pod's preStop and termination
+        done.set()
+        worker.join(timeout=60)
+    tally = result["tally"]
+    assert rollout.returncode == 0, rollout.stderr
+    assert running_images("fraud-staging") == {second_image}
+    assert tally.sent > 100 and len(tally.pods_used) >= 2, tally
+    assert tally.failed == 0, tally.failures[:10]
+    print(f"rolling update: {tally.sent} requests over {len(tally.pods_used)} pods, {tally.failed} failed")
+    assert deploy("staging", deployed.reference).returncode == 0  # back to digest A for the tests after
 
 
 def _overlay(envs: Path, name: str, namespace: str, extra_patch: str = "") -> None:
