@@ -70,7 +70,7 @@ def built_bento(cli_env) -> str:
 
 @pytest.fixture(scope="session")
 def served(built_bento, cli_env):
-    result = run_cli("deploy", "itest", "--target", "local", env=cli_env)
+    result = run_cli("deploy", "itest", "--target", "local", "--bento", built_bento, env=cli_env)
     assert result.returncode == 0, result.stdout + result.stderr
     url = result.stdout.split(" at ")[1].split(",")[0]
     yield Served(url, "itest", cli_env)

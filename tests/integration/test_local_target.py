@@ -26,9 +26,9 @@ def test_status_reports_the_served_bento(served, built_bento):
     assert table.splitlines()[0].split()[:3] == ["ENVIRONMENT", "TARGET", "STATE"]
 
 
-def test_deploying_the_same_bento_again_changes_nothing(served):
+def test_deploying_the_same_bento_again_changes_nothing(served, built_bento):
     before = _status(served.cli_env)["pid"]
-    result = run_cli("deploy", "itest", env=served.cli_env)
+    result = run_cli("deploy", "itest", "--bento", built_bento, env=served.cli_env)
     assert result.returncode == 0 and "already serves" in result.stderr
     assert _status(served.cli_env)["pid"] == before
 

@@ -1,0 +1,1 @@
+"""The staged test harness: run suites against an environment, judge gates, record a verdict."""

@@ -1,0 +1,71 @@
+"""The verdict: one JSON document per verification, stored with the environment it judged.
+
+It names the exact subject (image digest on Kubernetes, Bento on the local target), the model
+and its training-data hash, every suite's result and every gate with threshold and measured
+value, so a promotion it allowed can always be explained afterwards.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from shipyard.harness.gates import GateResult
+from shipyard.harness.suites import SuiteResult
+from shipyard.paths import state_dir
+
+SCHEMA = "shipyard.dev/verdict/v1"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def build(environment: str, target: str, subject: dict[str, str], suites: list[SuiteResult],
+          gates: list[GateResult], started_at: str, requested: list[str]) -> dict[str, Any]:
+    skipped = [s for s in requested if s not in {r.name for r in suites}]
+    return {
+        "schema": SCHEMA,
+        "environment": environment,
+        "target": target,
+        "subject": subject,
+        "passed": bool(gates) and all(g.passed for g in gates) and all(s.status == "passed" for s in suites)
+                  and not skipped,
+        "suites": [{k: v for k, v in asdict(s).items() if k != "details"}
+                   | {"failures": s.details.get("failures", [])[:20]} for s in suites],
+        "not_run": skipped,
+        "gates": [asdict(g) for g in gates],
+        "started_at": started_at,
+        "finished_at": now(),
+        "host": socket.gethostname(),
+        "user": getpass.getuser(),
+    }
+
+
+def folder(environment: str) -> Path:
+    return state_dir() / "verdicts" / environment
+
+
+def store(verdict: dict[str, Any]) -> Path:
+    """Writes <id>.json and latest.json atomically; returns the verdict's path."""
+    out = folder(verdict["environment"])
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = verdict["finished_at"].replace(":", "").replace("-", "").replace("+0000", "Z")
+    path = out / f"{stamp}.json"
+    for target in (path, out / "latest.json"):
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(verdict, indent=2))
+        tmp.replace(target)
+    return path
+
+
+def latest(environment: str) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder(environment) / "latest.json").read_text())
+    except (OSError, ValueError):
+        return None
