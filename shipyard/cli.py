@@ -127,6 +127,32 @@ def _cmd_image_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from shipyard.config import SUITES, load_environment
+    from shipyard.harness.report import summary
+    from shipyard.harness.run import verify
+    from shipyard.output import info, print_json
+
+    env = load_environment(args.env)
+    requested = None
+    if args.suite:
+        unknown = [s for s in args.suite if s not in SUITES]
+        if unknown:
+            raise UsageError(f"unknown suite {', '.join(unknown)}: choose from {', '.join(SUITES)}")
+        requested = args.suite
+    overrides = {}
+    if args.short:
+        overrides = {"load": {"duration_s": 10}, "contract": {"examples": 200},
+                     "stress": {"step_s": 3, "recovery_s": 10, "peak_users": 48}}
+    verdict, path = verify(env, requested, args.target, overrides, progress=info)
+    if args.output == "json":
+        print_json(verdict)
+    else:
+        print(summary(verdict))
+        print(f"verdict: {path}\nreport:  {path.with_suffix('.html')}")
+    return EXIT_OK if verdict["passed"] else EXIT_FAILED
+
+
 def _age(started_at: str) -> str:
     if not started_at:
         return ""
@@ -226,6 +252,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
     p.set_defaults(func=_cmd_diff)
 
+    p = verbs.add_parser("verify", help="run the staged suites against an environment and record a verdict",
+                         description="Runs smoke, integration, contract, acceptance, load and stress against the "
+                                     "environment (smoke first; a failed smoke stops the run), judges the gates "
+                                     "of its environment.yaml, and stores a verdict (JSON) and a report (HTML) "
+                                     "for the exact image digest or Bento. Exit 0 only when every gate passed.")
+    p.add_argument("env", help="environment name")
+    p.add_argument("--suite", action="append", help="run only this suite (repeatable): "
+                                                    "smoke, integration, contract, acceptance, load, stress")
+    p.add_argument("--target", choices=["local", "kubernetes"], help="override environment.yaml's target")
+    p.add_argument("--short", action="store_true", help="seconds-long load/stress and fewer contract cases (for trying it out)")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
+    p.set_defaults(func=_cmd_verify)
+
     p = verbs.add_parser("status", help="show what each environment serves",
                          description="Shows, per environment, its state, Bento, model, URL and age.")
     p.add_argument("env", nargs="?", help="one environment (default: all)")
@@ -275,12 +314,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from shipyard.image import ImageError
     from shipyard.kubectl import ClusterError
     from shipyard.manifests import ManifestError
+    from shipyard.harness.run import VerifyError
     from shipyard.targets import TargetError
 
     handlers: dict[type[Exception], int] = {ConfigError: EXIT_USAGE, UsageError: EXIT_USAGE,
                                             BuildError: EXIT_FAILED, TargetError: EXIT_FAILED,
                                             ImageError: EXIT_FAILED, ClusterError: EXIT_FAILED,
-                                            ManifestError: EXIT_FAILED}
+                                            ManifestError: EXIT_FAILED, VerifyError: EXIT_FAILED}
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -56,7 +56,8 @@ def render_html(verdict: dict[str, Any], suites: list[SuiteResult]) -> str:
     ok = verdict["passed"]
     subject = " · ".join(f"{k}: <code>{html.escape(str(v))}</code>" for k, v in verdict["subject"].items() if v)
     gate_rows = "".join(
-        f"<tr><td>{g['suite']}</td><td>{g['metric']}</td><td>{_fmt(g['min'])}</td><td>{_fmt(g['max'])}</td>"
+        f"<tr><td>{g['suite']}</td><td>{g['metric']}</td><td>{'-' if g['min'] is None else _fmt(g['min'])}</td>"
+        f"<td>{'-' if g['max'] is None else _fmt(g['max'])}</td>"
         f"<td>{_fmt(g['measured'])}</td><td class=\"{'ok' if g['passed'] else 'bad'}\">{'pass' if g['passed'] else 'FAIL'}</td>"
         f"<td>{html.escape(g['reason'])}</td></tr>" for g in verdict["gates"])
     suite_rows = "".join(
@@ -85,7 +86,8 @@ def render_html(verdict: dict[str, Any], suites: list[SuiteResult]) -> str:
 
 
 def summary(verdict: dict[str, Any]) -> str:
-    rows = [[g["suite"], g["metric"], _fmt(g["min"]), _fmt(g["max"]), _fmt(g["measured"]),
+    rows = [[g["suite"], g["metric"], "-" if g["min"] is None else _fmt(g["min"]),
+             "-" if g["max"] is None else _fmt(g["max"]), _fmt(g["measured"]),
              "pass" if g["passed"] else "FAIL", g["reason"]] for g in verdict["gates"]]
     head = f"verdict for {verdict['environment']}: {'PASSED' if verdict['passed'] else 'FAILED'}"
     return head + "\n" + table(["suite", "metric", "min", "max", "measured", "result", "reason"], rows)

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import os
 
+import locust.stats
 from locust import LoadTestShape
 
 from tests.staged.load.locustfile import Scorer  # noqa: F401  (the same user as the load suite)
+
+
+# Percentiles in the history over 2 s windows instead of 10 s, so recovery shows when it happens.
+locust.stats.CURRENT_RESPONSE_TIME_PERCENTILE_WINDOW = 2
 
 
 def _setting(name: str, default: float) -> float:
@@ -30,7 +35,7 @@ class StepsThenRecovery(LoadTestShape):
         steps = max(1, -(-(self.peak - self.start) // self.step) + 1)
         if t < steps * self.step_s:
             users = min(self.peak, self.start + int(t // self.step_s) * self.step)
-            return users, users
+            return users, 100  # users change within a second: steps, not ramps
         if t < steps * self.step_s + self.recovery_s:
-            return self.start, self.start
+            return self.start, 100
         return None

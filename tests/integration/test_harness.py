@@ -1,0 +1,136 @@
+"""`shipyard verify` against real served services: a healthy one passes, a broken one fails the
+right suite and the right gate with the measured value in the verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT, free_port, run_cli
+
+pytestmark = pytest.mark.server
+
+GATES = """
+suites:
+  contract: {examples: 300, seed: 7}
+  load: {users: 8, spawn_rate: 8, duration_s: 8}
+  stress: {start_users: 4, step_users: 12, peak_users: 28, step_s: 3, recovery_s: 10, p95_ms_limit: 400}
+gates:
+  smoke: {failed: {max: 0}, passed: {min: 5}}
+  integration: {failed: {max: 0}}
+  contract: {server_errors: {max: 0}, contract_failures: {max: 0}, cases: {min: 300}}
+  acceptance: {scenario_failures: {max: 0}, roc_auc: {min: 0.85}}
+  load: {error_rate: {max: 0.01}, p95_ms: {max: 250}, rps: {min: 5}}
+  stress: {error_rate_at_peak: {max: 0.05}, recovery_s: {max: 10}}
+"""
+
+
+def _environment(envs: Path, name: str, state_dir: Path) -> dict[str, str]:
+    (envs / name).mkdir(parents=True, exist_ok=True)
+    (envs / name / "environment.yaml").write_text(
+        f"name: {name}\ntarget: local\nlocal: {{port: {free_port()}}}\n"
+        f"data_sample: {state_dir / 'data' / 'sample.csv'}\n{GATES}")
+    return {"SHIPYARD_ENVIRONMENTS": str(envs)}
+
+
+def _verdict(result) -> dict:
+    path = next(line.split(":", 1)[1].strip() for line in result.stdout.splitlines() if line.startswith("verdict:"))
+    return json.loads(Path(path).read_text())
+
+
+def _gate(verdict: dict, suite: str, metric: str) -> dict:
+    return next(g for g in verdict["gates"] if g["suite"] == suite and g["metric"] == metric)
+
+
+@pytest.fixture(scope="module")
+def healthy(built_bento, environments, state_dir):
+    env = _environment(environments, "healthy", state_dir)
+    assert run_cli("deploy", "healthy", "--bento", built_bento, env=env).returncode == 0
+    yield env
+    run_cli("stop", "healthy", env=env)
+
+
+def test_healthy_service_passes_every_gate(healthy, built_bento):
+    result = run_cli("verify", "healthy", env=healthy, timeout=600)
+    verdict = _verdict(result)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert verdict["passed"] and verdict["subject"]["bento"] == built_bento
+    assert verdict["subject"]["model_version"].startswith("fraud_detector:")
+    assert verdict["subject"]["training_data_hash"].startswith("sha256:")
+    assert [s["name"] for s in verdict["suites"]] == ["smoke", "integration", "contract", "acceptance", "load", "stress"]
+    for gate in verdict["gates"]:
+        assert gate["passed"] and gate["measured"] is not None, gate
+    assert _gate(verdict, "contract", "cases")["measured"] >= 300
+    html = Path(result.stdout.split("report:")[1].strip()).read_text()
+    assert "PASSED" in html and "<svg" in html and "latency over time" in html
+
+
+def _serve_broken(name: str, faults: dict[str, str], environments: Path, state_dir: Path, model: str):
+    """The broken service served by the local target, recorded as running the genuine model."""
+    from shipyard.config import load_environment
+    from shipyard.targets import LocalTarget
+
+    env = _environment(environments, name, state_dir)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {**faults, "PYTHONPATH": str(PROJECT_ROOT), **env}.items():
+            patch.setenv(key, value)
+        target = LocalTarget(load_environment(name))
+        target.deploy("tests.integration.broken_service:Broken", model)
+    return env, target
+
+
+@pytest.fixture(scope="module")
+def broken(built_bento, trained_model, environments, state_dir):
+    env, target = _serve_broken("broken", {"BROKEN_5XX_HOUR": "12", "BROKEN_ACCEPT_HOUR": "1",
+                                           "BROKEN_MODEL_VERSION": "fraud_detector:impostor"},
+                                environments, state_dir, trained_model)
+    yield env
+    target.stop()
+
+
+@pytest.fixture(scope="module")
+def slow(built_bento, trained_model, environments, state_dir):
+    env, target = _serve_broken("slow", {"BROKEN_SLOW_MS": "400"}, environments, state_dir, trained_model)
+    yield env
+    target.stop()
+
+
+def test_wrong_model_version_fails_smoke_and_stops_the_run(broken):
+    result = run_cli("verify", "broken", env=broken, timeout=600)
+    verdict = _verdict(result)
+    assert result.returncode == 1 and not verdict["passed"]
+    assert [s["name"] for s in verdict["suites"]] == ["smoke"]
+    assert _gate(verdict, "smoke", "failed")["measured"] >= 1 and not _gate(verdict, "smoke", "failed")["passed"]
+    assert "model_version" in json.dumps(verdict["suites"][0]["failures"])
+    later = _gate(verdict, "load", "p95_ms")
+    assert not later["passed"] and later["reason"] == "no data: suite load did not run"
+
+
+def test_server_errors_and_accepted_invalid_input_fail_the_contract(broken):
+    result = run_cli("verify", "broken", "--suite", "contract", env=broken, timeout=600)
+    verdict = _verdict(result)
+    assert result.returncode == 1
+    errors, accepted = _gate(verdict, "contract", "server_errors"), _gate(verdict, "contract", "contract_failures")
+    assert not errors["passed"] and errors["measured"] > 0
+    assert not accepted["passed"] and accepted["measured"] > 0
+
+
+def test_slow_endpoint_fails_the_latency_gate_with_its_measured_value(slow):
+    result = run_cli("verify", "slow", "--suite", "load", env=slow, timeout=600)
+    verdict = _verdict(result)
+    p95 = _gate(verdict, "load", "p95_ms")
+    assert result.returncode == 1 and not p95["passed"] and p95["measured"] >= 400
+    assert p95["reason"] == f"{p95['measured']:g} > max 250"
+    assert "p95_ms" in result.stdout and "FAIL" in result.stdout
+
+
+def test_unknown_suite_and_malformed_environment_exit_2(healthy, environments):
+    result = run_cli("verify", "healthy", "--suite", "soak", env=healthy)
+    assert result.returncode == 2 and "unknown suite soak" in result.stderr
+    (environments / "badgates").mkdir(exist_ok=True)
+    (environments / "badgates" / "environment.yaml").write_text("name: badgates\ngates: {load: {p95_ms: {maximum: 5}}}\n")
+    result = run_cli("verify", "badgates", env=healthy)
+    assert result.returncode == 2 and "gates.load.p95_ms.maximum" in result.stderr
