@@ -14,12 +14,14 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-## demo: train, build the Bento, serve it locally as staging, send a valid and an invalid request
+## demo: train, build the Bento, serve it locally as staging, send a valid and an invalid request,
+## then verify staging (short load and stress) and print the verdict
 demo: venv
 	$(SHIPYARD) train
 	$(SHIPYARD) build
 	$(SHIPYARD) deploy $(DEMO_ENV) --target local
 	scripts/demo-requests $(DEMO_ENV)
+	$(SHIPYARD) verify $(DEMO_ENV) --short
 	@echo "staging keeps serving; stop it with: $(SHIPYARD) stop $(DEMO_ENV)"
 
 ## test: every test: unit, then integration against real servers, docker, the registry and the
