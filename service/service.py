@@ -14,7 +14,7 @@ import os
 
 import bentoml
 import numpy as np
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 
 from service.errors import ErrorContractMiddleware, error_body
@@ -23,9 +23,16 @@ from service.schemas import Score, Transaction, TransactionList
 
 logger = logging.getLogger("shipyard.service")
 
-# Which model to serve. Evaluated when the module is imported, which is also when `bentoml build`
-# resolves it and packs that exact version into the Bento.
-MODEL_TAG = os.environ.get("SHIPYARD_MODEL", f"{MODEL_NAME}:latest")
+
+
+class ServiceArguments(BaseModel):
+    """Bento arguments: `shipyard build` pins the exact model version here, and BentoML stores
+    the arguments in the Bento, so a Bento serves the model it packs, never the store's latest."""
+
+    model: str = os.environ.get("SHIPYARD_MODEL", f"{MODEL_NAME}:latest")
+
+
+MODEL_TAG = bentoml.use_arguments(ServiceArguments).model
 
 output_failures = bentoml.metrics.Counter(
     name="shipyard_output_validation_failures_total",

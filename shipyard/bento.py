@@ -33,9 +33,11 @@ def build_bento() -> BuiltBento:
     """Runs `bentoml build` through its Python API on the project's bentofile.yaml."""
     import bentoml
 
-    if latest_model_tag() is None:
+    model = latest_model_tag()
+    if model is None:
         raise BuildError("no model in the store to pack: run `shipyard train` first")
-    bento = bentoml.bentos.build_bentofile("bentofile.yaml", build_ctx=str(PROJECT_ROOT))
+    # The exact version, as a Bento argument: serving the Bento later loads this one, not "latest".
+    bento = bentoml.bentos.build_bentofile("bentofile.yaml", build_ctx=str(PROJECT_ROOT), args={"model": model})
     models = [str(m.tag) for m in bento.info.all_models]
     return BuiltBento(str(bento.tag), models[0] if models else "", bento.path)
 

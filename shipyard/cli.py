@@ -153,6 +153,52 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if verdict["passed"] else EXIT_FAILED
 
 
+def _print_release(doc: dict) -> None:
+    check = "; ".join(f"{', '.join(c['suites'])} {'passed' if c['passed'] else 'FAILED'}" for c in doc.get("post_deploy", []))
+    print(f"release {doc['seq']} ({doc['kind']}) in {doc['environment']}: {doc['subject']} -> {doc['outcome']}"
+          + (f"; post-deploy {check}" if check else "") + (f"; {doc['note']}" if doc.get("note") else ""))
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from shipyard.output import info
+    from shipyard.release import promote
+
+    outcome = promote(args.source, args.destination, args.target, args.dry_run, args.approve, progress=info)
+    if args.dry_run:
+        print("plan (nothing changed):\n  " + "\n  ".join(outcome.plan))
+        return EXIT_OK
+    _print_release(outcome.release)
+    if outcome.rollback:
+        _print_release(outcome.rollback)
+    return EXIT_OK if outcome.ok else EXIT_FAILED
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from shipyard.output import info
+    from shipyard.release import rollback
+
+    outcome = rollback(args.env, args.to, args.target, progress=info)
+    _print_release(outcome.release)
+    return EXIT_OK if outcome.ok else EXIT_FAILED
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from shipyard.config import load_environment
+    from shipyard.output import print_json, table
+    from shipyard.release import releases
+    from shipyard.targets import target_for
+
+    history = releases(target_for(load_environment(args.env), args.target))
+    if args.output == "json":
+        print_json(history)
+        return EXIT_OK
+    print(table(["seq", "kind", "subject", "previous", "model", "verdict", "outcome", "by", "at"],
+                [[r["seq"], r["kind"], r["subject"].split("@")[-1][:19], (r["previous"] or "-").split("@")[-1][:19],
+                  r["model_version"] or "-", (r["verdict"] or {}).get("finished_at", "-"), r["outcome"],
+                  r["by"].split(":")[0], r["at"]] for r in history]))
+    return EXIT_OK
+
+
 def _age(started_at: str) -> str:
     if not started_at:
         return ""
@@ -168,8 +214,21 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from shipyard.output import print_json, table
     from shipyard.targets import target_for
 
-    names = [args.env] if args.env else known_environments()
-    statuses = [target_for(load_environment(n), args.target).status() for n in names]
+    from shipyard.config import ConfigError
+    from shipyard.output import info
+    from shipyard.targets import Status
+
+    if args.env:
+        statuses = [target_for(load_environment(args.env), args.target).status()]
+    else:
+        # One broken environment.yaml must not hide the others: it gets a row and an error line.
+        statuses = []
+        for name in known_environments():
+            try:
+                statuses.append(target_for(load_environment(name), args.target).status())
+            except ConfigError as exc:
+                info(f"error: {exc}")
+                statuses.append(Status(name, args.target or "?", "invalid"))
     if args.output == "json":
         print_json([asdict(s) for s in statuses])
     else:
@@ -265,6 +324,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
     p.set_defaults(func=_cmd_verify)
 
+    p = verbs.add_parser("promote", help="promote the verified subject of one environment to the next",
+                         description="Deploys to <destination> exactly the image digest (or Bento) running in "
+                                     "<source>, only with a passing, fresh verdict for it, parity between the "
+                                     "two and the promotion lock; runs the post-deploy suites there and rolls "
+                                     "back by itself when they fail. Records a release either way.")
+    p.add_argument("source", nargs="?", default="staging", help="environment to promote from (default staging)")
+    p.add_argument("destination", nargs="?", help="environment to promote to (default: source's promotion.to)")
+    p.add_argument("--target", choices=["local", "kubernetes"], help="override environment.yaml's target")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and the gates that allow it; change nothing")
+    p.add_argument("--approve", action="store_true", help="the acceptance sign-off, when promotion.requires_approval")
+    p.set_defaults(func=_cmd_promote)
+
+    p = verbs.add_parser("rollback", help="return an environment to a previous release",
+                         description="Deploys the previous successful release's subject (or release N's), "
+                                     "checks it with smoke and records it as a release.")
+    p.add_argument("env", help="environment name")
+    p.add_argument("--to", type=_non_negative_int, help="release sequence number (see `shipyard history`)")
+    p.add_argument("--target", choices=["local", "kubernetes"], help="override environment.yaml's target")
+    p.set_defaults(func=_cmd_rollback)
+
+    p = verbs.add_parser("history", help="releases of an environment",
+                         description="Every promotion and rollback recorded in the environment, oldest first.")
+    p.add_argument("env", help="environment name")
+    p.add_argument("--target", choices=["local", "kubernetes"], help="override environment.yaml's target")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
+    p.set_defaults(func=_cmd_history)
+
     p = verbs.add_parser("status", help="show what each environment serves",
                          description="Shows, per environment, its state, Bento, model, URL and age.")
     p.add_argument("env", nargs="?", help="one environment (default: all)")
@@ -315,12 +401,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from shipyard.kubectl import ClusterError
     from shipyard.manifests import ManifestError
     from shipyard.harness.run import VerifyError
+    from shipyard.release import PromotionRefused
     from shipyard.targets import TargetError
 
     handlers: dict[type[Exception], int] = {ConfigError: EXIT_USAGE, UsageError: EXIT_USAGE,
                                             BuildError: EXIT_FAILED, TargetError: EXIT_FAILED,
                                             ImageError: EXIT_FAILED, ClusterError: EXIT_FAILED,
-                                            ManifestError: EXIT_FAILED, VerifyError: EXIT_FAILED}
+                                            ManifestError: EXIT_FAILED, VerifyError: EXIT_FAILED,
+                                            PromotionRefused: EXIT_FAILED}
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

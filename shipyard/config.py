@@ -70,6 +70,8 @@ class Environment(BaseModel):
     target: Literal["local", "kubernetes"] = "local"
     namespace: Annotated[str | None, Field(pattern=NAME_PATTERN, max_length=63)] = None
     local: LocalSettings = LocalSettings()
+    # The representative sample acceptance judges the model on: relative to the state folder
+    # (`shipyard train` writes data/sample.csv there), or absolute.
     data_sample: str | None = None
     deadline_ms: Annotated[float, Field(gt=0, le=60_000)] = 100
     parity: Parity | None = None

@@ -175,6 +175,61 @@ class LocalTarget:
             f"(local.ready_timeout_s):\n{_tail(log_path)}"
         )
 
+    # --- what promotion needs: the running subject, rolling to one, records, a lock -----------
+
+    def subject(self) -> str:
+        """What runs here (a Bento tag), or "" when nothing does."""
+        st = self.status()
+        return st.bento if st.state == "ready" else ""
+
+    def roll_to(self, subject: str, progress: Callable[[str], None] = lambda _: None) -> None:
+        from shipyard.bento import resolve_bento
+
+        bento = resolve_bento(subject)
+        self.deploy(bento.tag, bento.model_tag, progress)
+
+    def put_record(self, kind: str, name: str, doc: dict) -> str:
+        folder = state_dir() / "records" / self.env.name / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2))
+        tmp.replace(path)
+        return str(path)
+
+    def get_records(self, kind: str) -> list[dict]:
+        folder = state_dir() / "records" / self.env.name / kind
+        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+    def acquire_lock(self, name: str, holder: str, ttl_s: float) -> str | None:
+        """Takes the lock (None) or names its holder. An expired lock is taken over."""
+        path = state_dir() / "locks" / f"{self.env.name}-{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    current = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    current = {"holder": "unknown", "expires": 0}
+                if current.get("expires", 0) > time.time():
+                    return current.get("holder", "unknown")
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump({"holder": holder, "expires": time.time() + ttl_s}, f)
+            return None
+        return "unknown"
+
+    def release_lock(self, name: str, holder: str) -> None:
+        path = state_dir() / "locks" / f"{self.env.name}-{name}.json"
+        try:
+            if json.loads(path.read_text()).get("holder") == holder:
+                path.unlink()
+        except (OSError, ValueError):
+            pass
+
     def stop(self, grace_s: float = 15.0) -> bool:
         """SIGTERM to the server's process group, SIGKILL after the grace period. True if it ran."""
         st = self.state()
@@ -357,6 +412,76 @@ class KubernetesTarget:
                 lines.append(f"  {name}: {ev.get('reason')}: {ev.get('message', '')[:200]}")
         lines.append("the previous ReplicaSet keeps serving (maxUnavailable 0); fix the image or the probe and deploy again")
         return "\n".join(lines)
+
+    # --- what promotion needs: the running subject, rolling to one, records, a lock -----------
+
+    def subject(self) -> str:
+        """What runs here (an image name@sha256:...), or "" when nothing does."""
+        st = self.status()
+        return st.image if st.state == "ready" else ""
+
+    def roll_to(self, subject: str, progress: Callable[[str], None] = lambda _: None) -> None:
+        from shipyard.image import resolve_deployable
+        from shipyard.manifests import ImageRef
+
+        reference, notes = resolve_deployable(subject)
+        self.deploy(ImageRef.parse(reference), notes, progress)
+
+    def put_record(self, kind: str, name: str, doc: dict) -> str:
+        """A ConfigMap in the environment's namespace, so the evidence lives with what it judged."""
+        from shipyard import kubectl
+
+        cm = {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": f"shipyard-{kind}-{name}".lower()[:253], "namespace": self.namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "shipyard", "shipyard.dev/record": kind}},
+            "data": {"record.json": json.dumps(doc, indent=2)},
+        }
+        kubectl.run("apply", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
+                    input_text=json.dumps(cm))
+        return f"configmap/{cm['metadata']['name']} in {self.namespace}"
+
+    def get_records(self, kind: str) -> list[dict]:
+        from shipyard import kubectl
+
+        items = (kubectl.get_json("configmaps", "-n", self.namespace, "-l", f"shipyard.dev/record={kind}") or {}).get("items", [])
+        return sorted((json.loads(i["data"]["record.json"]) for i in items), key=lambda d: d.get("finished_at", d.get("at", "")))
+
+    def acquire_lock(self, name: str, holder: str, ttl_s: float) -> str | None:
+        """A coordination.k8s.io Lease: created by one release manager, refused to the next."""
+        from shipyard import kubectl
+
+        lease_name = f"shipyard-{name}"
+        now = datetime.now(timezone.utc)
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": lease_name, "namespace": self.namespace},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": int(ttl_s),
+                     "acquireTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                     "renewTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
+        }
+        for _ in range(2):
+            created = kubectl.run("create", "-f", "-", input_text=json.dumps(lease), check=False)
+            if created.returncode == 0:
+                return None
+            if "AlreadyExists" not in created.stderr:
+                raise TargetError(f"could not take the promotion lock: {created.stderr.strip()}")
+            current = kubectl.get_json("lease", lease_name, "-n", self.namespace)
+            if current is None:
+                continue
+            spec = current.get("spec", {})
+            renewed = datetime.fromisoformat(spec.get("renewTime", "1970-01-01T00:00:00Z").replace("Z", "+00:00"))
+            if (now - renewed).total_seconds() < spec.get("leaseDurationSeconds", 0):
+                return spec.get("holderIdentity", "unknown")
+            kubectl.run("delete", "lease", lease_name, "-n", self.namespace, check=False)  # expired
+        return "unknown"
+
+    def release_lock(self, name: str, holder: str) -> None:
+        from shipyard import kubectl
+
+        current = kubectl.get_json("lease", f"shipyard-{name}", "-n", self.namespace)
+        if current and current.get("spec", {}).get("holderIdentity") == holder:
+            kubectl.run("delete", "lease", f"shipyard-{name}", "-n", self.namespace, check=False)
 
     def status(self) -> Status:
         from shipyard import kubectl

@@ -18,7 +18,7 @@ from shipyard.config import Environment
 from shipyard.harness import gates as gate_eval
 from shipyard.harness import report, verdict as verdicts
 from shipyard.harness.suites import ORDER, SuiteResult, run_suite
-from shipyard.paths import PROJECT_ROOT
+from shipyard.paths import state_dir
 
 
 class VerifyError(Exception):
@@ -29,6 +29,7 @@ class VerifyError(Exception):
 class Endpoint:
     url: str
     subject: dict[str, str]
+    target: object  # LocalTarget | KubernetesTarget: where the verdict is recorded
 
 
 @contextmanager
@@ -41,7 +42,7 @@ def endpoint(env: Environment, target_kind: str | None) -> Iterator[Endpoint]:
         st = target.status()
         if st.state != "ready":
             raise VerifyError(f"{env.name} is {st.state} on the local target: run `shipyard deploy {env.name} --target local`")
-        yield Endpoint(st.url, {"bento": st.bento, "model_version": st.model, **_data_hash(st.model)})
+        yield Endpoint(st.url, {"bento": st.bento, "model_version": st.model, **_data_hash(st.model)}, target)
         return
     assert isinstance(target, KubernetesTarget)
     st = target.status()
@@ -66,7 +67,7 @@ def endpoint(env: Environment, target_kind: str | None) -> Iterator[Endpoint]:
             time.sleep(0.2)
         yield Endpoint(f"http://127.0.0.1:{port}",
                        {"image": st.image, "digest": st.image.rsplit("@", 1)[-1], "bento": st.bento,
-                        "model_version": st.model, **_data_hash(st.model)})
+                        "model_version": st.model, **_data_hash(st.model)}, target)
     finally:
         forward.terminate()
         forward.wait(timeout=10)
@@ -92,7 +93,8 @@ def verify(env: Environment, requested: list[str] | None = None, target_kind: st
         context = {"SHIPYARD_EXPECTED_MODEL": ep.subject.get("model_version", ""),
                    "SHIPYARD_DEADLINE_MS": str(env.deadline_ms)}
         if env.data_sample:
-            context["SHIPYARD_DATA_SAMPLE"] = str((PROJECT_ROOT / env.data_sample).resolve())
+            # Relative to the state folder, where `shipyard train` writes the sample; or absolute.
+            context["SHIPYARD_DATA_SAMPLE"] = str((state_dir() / env.data_sample).resolve())
         for suite in suites:
             progress(f"{suite}: running against {ep.url}")
             configured = {**env.suites.get(suite, {}), **(overrides or {}).get(suite, {})}
@@ -106,6 +108,9 @@ def verify(env: Environment, requested: list[str] | None = None, target_kind: st
     judged = gate_eval.evaluate(env.gates, measured, {r.name for r in results if r.status != "error"}, suites)
     document = verdicts.build(env.name, target_kind or env.target, ep.subject, results, judged, started, suites)
     path = verdicts.store(document)
+    # The machine-readable copy promotion reads: beside the release it may allow (a ConfigMap in
+    # the namespace on Kubernetes, the state folder locally).
+    document["record"] = ep.target.put_record("verdict", path.stem.lower(), document)
     path.with_suffix(".html").write_text(report.render_html(document, results))
     (path.parent / "latest.html").write_text(report.render_html(document, results))
     return document, path

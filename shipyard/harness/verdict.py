@@ -29,13 +29,16 @@ def now() -> str:
 def build(environment: str, target: str, subject: dict[str, str], suites: list[SuiteResult],
           gates: list[GateResult], started_at: str, requested: list[str]) -> dict[str, Any]:
     skipped = [s for s in requested if s not in {r.name for r in suites}]
+    gated = {g.suite for g in gates}
     return {
         "schema": SCHEMA,
         "environment": environment,
         "target": target,
         "subject": subject,
-        "passed": bool(gates) and all(g.passed for g in gates) and all(s.status == "passed" for s in suites)
-                  and not skipped,
+        # Gates judge the suites that declare them; a suite without gates must pass every test;
+        # a suite that could not run at all, or was skipped, fails the verdict.
+        "passed": bool(gates) and all(g.passed for g in gates) and not skipped
+                  and all(s.status != "error" and (s.status == "passed" or s.name in gated) for s in suites),
         "suites": [{k: v for k, v in asdict(s).items() if k != "details"}
                    | {"failures": s.details.get("failures", [])[:20]} for s in suites],
         "not_run": skipped,

@@ -252,3 +252,29 @@ def test_unreachable_cluster_is_a_clear_error(deployed, tmp_path):
     result = run_cli("deploy", "staging", "--target", "kubernetes", "--image", deployed.reference,
                      env={"KUBECONFIG": str(dead)}, timeout=120)
     assert result.returncode == 1 and "cannot reach the cluster" in result.stderr and "make cluster-up" in result.stderr
+
+
+def test_promotion_on_kubernetes_moves_the_verified_digest_with_its_evidence(deployed):
+    """staging -> production on the cluster: verdict and releases are ConfigMaps, the lock a Lease."""
+    assert deploy("staging", deployed.reference).returncode == 0
+    verified = run_cli("verify", "staging", "--target", "kubernetes", "--short", env=K8S, timeout=900)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    records = kubectl("-n", "fraud-staging", "get", "configmaps", "-l", "shipyard.dev/record=verdict", "-o", "name").stdout
+    assert "configmap/shipyard-verdict-" in records
+    # A Lease held by someone else refuses the promotion, naming them.
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+             "metadata": {"name": "shipyard-promotion", "namespace": "fraud-production"},
+             "spec": {"holderIdentity": "bob@release-desk:7", "leaseDurationSeconds": 600,
+                      "renewTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())}}
+    kubectl("create", "-f", "-", input=json.dumps(lease))
+    try:
+        refused = run_cli("promote", "--target", "kubernetes", "--approve", env=K8S)
+        assert refused.returncode == 1 and "held by bob@release-desk:7" in refused.stderr
+    finally:
+        kubectl("-n", "fraud-production", "delete", "lease", "shipyard-promotion")
+    result = run_cli("promote", "--target", "kubernetes", "--approve", env=K8S, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert running_images("fraud-production") == {deployed.reference}
+    history = json.loads(run_cli("history", "production", "--target", "kubernetes", "-o", "json", env=K8S).stdout)
+    assert history[-1]["subject"] == deployed.reference and history[-1]["outcome"] == "succeeded"
+    assert history[-1]["verdict"]["record"].startswith("configmap/shipyard-verdict-")

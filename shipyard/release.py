@@ -1,0 +1,196 @@
+"""Promotion, rollback and history: move to production exactly what was verified in staging,
+only if it passed, and be able to explain and undo it.
+
+The subject is what an environment runs: an image digest on Kubernetes, a Bento on the local
+target. A promotion deploys the very subject the verdict names (through the deploy step), runs
+the target environment's post-deploy suites, rolls back by itself when they fail, and records a
+release either way. Records and the lock live with the environment (ConfigMaps and a Lease in the
+namespace, or the state folder locally) so two release managers see the same history.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from shipyard.config import Environment, load_environment
+from shipyard.harness.verdict import now
+
+LOCK = "promotion"
+LOCK_TTL_S = 1800
+
+
+class PromotionRefused(Exception):
+    """A rule forbids this promotion; the message says which and what to run (exit code 1)."""
+
+
+@dataclass
+class Outcome:
+    release: dict[str, Any]
+    rollback: dict[str, Any] | None
+    plan: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.release.get("outcome") in ("succeeded", "planned")
+
+
+def _who() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}"
+
+
+def _subject_matches(verdict: dict[str, Any], subject: str) -> bool:
+    return subject in (verdict["subject"].get("image"), verdict["subject"].get("bento"))
+
+
+def _age_h(stamp: str) -> float:
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds() / 3600
+
+
+def releases(target) -> list[dict[str, Any]]:
+    return sorted(target.get_records("release"), key=lambda r: r["seq"])
+
+
+def _record(target, env: Environment, kind: str, subject: str, previous: str, verdict: dict | None,
+            outcome: str, checks: list[dict], approved: bool | None, note: str = "") -> dict[str, Any]:
+    seq = (releases(target)[-1]["seq"] + 1) if releases(target) else 1
+    sub = (verdict or {}).get("subject", {})
+    doc = {
+        "seq": seq, "environment": env.name, "kind": kind, "subject": subject, "previous": previous,
+        "model_version": sub.get("model_version", ""), "training_data_hash": sub.get("training_data_hash", ""),
+        "verdict": {"record": verdict.get("record", ""), "environment": verdict["environment"],
+                    "finished_at": verdict["finished_at"], "passed": verdict["passed"]} if verdict else None,
+        "post_deploy": checks, "approved": approved, "by": _who(), "at": now(), "outcome": outcome, "note": note,
+    }
+    doc["record"] = target.put_record("release", f"{seq:05d}", doc)
+    return doc
+
+
+def _post_deploy(env: Environment, target_kind: str | None, suites: list[str],
+                 progress: Callable[[str], None]) -> dict[str, Any]:
+    from shipyard.harness.run import verify
+
+    verdict, _ = verify(env, suites, target_kind, progress=progress)
+    return {"suites": suites, "passed": verdict["passed"], "record": verdict.get("record", ""),
+            "failed_gates": [f"{g['suite']}.{g['metric']}: {g['reason']}" for g in verdict["gates"] if not g["passed"]]}
+
+
+def promote(source: str, destination: str | None, target_kind: str | None = None, dry_run: bool = False,
+            approve: bool = False, progress: Callable[[str], None] = lambda _: None) -> Outcome:
+    from shipyard.targets import target_for
+
+    src = load_environment(source)
+    if src.promotion is None:
+        raise PromotionRefused(f"{source} has no promotion section in its environment.yaml: nothing may be promoted from it")
+    dst_name = destination or src.promotion.to
+    if dst_name != src.promotion.to:
+        raise PromotionRefused(f"{source} promotes to {src.promotion.to}, not {dst_name} (promotion.to)")
+    dst = load_environment(dst_name)
+    src_target, dst_target = target_for(src, target_kind), target_for(dst, target_kind)
+
+    subject = src_target.subject()
+    if not subject:
+        raise PromotionRefused(f"nothing is running in {source}: deploy and verify it first")
+    verdicts = [v for v in src_target.get_records("verdict")]
+    if not verdicts:
+        raise PromotionRefused(f"no verdict for {source}: run `shipyard verify {source}`")
+    verdict = verdicts[-1]
+    if not _subject_matches(verdict, subject):
+        verified = verdict["subject"].get("image") or verdict["subject"].get("bento")
+        raise PromotionRefused(f"the latest verdict of {source} is for {verified}, but {source} now runs {subject}: "
+                               f"it changed since it was verified; run `shipyard verify {source}`")
+    judged = {s["name"] for s in verdict["suites"]}
+    missing = [suite for suite in src.gates if suite not in judged]
+    if missing:
+        raise PromotionRefused(f"the verdict for {subject} did not run {', '.join(missing)}, which {source} gates: "
+                               f"run `shipyard verify {source}` with every suite")
+    if not verdict["passed"]:
+        failed = [f"{g['suite']}.{g['metric']} ({g['reason']})" for g in verdict["gates"] if not g["passed"]]
+        raise PromotionRefused(f"the verdict for {subject} failed: {', '.join(failed) or 'a suite did not pass'}; "
+                               "fix it, redeploy and verify again")
+    age = _age_h(verdict["finished_at"])
+    if age > src.promotion.max_verdict_age_h:
+        raise PromotionRefused(f"the verdict is {age:.1f} h old (promotion.max_verdict_age_h is "
+                               f"{src.promotion.max_verdict_age_h:g}): run `shipyard verify {source}` again")
+    from shipyard.paths import environments_dir
+
+    if src.parity and all((environments_dir() / e / "kustomization.yaml").is_file() for e in (source, dst_name)):
+        from shipyard.manifests import parity
+
+        bad = [d for d in parity(src, dst, src.parity.allow) if not d.allowed]
+        if bad:
+            raise PromotionRefused(f"{source} and {dst_name} differ outside parity.allow "
+                                   f"({bad[0].obj} {bad[0].path}): see `shipyard diff {source} {dst_name}`")
+    if src.promotion.requires_approval and not approve and not dry_run:
+        raise PromotionRefused(f"promotion to {dst_name} requires approval (the user acceptance sign-off): "
+                               "re-run with --approve once the verdict and report were reviewed")
+
+    previous = dst_target.subject()
+    plan = [f"from {source}: {subject}", f"to {dst_name}: {previous or '(nothing running)'} -> {subject}",
+            f"verdict of {verdict['finished_at']} ({verdict.get('record', '')}): "
+            + ", ".join(f"{g['suite']}.{g['metric']}={g['measured']:g}" for g in verdict["gates"] if g["measured"] is not None),
+            f"post-deploy suites in {dst_name}: {', '.join(src.promotion.post_deploy_suites)}"]
+    if dry_run:
+        return Outcome({"outcome": "planned"}, None, plan)
+
+    holder = _who()
+    current = dst_target.acquire_lock(LOCK, holder, LOCK_TTL_S)
+    if current is not None:
+        raise PromotionRefused(f"another promotion to {dst_name} is in progress, held by {current}; wait for it to finish")
+    try:
+        progress(f"deploying {subject} to {dst_name}")
+        dst_target.roll_to(subject, progress)
+        check = _post_deploy(dst, target_kind, src.promotion.post_deploy_suites, progress)
+        if check["passed"]:
+            return Outcome(_record(dst_target, dst, "promote", subject, previous, verdict, "succeeded", [check],
+                                   approve or None), None, plan)
+        failed = _record(dst_target, dst, "promote", subject, previous, verdict, "rolled-back", [check], approve or None,
+                         note="post-deploy check failed: " + "; ".join(check["failed_gates"]))
+        if not previous:
+            return Outcome(failed, None, plan)
+        progress(f"post-deploy check failed in {dst_name}: rolling back to {previous}")
+        dst_target.roll_to(previous, progress)
+        recheck = _post_deploy(dst, target_kind, src.promotion.post_deploy_suites, progress)
+        back = _record(dst_target, dst, "auto-rollback", previous, subject, None,
+                       "succeeded" if recheck["passed"] else "failed", [recheck], None,
+                       note=f"after release {failed['seq']} failed its post-deploy check")
+        return Outcome(failed, back, plan)
+    finally:
+        dst_target.release_lock(LOCK, holder)
+
+
+def rollback(env_name: str, to_seq: int | None = None, target_kind: str | None = None,
+             progress: Callable[[str], None] = lambda _: None) -> Outcome:
+    """Back to the previous release's subject (or release N's), checked like a promotion."""
+    from shipyard.targets import target_for
+
+    env = load_environment(env_name)
+    target = target_for(env, target_kind)
+    history = releases(target)
+    current = target.subject()
+    if to_seq is not None:
+        chosen = next((r for r in history if r["seq"] == to_seq), None)
+        if chosen is None:
+            raise PromotionRefused(f"{env_name} has no release {to_seq}: see `shipyard history {env_name}`")
+    else:
+        chosen = next((r for r in reversed(history) if r["subject"] != current and r["outcome"] == "succeeded"), None)
+        if chosen is None:
+            raise PromotionRefused(f"{env_name} has no earlier successful release to roll back to")
+    holder = _who()
+    held = target.acquire_lock(LOCK, holder, LOCK_TTL_S)
+    if held is not None:
+        raise PromotionRefused(f"a promotion to {env_name} is in progress, held by {held}")
+    try:
+        progress(f"rolling {env_name} back to release {chosen['seq']}: {chosen['subject']}")
+        target.roll_to(chosen["subject"], progress)
+        suites = ["smoke"]
+        check = _post_deploy(env, target_kind, suites, progress)
+        doc = _record(target, env, "rollback", chosen["subject"], current, None,
+                      "succeeded" if check["passed"] else "failed", [check], None, note=f"to release {chosen['seq']}")
+        return Outcome(doc, None, [])
+    finally:
+        target.release_lock(LOCK, holder)
