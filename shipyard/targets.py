@@ -188,12 +188,15 @@ class LocalTarget:
         bento = resolve_bento(subject)
         self.deploy(bento.tag, bento.model_tag, progress)
 
+    def record_location(self, kind: str, name: str) -> str:
+        return str(state_dir() / "records" / self.env.name / kind / f"{name}.json")
+
     def put_record(self, kind: str, name: str, doc: dict) -> str:
-        folder = state_dir() / "records" / self.env.name / kind
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{name}.json"
+        """Stores doc (with its own location in `record`) and returns that location."""
+        path = Path(self.record_location(kind, name))
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=2))
+        tmp.write_text(json.dumps({**doc, "record": str(path)}, indent=2))
         tmp.replace(path)
         return str(path)
 
@@ -427,19 +430,23 @@ class KubernetesTarget:
         reference, notes = resolve_deployable(subject)
         self.deploy(ImageRef.parse(reference), notes, progress)
 
+    def record_location(self, kind: str, name: str) -> str:
+        return f"configmap/shipyard-{kind}-{name}".lower()[:263] + f" in {self.namespace}"
+
     def put_record(self, kind: str, name: str, doc: dict) -> str:
         """A ConfigMap in the environment's namespace, so the evidence lives with what it judged."""
         from shipyard import kubectl
 
+        location = self.record_location(kind, name)
         cm = {
             "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": f"shipyard-{kind}-{name}".lower()[:253], "namespace": self.namespace,
+            "metadata": {"name": location.split("/", 1)[1].split(" ", 1)[0], "namespace": self.namespace,
                          "labels": {"app.kubernetes.io/managed-by": "shipyard", "shipyard.dev/record": kind}},
-            "data": {"record.json": json.dumps(doc, indent=2)},
+            "data": {"record.json": json.dumps({**doc, "record": location}, indent=2)},
         }
         kubectl.run("apply", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
                     input_text=json.dumps(cm))
-        return f"configmap/{cm['metadata']['name']} in {self.namespace}"
+        return location
 
     def get_records(self, kind: str) -> list[dict]:
         from shipyard import kubectl

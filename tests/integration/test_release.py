@@ -108,7 +108,9 @@ def test_happy_path_promotes_the_verified_bento_and_records_it(pair, built_bento
     assert serving("prod", env) == built_bento
     [release] = history("prod", env)
     assert release["kind"] == "promote" and release["subject"] == built_bento and release["outcome"] == "succeeded"
-    assert release["verdict"]["passed"] and Path(release["verdict"]["record"]).exists()
+    verdict_file = Path(release["verdict"]["record"])
+    assert release["verdict"]["passed"] and verdict_file.suffix == ".json" and verdict_file.is_file()
+    assert json.loads(verdict_file.read_text())["subject"]["bento"] == built_bento
     assert release["model_version"].startswith("fraud_detector:") and release["training_data_hash"].startswith("sha256:")
     table = run_cli("history", "prod", env=env).stdout
     assert table.splitlines()[0].split()[:3] == ["SEQ", "KIND", "SUBJECT"]
