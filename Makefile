@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SHIPYARD := $(VENV)/bin/shipyard
 DEMO_ENV ?= staging
 
-.PHONY: venv demo test test-unit services cluster-up cluster-down cluster-status clean
+.PHONY: venv demo cluster-demo test test-unit services cluster-up cluster-down cluster-status clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,14 +15,27 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 ## demo: train, build the Bento, serve it locally as staging, send a valid and an invalid request,
-## then verify staging (short load and stress) and print the verdict
+## verify staging (short load and stress), promote the verified Bento to production, show history
 demo: venv
 	$(SHIPYARD) train
 	$(SHIPYARD) build
 	$(SHIPYARD) deploy $(DEMO_ENV) --target local
 	scripts/demo-requests $(DEMO_ENV)
 	$(SHIPYARD) verify $(DEMO_ENV) --short
-	@echo "staging keeps serving; stop it with: $(SHIPYARD) stop $(DEMO_ENV)"
+	$(SHIPYARD) promote $(DEMO_ENV) --approve
+	$(SHIPYARD) history production
+	@echo "staging and production keep serving; stop them with: $(SHIPYARD) stop staging; $(SHIPYARD) stop production"
+
+## cluster-demo: the same release on the local Kubernetes cluster: image by digest, deploy
+## staging, verify it there, promote the verified digest to production
+cluster-demo: venv services
+	$(SHIPYARD) train
+	$(SHIPYARD) build
+	$(SHIPYARD) image build
+	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) deploy staging --target kubernetes
+	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) verify staging --target kubernetes --short
+	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) promote staging --target kubernetes --approve
+	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) history production --target kubernetes
 
 ## test: every test: unit, then integration against real servers, docker, the registry and the
 ## local cluster (their scripts install and start whatever is missing; the cluster stays up)

@@ -15,6 +15,8 @@ from typing import Iterator
 
 import httpx
 
+from shipyard.targets import wait_until_ready
+
 ROOT = Path(__file__).resolve().parent.parent
 TRANSACTION = {
     "transaction_id": "bench-1", "amount": 42.5, "currency": "EUR", "merchant_category": "5411",
@@ -40,15 +42,7 @@ def served(target: str, env: dict[str, str] | None = None) -> Iterator[str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
+        if not wait_until_ready(url, 120, alive=lambda: proc.poll() is None):
             raise RuntimeError(f"{target} never became ready")
         yield url
     finally:

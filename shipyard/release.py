@@ -15,7 +15,8 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from shipyard.config import Environment, load_environment
 from shipyard.harness.verdict import now
@@ -37,6 +38,19 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.release.get("outcome") in ("succeeded", "planned")
+
+
+@contextmanager
+def _locked(target, env_name: str) -> Iterator[None]:
+    """The environment's promotion lock for the duration of a release, or PromotionRefused."""
+    holder = _who()
+    held = target.acquire_lock(LOCK, holder, LOCK_TTL_S)
+    if held is not None:
+        raise PromotionRefused(f"another promotion to {env_name} is in progress, held by {held}; wait for it to finish")
+    try:
+        yield
+    finally:
+        target.release_lock(LOCK, holder)
 
 
 def _who() -> str:
@@ -137,18 +151,20 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
     if dry_run:
         return Outcome({"outcome": "planned"}, None, plan)
 
-    holder = _who()
-    current = dst_target.acquire_lock(LOCK, holder, LOCK_TTL_S)
-    if current is not None:
-        raise PromotionRefused(f"another promotion to {dst_name} is in progress, held by {current}; wait for it to finish")
-    try:
+    with _locked(dst_target, dst_name):
+        from shipyard.targets import TargetError
+
         progress(f"deploying {subject} to {dst_name}")
-        dst_target.roll_to(subject, progress)
-        check = _post_deploy(dst, target_kind, src.promotion.post_deploy_suites, progress)
+        try:
+            dst_target.roll_to(subject, progress)
+            check = _post_deploy(dst, target_kind, src.promotion.post_deploy_suites, progress)
+        except TargetError as exc:  # the deploy itself failed: treated like a failed check
+            check = {"suites": [], "passed": False, "record": "", "failed_gates": [f"deploy: {exc}"]}
         if check["passed"]:
             return Outcome(_record(dst_target, dst, "promote", subject, previous, verdict, "succeeded", [check],
                                    approve or None), None, plan)
-        failed = _record(dst_target, dst, "promote", subject, previous, verdict, "rolled-back", [check], approve or None,
+        failed = _record(dst_target, dst, "promote", subject, previous, verdict,
+                         "rolled-back" if previous else "failed", [check], approve or None,
                          note="post-deploy check failed: " + "; ".join(check["failed_gates"]))
         if not previous:
             return Outcome(failed, None, plan)
@@ -159,8 +175,6 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
                        "succeeded" if recheck["passed"] else "failed", [recheck], None,
                        note=f"after release {failed['seq']} failed its post-deploy check")
         return Outcome(failed, back, plan)
-    finally:
-        dst_target.release_lock(LOCK, holder)
 
 
 def rollback(env_name: str, to_seq: int | None = None, target_kind: str | None = None,
@@ -180,11 +194,7 @@ def rollback(env_name: str, to_seq: int | None = None, target_kind: str | None =
         chosen = next((r for r in reversed(history) if r["subject"] != current and r["outcome"] == "succeeded"), None)
         if chosen is None:
             raise PromotionRefused(f"{env_name} has no earlier successful release to roll back to")
-    holder = _who()
-    held = target.acquire_lock(LOCK, holder, LOCK_TTL_S)
-    if held is not None:
-        raise PromotionRefused(f"a promotion to {env_name} is in progress, held by {held}")
-    try:
+    with _locked(target, env_name):
         progress(f"rolling {env_name} back to release {chosen['seq']}: {chosen['subject']}")
         target.roll_to(chosen["subject"], progress)
         suites = ["smoke"]
@@ -192,5 +202,3 @@ def rollback(env_name: str, to_seq: int | None = None, target_kind: str | None =
         doc = _record(target, env, "rollback", chosen["subject"], current, None,
                       "succeeded" if check["passed"] else "failed", [check], None, note=f"to release {chosen['seq']}")
         return Outcome(doc, None, [])
-    finally:
-        target.release_lock(LOCK, holder)

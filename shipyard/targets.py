@@ -105,6 +105,16 @@ def http_ready(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def wait_until_ready(url: str, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> bool:
+    """Polls url/readyz: True once it answers 200, False when `alive()` turns false or time is up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and alive():
+        if http_ready(url, timeout=1.0):
+            return True
+        time.sleep(0.2)
+    return False
+
+
 class LocalTarget:
     """Runs an environment as a `bentoml serve` process on loopback."""
 
@@ -161,14 +171,11 @@ class LocalTarget:
         )
         self.state_file.write_text(json.dumps(asdict(st), indent=2))
         progress(f"started bentoml serve {bento} (pid {proc.pid}), waiting for {st.url}/readyz")
-        deadline = time.monotonic() + self.env.local.ready_timeout_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                self.state_file.unlink(missing_ok=True)
-                raise TargetError(f"the server exited with code {proc.returncode} before it was ready:\n{_tail(log_path)}")
-            if http_ready(st.url, timeout=1.0):
-                return st
-            time.sleep(0.25)
+        if wait_until_ready(st.url, self.env.local.ready_timeout_s, alive=lambda: proc.poll() is None):
+            return st
+        if proc.poll() is not None:
+            self.state_file.unlink(missing_ok=True)
+            raise TargetError(f"the server exited with code {proc.returncode} before it was ready:\n{_tail(log_path)}")
         self.stop()
         raise TargetError(
             f"the server was not ready within {self.env.local.ready_timeout_s:g}s "

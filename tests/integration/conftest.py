@@ -102,12 +102,6 @@ def built_image(built_bento, cli_env) -> BuiltImage:
 
 def wait_ready(url: str, limit_s: float = 120) -> None:
     """Polls /readyz; the limit only catches hangs."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} never became ready")
+    from shipyard.targets import wait_until_ready
+
+    assert wait_until_ready(url, limit_s), f"{url} never became ready"

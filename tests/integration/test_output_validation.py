@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from shipyard.targets import wait_until_ready
 from tests.conftest import PROJECT_ROOT, VALID_TRANSACTION, free_port
 from tests.integration.broken_models import ContractBreakingClassifier
 
@@ -32,18 +33,11 @@ def broken_server(state_dir):
         cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90  # a bound that catches a hang, not a performance assertion
     try:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (state_dir / "broken-server.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("broken-model server never became ready")
+        # The bound catches a hang; it is not a performance assertion.
+        if not wait_until_ready(url, 90, alive=lambda: proc.poll() is None):
+            pytest.fail("broken-model server never became ready:\n"
+                        + (state_dir / "broken-server.log").read_text()[-3000:])
         with httpx.Client(base_url=url, timeout=30) as client:
             yield client
     finally:
