@@ -55,16 +55,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def sequential_latency_ms(url: str, path: str, body, requests: int) -> dict[str, float]:
-    with httpx.Client(base_url=url, timeout=10) as client:
+def sequential_latency_ms(url: str, body: dict, requests: int) -> dict[str, float]:
+    """One client scoring one transaction at a time, through the typed client users would use."""
+    from service.client import FraudClient
+
+    with FraudClient(url, deadline_s=10) as client:
         for _ in range(20):
-            client.post(path, json=body)
+            client.score(body)
         times = []
         for _ in range(requests):
             t = time.perf_counter()
-            resp = client.post(path, json=body)
+            client.score(body)
             times.append((time.perf_counter() - t) * 1000)
-            resp.raise_for_status()
     return {"p50_ms": statistics.median(times), "p99_ms": percentile(times, 0.99), "requests": requests}
 
 

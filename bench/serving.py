@@ -45,7 +45,7 @@ def predict_proba_ms(rows: int, repeats: int = 500) -> float:
 def main() -> None:
     result = {"predict_proba_1_row_ms": predict_proba_ms(1), "predict_proba_64_rows_ms": predict_proba_ms(64)}
     with served("fraud_scorer:latest") as url:
-        result["served_single_client"] = sequential_latency_ms(url, "/score", TRANSACTION, 300)
+        result["served_single_client"] = sequential_latency_ms(url, TRANSACTION, 300)
     with served("bench.batched_service:BatchingBench") as url:
         body = [TRANSACTION]
         result["unbatched_32_clients"] = concurrent_load(url, "/unbatched", body, 32, 3000)
