@@ -199,6 +199,33 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import bentoml
+
+    from service.batch import score_file
+    from service.model import load_pipeline
+    from shipyard.output import info
+
+    try:
+        model = bentoml.models.get(args.model)
+    except bentoml.exceptions.NotFound:
+        raise UsageError(f"no model {args.model!r} in the store: run `shipyard train` or name one with --model") from None
+    output = Path(args.output)
+    rejects = Path(args.rejects) if args.rejects else output.with_name(output.stem + ".rejects.csv")
+    started = time.monotonic()
+
+    def progress(rows: int, scored: int, rejected: int) -> None:
+        info(f"{rows} rows: {scored} scored, {rejected} rejected ({rows / max(time.monotonic() - started, 1e-9):.0f} rows/s)")
+
+    result = score_file(Path(args.input), output, rejects, load_pipeline(model.path),
+                        float(model.info.metadata["threshold"]), str(model.tag), args.chunk_rows, progress)
+    print(f"{result.rows} rows in = {result.scored} scored ({result.output}) + {result.rejected} rejected "
+          f"({result.rejects}) in {time.monotonic() - started:.1f}s")
+    return EXIT_OK
+
+
 def _age(started_at: str) -> str:
     if not started_at:
         return ""
@@ -351,6 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
     p.set_defaults(func=_cmd_history)
 
+    p = verbs.add_parser("batch", help="score a file of transactions: predictions and rejects out",
+                         description="Validates every row of a CSV or JSON Lines file with the service's "
+                                     "schema, scores valid rows in chunks with the model, writes predictions "
+                                     "and a rejects file (row, field, rule, reason). Rows in = scored + "
+                                     "rejected, checked; outputs appear only when complete.")
+    p.add_argument("input", help="transactions: .csv (header row) or .jsonl")
+    p.add_argument("output", help="predictions CSV to write")
+    p.add_argument("--rejects", help="rejects CSV (default: <output stem>.rejects.csv)")
+    p.add_argument("--model", default="fraud_detector:latest", help="model tag (default fraud_detector:latest)")
+    p.add_argument("--chunk-rows", type=_rows, default=20_000, help="rows scored per model call (default 20000, min 2000)")
+    p.set_defaults(func=_cmd_batch)
+
     p = verbs.add_parser("status", help="show what each environment serves",
                          description="Shows, per environment, its state, Bento, model, URL and age.")
     p.add_argument("env", nargs="?", help="one environment (default: all)")
@@ -401,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from shipyard.kubectl import ClusterError
     from shipyard.manifests import ManifestError
     from shipyard.harness.run import VerifyError
+    from service.batch import BatchError
     from shipyard.release import PromotionRefused
     from shipyard.targets import TargetError
 
@@ -408,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             BuildError: EXIT_FAILED, TargetError: EXIT_FAILED,
                                             ImageError: EXIT_FAILED, ClusterError: EXIT_FAILED,
                                             ManifestError: EXIT_FAILED, VerifyError: EXIT_FAILED,
-                                            PromotionRefused: EXIT_FAILED}
+                                            PromotionRefused: EXIT_FAILED, BatchError: EXIT_FAILED}
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

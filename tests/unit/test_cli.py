@@ -7,7 +7,7 @@ import pytest
 from shipyard.cli import build_parser, main
 
 
-@pytest.mark.parametrize("verb", ["train", "build", "deploy", "status", "stop", "diff", "image"])
+@pytest.mark.parametrize("verb", ["train", "build", "deploy", "status", "stop", "diff", "image", "verify", "promote", "rollback", "history", "batch"])
 def test_every_verb_explains_itself(verb, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([verb, "--help"])
