@@ -347,6 +347,13 @@ class KubernetesTarget:
         objects, checks = self.preflight(image, annotations, progress)
         kubectl.check_reachable()
         rendered = manifests.to_yaml(objects)
+        if dry_run and kubectl.get_json("namespace", self.namespace) is None:
+            # Nothing to diff against: a server-side dry run needs the namespace to exist.
+            progress(f"namespace {self.namespace} does not exist yet; deploying would create:")
+            for obj in objects:
+                progress(f"  {obj['kind']}/{obj['metadata']['name']}")
+            return KubernetesDeploy(self.env.name, self.namespace, str(image), True, 0, 0,
+                                    time.monotonic() - started, checks)
         if dry_run:
             diff = kubectl.run("diff", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
                                input_text=rendered, check=False)

@@ -278,3 +278,12 @@ def test_promotion_on_kubernetes_moves_the_verified_digest_with_its_evidence(dep
     history = json.loads(run_cli("history", "production", "--target", "kubernetes", "-o", "json", env=K8S).stdout)
     assert history[-1]["subject"] == deployed.reference and history[-1]["outcome"] == "succeeded"
     assert history[-1]["verdict"]["record"].startswith("configmap/shipyard-verdict-")
+
+
+def test_dry_run_into_a_namespace_that_does_not_exist_lists_what_would_be_created(deployed, tmp_path):
+    namespace = f"fraud-dry-{os.getpid()}"
+    _overlay(tmp_path, "dry", namespace)
+    result = deploy("dry", deployed.reference, "--dry-run", envs=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"namespace {namespace} does not exist yet" in result.stderr and "Deployment/fraud-scorer" in result.stderr
+    assert kubectl("get", "namespace", namespace, check=False).returncode != 0
