@@ -71,7 +71,8 @@ def releases(target) -> list[dict[str, Any]]:
 
 def _record(target, env: Environment, kind: str, subject: str, previous: str, verdict: dict | None,
             outcome: str, checks: list[dict], approved: bool | None, note: str = "") -> dict[str, Any]:
-    seq = (releases(target)[-1]["seq"] + 1) if releases(target) else 1
+    history = releases(target)  # one read: on Kubernetes each is a kubectl call
+    seq = history[-1]["seq"] + 1 if history else 1
     sub = (verdict or {}).get("subject", {})
     doc = {
         "seq": seq, "environment": env.name, "kind": kind, "subject": subject, "previous": previous,

@@ -92,7 +92,7 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-def _port_in_use(port: int) -> bool:
+def port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
@@ -147,7 +147,7 @@ class LocalTarget:
             progress(f"stopping {current.bento} (pid {current.pid})")
             self.stop()
         port = self.env.local.port
-        if _port_in_use(port):
+        if port_in_use(port):
             raise TargetError(
                 f"port {port} on 127.0.0.1 is in use by another process: stop it, or change "
                 f"local.port in environments/{self.env.name}/environment.yaml"

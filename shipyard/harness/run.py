@@ -48,19 +48,19 @@ def endpoint(env: Environment, target_kind: str | None) -> Iterator[Endpoint]:
     st = target.status()
     if st.state != "ready":
         raise VerifyError(f"{env.name} is {st.state} on Kubernetes: run `shipyard deploy {env.name} --target kubernetes`")
-    from shipyard import kubectl
-    from shipyard.targets import _port_in_use
-
     import socket
 
-    with socket.socket() as sock:
+    from shipyard import kubectl
+    from shipyard.targets import port_in_use
+
+    with socket.socket() as sock:  # a free loopback port for the forward
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     forward = subprocess.Popen([kubectl.kubectl_path(), "-n", target.namespace, "port-forward", "service/fraud-scorer",
                                 f"{port}:80", "--address", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
-        while not _port_in_use(port):
+        while not port_in_use(port):
             if forward.poll() is not None or time.monotonic() > deadline:
                 raise VerifyError(f"port-forward to {target.namespace}/fraud-scorer failed: "
                                   f"{forward.stderr.read().decode()[-300:] if forward.stderr else ''}")
