@@ -197,12 +197,18 @@ def _threshold_for_precision(y_true: np.ndarray, proba: np.ndarray, precision: f
     return float(thresholds[best]), float(rec[best])
 
 
+def split_holdout(full: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """80 % to fit, a stratified 20 % the model never sees; seeded, so it can be rebuilt."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(full, test_size=0.2, stratify=full[LABEL], random_state=seed)
+
+
 def train(full: pd.DataFrame, seed: int = DEFAULT_SEED) -> TrainingResult:
     """Fits on 80 % and evaluates on a stratified 20 % holdout the model never saw."""
     from sklearn.metrics import average_precision_score, roc_auc_score
-    from sklearn.model_selection import train_test_split
 
-    train_df, holdout = train_test_split(full, test_size=0.2, stratify=full[LABEL], random_state=seed)
+    train_df, holdout = split_holdout(full, seed)
     pipeline = build_pipeline(seed)
     pipeline.fit(train_df[list(FEATURES)], train_df[LABEL])
     proba = pipeline.predict_proba(holdout[list(FEATURES)])[:, 1]
@@ -259,6 +265,33 @@ def load_pipeline(model_dir: Path):
     import joblib
 
     return joblib.load(Path(model_dir) / "pipeline.joblib")
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A model from the store with what every serving mode needs beside the pipeline."""
+
+    tag: str
+    pipeline: Any
+    threshold: float
+    metadata: dict[str, Any]
+
+    def holdout(self) -> pd.DataFrame:
+        """The rows the model was evaluated on, rebuilt from its seed (generation is seeded)."""
+        full = generate_transactions(int(self.metadata["training_rows"]), int(self.metadata["seed"]))
+        return split_holdout(full, int(self.metadata["seed"]))[1]
+
+
+def load_from_store(tag: str) -> StoredModel:
+    """Raises LookupError naming the tag when the store has no such model."""
+    import bentoml
+
+    try:
+        model = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        raise LookupError(f"no model {tag!r} in the store: run `shipyard train` or name one with --model") from None
+    metadata = dict(model.info.metadata)
+    return StoredModel(str(model.tag), load_pipeline(model.path), float(metadata["threshold"]), metadata)
 
 
 @dataclass(frozen=True)

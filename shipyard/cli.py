@@ -199,19 +199,22 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _stored_model(tag: str):
+    from service.model import load_from_store
+
+    try:
+        return load_from_store(tag)
+    except LookupError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _cmd_batch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import bentoml
-
     from service.batch import score_file
-    from service.model import load_pipeline
     from shipyard.output import info
 
-    try:
-        model = bentoml.models.get(args.model)
-    except bentoml.exceptions.NotFound:
-        raise UsageError(f"no model {args.model!r} in the store: run `shipyard train` or name one with --model") from None
+    model = _stored_model(args.model)
     output = Path(args.output)
     rejects = Path(args.rejects) if args.rejects else output.with_name(output.stem + ".rejects.csv")
     started = time.monotonic()
@@ -219,10 +222,33 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     def progress(rows: int, scored: int, rejected: int) -> None:
         info(f"{rows} rows: {scored} scored, {rejected} rejected ({rows / max(time.monotonic() - started, 1e-9):.0f} rows/s)")
 
-    result = score_file(Path(args.input), output, rejects, load_pipeline(model.path),
-                        float(model.info.metadata["threshold"]), str(model.tag), args.chunk_rows, progress)
+    result = score_file(Path(args.input), output, rejects, model.pipeline, model.threshold, model.tag,
+                        args.chunk_rows, progress)
     print(f"{result.rows} rows in = {result.scored} scored ({result.output}) + {result.rejected} rejected "
           f"({result.rejects}) in {time.monotonic() - started:.1f}s")
+    return EXIT_OK
+
+
+def _cmd_edge_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from service.edge import PARITY_TOLERANCE, export
+    from shipyard.output import info, table
+    from shipyard.paths import state_dir
+
+    model = _stored_model(args.model)
+    output = Path(args.output) if args.output else state_dir() / "edge" / f"{model.tag.replace(':', '-')}.onnx"
+    info(f"exporting {model.tag} to ONNX and checking it against scikit-learn on the model's holdout")
+    result = export(model.pipeline, model.tag, model.threshold, model.holdout(), output)
+    p = result.parity
+    print(table(["check", "value"], [
+        ["file", f"{result.path} ({result.size_bytes / 1024:.1f} KiB)"],
+        ["holdout rows", str(p.rows)],
+        ["max |p_onnx - p_sklearn|", f"{p.max_abs_diff:.2e} (allowed {PARITY_TOLERANCE:.0e})"],
+        ["decision agreement", f"{p.decision_agreement:.2%}"],
+        ["1-row latency, onnxruntime (p50)", f"{result.latency_ms_p50:.3f} ms"],
+        ["1-row latency, scikit-learn (p50)", f"{result.sklearn_latency_ms_p50:.3f} ms"],
+    ]))
     return EXIT_OK
 
 
@@ -390,6 +416,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-rows", type=_rows, default=20_000, help="rows scored per model call (default 20000, min 2000)")
     p.set_defaults(func=_cmd_batch)
 
+    p = verbs.add_parser("edge", help="export the model for devices (ONNX) with a parity check",
+                         description="Edge mode: the model as an ONNX file for onnxruntime on a device.")
+    edge_verbs = p.add_subparsers(dest="edge_verb", required=True, metavar="<edge verb>")
+    q = edge_verbs.add_parser("export", help="convert the model to ONNX; write it only if it matches scikit-learn",
+                              description="Converts the trained pipeline to ONNX (input schema and threshold in its "
+                                          "metadata), scores the model's whole holdout with both onnxruntime and "
+                                          "scikit-learn, and writes the file only when every probability agrees "
+                                          "within 1e-5 and every decision is the same. Prints size and latency.")
+    q.add_argument("--model", default="fraud_detector:latest", help="model tag (default fraud_detector:latest)")
+    q.add_argument("-o", "--output", help="ONNX file to write (default .shipyard/edge/<model>-<version>.onnx)")
+    q.set_defaults(func=_cmd_edge_export)
+
     p = verbs.add_parser("status", help="show what each environment serves",
                          description="Shows, per environment, its state, Bento, model, URL and age.")
     p.add_argument("env", nargs="?", help="one environment (default: all)")
@@ -441,6 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from shipyard.manifests import ManifestError
     from shipyard.harness.run import VerifyError
     from service.batch import BatchError
+    from service.edge import EdgeError
     from shipyard.release import PromotionRefused
     from shipyard.targets import TargetError
 
@@ -448,7 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             BuildError: EXIT_FAILED, TargetError: EXIT_FAILED,
                                             ImageError: EXIT_FAILED, ClusterError: EXIT_FAILED,
                                             ManifestError: EXIT_FAILED, VerifyError: EXIT_FAILED,
-                                            PromotionRefused: EXIT_FAILED, BatchError: EXIT_FAILED}
+                                            PromotionRefused: EXIT_FAILED, BatchError: EXIT_FAILED,
+                                            EdgeError: EXIT_FAILED}
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
