@@ -1,9 +1,12 @@
 """Batch mode: a file of transactions in, predictions and rejects out, nothing lost.
 
-Every row is validated with the same schema as the real-time API; valid rows are scored in chunks
-by the same pipeline; each invalid row goes to the rejects file with its row number and reason.
-The input is streamed (bounded memory), outputs are written beside their final names and renamed
-only when the run is complete and the counts add up, so a half-written file never looks finished.
+The input is read in chunks (bounded memory, whatever the file's size); each chunk is validated
+with the service's schema (service.frames: column checks derived from it, pydantic the judge of
+every row they do not clear), valid rows are scored by the same pipeline in one call per chunk,
+and each invalid row goes to the rejects file with its row number, field, rule and message.
+Outputs are written beside their final names and renamed only when the run is complete and
+rows in = scored + rejected, so an interrupted run (SIGINT, SIGTERM, a crash) leaves nothing
+that looks finished: rerun it.
 """
 
 from __future__ import annotations
@@ -11,24 +14,32 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-from pydantic import ValidationError
+import pandas as pd
+import pyarrow as pa
 
-from service.model import features_frame
-from service.schemas import FEATURES, Transaction
+from service.frames import COLUMNS, ID, RULES, Rejection, certainly_valid, judge, record
+from service.model import LABEL, features_frame
+from service.schemas import FEATURES
 
-CHUNK_ROWS = 20_000
-_FLOAT = {"amount", "distance_from_home_km", "avg_amount_30d"}
-_INT = {"hour", "transactions_last_24h", "account_age_days"}
-_BOOL = {"true": True, "false": False, "1": True, "0": False}
+CHUNK_ROWS = 50_000
+INPUTS = (".csv", ".jsonl", ".ndjson", ".parquet")
+OUTPUTS = (".csv", ".parquet")
+_TRUE_FALSE = {"true": True, "false": False, "1": True, "0": False}
+# The dtypes the model was trained with (service.model.generate_transactions); scikit-learn's
+# encoder misreads a bool feature cast to float, so every chunk is cast back to these.
+TRAINING_DTYPES = {name: {"float": "float64", "int": "int64", "bool": "bool", "str": "str"}[RULES[name].kind]
+                   for name in FEATURES}
+OUTPUT_SCHEMA = pa.schema([("row", pa.int64()), ("transaction_id", pa.string()), ("probability", pa.float64()),
+                           ("decision", pa.string()), ("threshold", pa.float64()), ("model_version", pa.string())])
 
 
 class BatchError(Exception):
-    """The input cannot be read, or the run did not account for every row (exit code 1/2)."""
+    """The input cannot be read, or the run did not account for every row."""
 
 
 @dataclass(frozen=True)
@@ -40,96 +51,231 @@ class BatchResult:
     rejects: Path
 
 
-def _from_text(row: dict[str, str]) -> dict[str, Any]:
-    """CSV has no types: turn text into the schema's types where it parses, leave it otherwise
-    (the schema then rejects the field by name). Empty cells are missing values."""
-    out: dict[str, Any] = {}
-    for key, text in row.items():
-        if key is None:
-            out["(extra columns)"] = text
-            continue
-        if text == "" or text is None:
-            continue
-        value: Any = text
-        try:
-            if key in _FLOAT:
-                value = float(text)
-            elif key in _INT and text.lstrip("-").isdigit():
-                value = int(text)
-            elif key == "card_present" and text.lower() in _BOOL:
-                value = _BOOL[text.lower()]
-        except ValueError:
-            pass
-        out[key] = value
-    return out
+@dataclass
+class Chunk:
+    """Rows of the input, typed as far as their format allows.
+
+    `records` holds JSON's own objects when the input is JSON Lines: the schema must judge what
+    the sender wrote, not pandas' upcast of it (14 next to 14.5 would become 14.0)."""
+
+    rows: np.ndarray  # 1-based input row (line) numbers of the frame's rows
+    frame: pd.DataFrame
+    records: list[dict[str, Any]] | None = None
+    unreadable: list[tuple[int, Rejection]] = field(default_factory=list)
 
 
-def _records(path: Path) -> Iterator[dict[str, Any] | Exception]:
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with path.open(newline="") as f:
-            for row in csv.DictReader(f):
-                row.pop("is_fraud", None)  # a labelled sample scores like any input
-                yield _from_text(row)
-    elif suffix in (".jsonl", ".ndjson"):
-        with path.open() as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    yield record if isinstance(record, dict) else ValueError("not a JSON object")
-                except ValueError as exc:
-                    yield exc
+def _check_header(columns: list[str], source: Path) -> None:
+    unknown = [c for c in columns if c not in RULES and c != LABEL]
+    missing = [c for c, rule in RULES.items() if rule.required and c not in columns]
+    if unknown or missing:
+        problems = ([f"unknown column(s) {', '.join(unknown)} (the schema forbids extra fields)"] if unknown else []) + \
+                   ([f"missing required column(s) {', '.join(missing)}"] if missing else [])
+        raise BatchError(f"{source}: {'; '.join(problems)}; expected columns: {', '.join(COLUMNS)}")
+
+
+def _from_text(text: Any, kind: str) -> Any:
+    """CSV has no types: a cell becomes the schema's type where it parses and stays text
+    otherwise, so the schema rejects it by name. Empty cells are missing values."""
+    if not isinstance(text, str):
+        return text
+    try:
+        if kind == "float":
+            return float(text)
+        if kind == "int" and text.lstrip("-").isdigit():
+            return int(text)
+    except ValueError:
+        return text
+    if kind == "bool" and text.lower() in _TRUE_FALSE:
+        return _TRUE_FALSE[text.lower()]
+    return text
+
+
+def _type_csv_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """pandas types clean columns natively; only columns with dirty cells are converted by hand."""
+    for name in frame.columns:
+        rule = RULES.get(name)
+        if rule is None or rule.kind == "str":
+            continue
+        column = frame[name]
+        kind = column.dtype.kind
+        if rule.kind == "float" and kind == "f" and column.isna().any():  # blank cells: None, not NaN
+            frame[name] = column.astype(object).where(column.notna(), None)
+        elif rule.kind == "int" and kind == "f":  # blank cells made the column float
+            frame[name] = pd.Series([None if np.isnan(v) else int(v) if v.is_integer() else v
+                                     for v in column.to_numpy()], index=frame.index, dtype=object)
+        elif rule.kind == "bool" and kind in "iu" and column.isin((0, 1)).all():
+            frame[name] = column.astype(bool)
+        elif (rule.kind in ("float", "int") and kind not in "fiu") or (rule.kind == "bool" and kind != "b"):
+            frame[name] = pd.Series([None if v is None or (isinstance(v, float) and np.isnan(v)) else _from_text(v, rule.kind)
+                                     for v in column.astype(object)],
+                                    index=frame.index, dtype=object)
+    return frame
+
+
+def _csv_chunks(source: Path, chunk_rows: int) -> Iterator[Chunk]:
+    strings = {name: "str" for name, rule in RULES.items() if rule.kind == "str"}
+    _check_header(list(pd.read_csv(source, nrows=0).columns), source)
+    start = 1
+    with pd.read_csv(source, chunksize=chunk_rows, dtype=strings, keep_default_na=False, na_values=[""]) as reader:
+        for frame in reader:
+            frame = frame.drop(columns=[LABEL], errors="ignore").reset_index(drop=True)
+            yield Chunk(np.arange(start, start + len(frame)), _type_csv_columns(frame))
+            start += len(frame)
+
+
+def _parquet_chunks(source: Path, chunk_rows: int) -> Iterator[Chunk]:
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(source)
+    _check_header(file.schema_arrow.names, source)
+    start = 1
+    for batch in file.iter_batches(batch_size=chunk_rows):
+        frame = batch.to_pandas().drop(columns=[LABEL], errors="ignore")
+        yield Chunk(np.arange(start, start + len(frame)), frame)
+        start += len(frame)
+
+
+def _jsonl_chunks(source: Path, chunk_rows: int) -> Iterator[Chunk]:
+    rows: list[int] = []
+    records: list[dict[str, Any]] = []
+    unreadable: list[tuple[int, Rejection]] = []
+    with source.open() as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                unreadable.append((line_no, Rejection("line", "json_invalid", "empty line")))
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError as exc:
+                unreadable.append((line_no, Rejection("line", "json_invalid", str(exc)[:200])))
+                continue
+            if not isinstance(value, dict):
+                unreadable.append((line_no, Rejection("line", "json_invalid", "not a JSON object")))
+                continue
+            value.pop(LABEL, None)
+            rows.append(line_no)
+            records.append(value)
+            if len(records) >= chunk_rows:
+                yield Chunk(np.array(rows), pd.DataFrame.from_records(records), records, unreadable)
+                rows, records, unreadable = [], [], []
+    if records or unreadable:
+        yield Chunk(np.array(rows, dtype=np.int64), pd.DataFrame.from_records(records), records, unreadable)
+
+
+def read_chunks(source: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+    """Chunks of a CSV (header row), JSON Lines or Parquet file, in input order."""
+    readers = {".csv": _csv_chunks, ".jsonl": _jsonl_chunks, ".ndjson": _jsonl_chunks, ".parquet": _parquet_chunks}
+    suffix = source.suffix.lower()
+    if suffix not in readers:
+        raise BatchError(f"{source}: unsupported input format {suffix or '(none)'}; use {', '.join(INPUTS)}")
+    if not source.is_file():
+        raise BatchError(f"input {source} does not exist")
+    return readers[suffix](source, chunk_rows)
+
+
+@dataclass(frozen=True)
+class Validated:
+    """One chunk split by the schema: model input for the valid rows, reasons for the others."""
+
+    rows: np.ndarray
+    ids: list[str | None]
+    features: pd.DataFrame
+    rejects: list[tuple[int, Rejection]]
+
+
+def validate_chunk(chunk: Chunk) -> Validated:
+    frame = chunk.frame
+    fast = certainly_valid(frame) if len(frame) else np.zeros(0, dtype=bool)
+    doubtful = np.flatnonzero(~fast)
+    if chunk.records is not None:
+        doubtful_records = [chunk.records[i] for i in doubtful]
     else:
-        raise BatchError(f"{path}: unsupported input format {suffix or '(none)'}; use .csv or .jsonl")
+        doubtful_records = [record(r) for r in frame.iloc[doubtful].to_dict("records")]
+    verdicts = judge(doubtful_records)
+    accepted = [(i, v) for i, v in zip(doubtful, verdicts) if not isinstance(v, Rejection)]
+    rejects = sorted(chunk.unreadable + [(int(chunk.rows[i]), v) for i, v in zip(doubtful, verdicts)
+                                         if isinstance(v, Rejection)])
+    parts = [frame.loc[fast, list(FEATURES)]]
+    ids = frame[ID].where(frame[ID].notna(), None) if ID in frame.columns else pd.Series([None] * len(frame))
+    id_parts = [ids[fast]]
+    if accepted:
+        index = pd.Index([i for i, _ in accepted])
+        parts.append(features_frame(t.model_dump() for _, t in accepted).set_index(index))
+        id_parts.append(pd.Series([t.transaction_id for _, t in accepted], index=index))
+    features = pd.concat(parts).sort_index() if len(parts) > 1 else parts[0]
+    # One dtype per column, as in training, whichever path a row took (str + object would mix).
+    features = features.astype(TRAINING_DTYPES)
+    order = features.index.to_numpy()
+    return Validated(chunk.rows[order], list(pd.concat(id_parts).loc[order]), features.reset_index(drop=True), rejects)
+
+
+def scores(pipeline: Any, features: pd.DataFrame) -> np.ndarray:
+    """P(fraud) per row, refused when the model breaks the output contract (NaN or outside [0, 1])."""
+    if not len(features):
+        return np.zeros(0)
+    proba = np.asarray(pipeline.predict_proba(features))
+    if proba.shape != (len(features), 2):
+        raise BatchError(f"the model returned shape {proba.shape}, expected ({len(features)}, 2)")
+    p = proba[:, 1]
+    if not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1:
+        raise BatchError("the model's answers broke the output contract (NaN or outside [0, 1])")
+    return p
+
+
+class _Writer:
+    """Predictions as CSV or Parquet, streamed chunk by chunk."""
+
+    def __init__(self, path: Path) -> None:
+        suffix = path.suffix.lower()
+        if path.name.endswith(".partial"):
+            suffix = Path(path.name[: -len(".partial")]).suffix.lower()
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            self._writer: Any = pq.ParquetWriter(str(path), OUTPUT_SCHEMA)
+        else:
+            import pyarrow.csv as pacsv
+
+            self._writer = pacsv.CSVWriter(str(path), OUTPUT_SCHEMA)
+
+    def write(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 def score_file(source: Path, output: Path, rejects: Path, pipeline: Any, threshold: float, model_version: str,
                chunk_rows: int = CHUNK_ROWS, progress: Callable[[int, int, int], None] = lambda *_: None) -> BatchResult:
-    if not source.is_file():
-        raise BatchError(f"input {source} does not exist")
+    if output.suffix.lower() not in OUTPUTS:
+        raise BatchError(f"{output}: unsupported output format {output.suffix or '(none)'}; use {', '.join(OUTPUTS)}")
+    chunks = read_chunks(source, chunk_rows)
     partial_out, partial_rej = output.with_name(output.name + ".partial"), rejects.with_name(rejects.name + ".partial")
     rows = scored = rejected = 0
     try:
-        with partial_out.open("w", newline="") as out_f, partial_rej.open("w", newline="") as rej_f:
-            out = csv.writer(out_f)
-            rej = csv.writer(rej_f)
-            out.writerow(["row", "transaction_id", "probability", "decision", "threshold", "model_version"])
-            rej.writerow(["row", "field", "rule", "message"])
-            pending: list[tuple[int, Transaction]] = []
-
-            def flush() -> None:
-                nonlocal scored
-                if not pending:
-                    return
-                proba = np.asarray(pipeline.predict_proba(features_frame(t.model_dump() for _, t in pending)))[:, 1]
-                if not np.all(np.isfinite(proba)) or proba.min() < 0 or proba.max() > 1:
-                    raise BatchError("the model's answers broke the output contract (NaN or outside [0, 1])")
-                for (row_no, tx), p in zip(pending, proba):
-                    out.writerow([row_no, tx.transaction_id or "", f"{p:.6f}",
-                                  "fraud" if p >= threshold else "legitimate", threshold, model_version])
-                scored += len(pending)
-                pending.clear()
-
-            for record in _records(source):
-                rows += 1
-                if isinstance(record, Exception):
-                    rej.writerow([rows, "line", "json_invalid", str(record)[:200]])
-                    rejected += 1
-                    continue
-                try:
-                    pending.append((rows, Transaction.model_validate(record)))
-                except ValidationError as exc:
-                    first = exc.errors()[0]
-                    field = ".".join(str(p) for p in first["loc"]) or "row"
-                    rej.writerow([rows, field, first["type"], first["msg"]])
-                    rejected += 1
-                if len(pending) >= chunk_rows:
-                    flush()
+        writer = _Writer(partial_out)
+        try:
+            with partial_rej.open("w", newline="") as rej_f:
+                rej = csv.writer(rej_f)
+                rej.writerow(["row", "field", "rule", "message"])
+                for chunk in chunks:
+                    checked = validate_chunk(chunk)
+                    p = scores(pipeline, checked.features)
+                    writer.write(pa.table({
+                        "row": pa.array(checked.rows, pa.int64()),
+                        "transaction_id": pa.array(checked.ids, pa.string()),
+                        "probability": pa.array(p, pa.float64()),
+                        "decision": pa.array(np.where(p >= threshold, "fraud", "legitimate"), pa.string()),
+                        "threshold": pa.array(np.full(len(p), threshold), pa.float64()),
+                        "model_version": pa.array([model_version] * len(p), pa.string()),
+                    }, schema=OUTPUT_SCHEMA))
+                    rej.writerows([row, r.field, r.rule, r.message] for row, r in checked.rejects)
+                    rows += len(chunk.frame) + len(chunk.unreadable)
+                    scored += len(p)
+                    rejected += len(checked.rejects)
                     progress(rows, scored, rejected)
-            flush()
-            progress(rows, scored, rejected)
+        finally:
+            writer.close()
         if rows != scored + rejected:
             raise BatchError(f"{rows} rows read but {scored} scored and {rejected} rejected")
         os.replace(partial_out, output)
@@ -139,6 +285,3 @@ def score_file(source: Path, output: Path, rejects: Path, pipeline: Any, thresho
         partial_rej.unlink(missing_ok=True)
         raise
     return BatchResult(rows, scored, rejected, output, rejects)
-
-
-__all__ = ["BatchError", "BatchResult", "score_file", "FEATURES"]

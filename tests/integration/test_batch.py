@@ -74,7 +74,57 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(trained_model, tmp_path, 
     assert missing.returncode == 1 and "does not exist" in missing.stderr
     (tmp_path / "in.xlsx").write_text("x")
     wrong = run_cli("batch", str(tmp_path / "in.xlsx"), str(out), "--model", trained_model, env=cli_env)
-    assert wrong.returncode == 1 and "use .csv or .jsonl" in wrong.stderr
+    assert wrong.returncode == 1 and "use .csv, .jsonl, .ndjson, .parquet" in wrong.stderr
     unknown = run_cli("batch", str(tmp_path / "in.xlsx"), str(out), "--model", "fraud_detector:nope", env=cli_env)
     assert unknown.returncode == 2 and "no model 'fraud_detector:nope'" in unknown.stderr
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_parquet_in_and_out_with_a_labelled_sample(trained_model, state_dir, tmp_path, cli_env):
+    import pandas as pd
+
+    sample = pd.read_csv(state_dir / "data" / "sample.csv", dtype={"merchant_category": str})
+    sample.loc[3, "hour"] = 30
+    source, out = tmp_path / "in.parquet", tmp_path / "scores.parquet"
+    sample.to_parquet(source)
+    result = run_cli("batch", str(source), str(out), "--model", trained_model, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    scored = pd.read_parquet(out)
+    assert len(scored) == len(sample) - 1 and 4 not in set(scored["row"])
+    assert list(scored["transaction_id"][:2]) == list(sample["transaction_id"][:2])
+    assert read(tmp_path / "scores.rejects.csv") == [{"row": "4", "field": "hour", "rule": "less_than_equal",
+                                                    "message": "Input should be less than or equal to 23"}]
+    assert f"{len(sample)} rows in = {len(sample) - 1} scored" in result.stdout
+
+
+def test_unknown_columns_are_refused_before_anything_is_written(trained_model, tmp_path, cli_env):
+    source, out = tmp_path / "in.csv", tmp_path / "scores.csv"
+    source.write_text("amount,colour\n1,red\n")
+    result = run_cli("batch", str(source), str(out), "--model", trained_model, env=cli_env)
+    assert result.returncode == 1
+    assert "unknown column(s) colour" in result.stderr and "missing required column(s) currency" in result.stderr
+    assert not list(tmp_path.glob("scores*"))
+
+
+def test_an_interrupted_run_leaves_no_output_that_looks_complete(trained_model, tmp_path, cli_env):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from service.model import generate_transactions
+    from tests.conftest import PROJECT_ROOT
+
+    source, out = tmp_path / "big.csv", tmp_path / "scores.csv"
+    generate_transactions(400_000, seed=5).to_csv(source, index=False)
+    proc = subprocess.Popen([sys.executable, "-m", "shipyard.cli", "batch", str(source), str(out), "--model",
+                             trained_model, "--chunk-rows", "2000"], cwd=PROJECT_ROOT, env=dict(os.environ, **cli_env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # the first progress line: the outputs are being written
+        if "rows:" in line:
+            break
+    assert list(tmp_path.glob("*.partial")), "the run should be writing .partial files"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert not out.exists() and not list(tmp_path.glob("*.partial")) and not (tmp_path / "scores.rejects.csv").exists()
