@@ -285,3 +285,90 @@ def score_file(source: Path, output: Path, rejects: Path, pipeline: Any, thresho
         partial_rej.unlink(missing_ok=True)
         raise
     return BatchResult(rows, scored, rejected, output, rejects)
+
+
+ARCHIVE_BEGIN, ARCHIVE_END = "-----BEGIN SHIPYARD BATCH OUTPUTS-----", "-----END SHIPYARD BATCH OUTPUTS-----"
+
+
+def archive_to_text(paths: list[Path]) -> str:
+    """The outputs as base64 of a tar.gz between markers: how a Job hands its files back through
+    its log when the cluster offers no shared volume (read back by `unpack_archive`)."""
+    import base64
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in paths:
+            tar.add(path, arcname=path.name)
+    encoded = base64.encodebytes(buffer.getvalue()).decode()
+    return f"{ARCHIVE_BEGIN}\n{encoded}{ARCHIVE_END}\n"
+
+
+def unpack_archive(log: str, names: dict[str, Path]) -> None:
+    """Writes each archived file to names[its name], renamed into place only when all are read."""
+    import base64
+    import io
+    import tarfile
+
+    if ARCHIVE_BEGIN not in log or ARCHIVE_END not in log:
+        raise BatchError("the Job's log holds no complete outputs (it failed, or its log was truncated)")
+    encoded = log.split(ARCHIVE_BEGIN, 1)[1].split(ARCHIVE_END, 1)[0]
+    with tarfile.open(fileobj=io.BytesIO(base64.decodebytes(encoded.encode())), mode="r:gz") as tar:
+        members = {m.name: m for m in tar.getmembers() if m.isfile()}
+        if set(members) != set(names):
+            raise BatchError(f"the Job returned {sorted(members)}, expected {sorted(names)}")
+        partials = []
+        for name, target in names.items():
+            partial = target.with_name(target.name + ".partial")
+            partial.write_bytes(tar.extractfile(members[name]).read())
+            partials.append((partial, target))
+    for partial, target in partials:
+        os.replace(partial, target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m service.batch`: the batch Job's entry point inside the image (where the shipyard
+    CLI is not installed); the same `score_file` as `shipyard batch`."""
+    import argparse
+    import signal
+    import sys
+    import time
+
+    parser = argparse.ArgumentParser(prog="python -m service.batch", description=__doc__.splitlines()[0])
+    parser.add_argument("input", type=Path)
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--rejects", type=Path)
+    parser.add_argument("--model", default=os.environ.get("SHIPYARD_MODEL", "fraud_detector:latest"))
+    parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS)
+    parser.add_argument("--archive", action="store_true", help="print the outputs, archived, to stdout at the end")
+    args = parser.parse_args(argv)
+    from service.model import load_from_store
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    rejects = args.rejects or args.output.with_name(args.output.stem + ".rejects.csv")
+    started = time.monotonic()
+    try:
+        model = load_from_store(args.model)
+        result = score_file(args.input, args.output, rejects, model.pipeline, model.threshold, model.tag,
+                            args.chunk_rows, lambda rows, scored, rejected: print(
+                                f"{rows} rows: {scored} scored, {rejected} rejected", file=sys.stderr, flush=True))
+    except (BatchError, LookupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: no output written", file=sys.stderr)
+        return 130
+    summary = {"rows": result.rows, "scored": result.scored, "rejected": result.rejected, "model": model.tag,
+               "seconds": round(time.monotonic() - started, 2)}
+    print(json.dumps(summary), flush=True)
+    if args.archive:
+        sys.stdout.write(archive_to_text([result.output, result.rejects]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -183,6 +183,7 @@ class TrainingResult:
     threshold: float
     data_hash: str
     rows: int
+    holdout: pd.DataFrame
 
 
 def _threshold_for_precision(y_true: np.ndarray, proba: np.ndarray, precision: float) -> tuple[float, float]:
@@ -222,7 +223,7 @@ def train(full: pd.DataFrame, seed: int = DEFAULT_SEED) -> TrainingResult:
         "holdout_rows": int(len(holdout)),
         "holdout_fraud_rate": float(y.mean()),
     }
-    return TrainingResult(pipeline, metrics, threshold, frame_hash(full), len(full))
+    return TrainingResult(pipeline, metrics, threshold, frame_hash(full), len(full), holdout)
 
 
 def library_versions() -> dict[str, str]:
@@ -241,9 +242,12 @@ def library_versions() -> dict[str, str]:
 
 
 def save_to_store(result: TrainingResult, seed: int, name: str = MODEL_NAME) -> str:
-    """Saves the pipeline and its evidence to the BentoML model store; returns the tag."""
+    """Saves the pipeline, its exact ONNX form (what the real-time service runs, written only when
+    it matches scikit-learn on the whole holdout) and their evidence; returns the tag."""
     import bentoml
     import joblib
+
+    from service.edge import ONNX_FILE, export
 
     metadata = {
         "metrics": result.metrics,
@@ -257,6 +261,7 @@ def save_to_store(result: TrainingResult, seed: int, name: str = MODEL_NAME) -> 
     }
     with bentoml.models.create(name, metadata=metadata, labels={"schema": SCHEMA_VERSION}) as ref:
         joblib.dump(result.pipeline, ref.path_of("pipeline.joblib"))
+        export(result.pipeline, str(ref.tag), result.threshold, result.holdout, Path(ref.path_of(ONNX_FILE)))
     return str(ref.tag)
 
 
@@ -283,9 +288,24 @@ class StoredModel:
 
 
 def load_from_store(tag: str) -> StoredModel:
-    """Raises LookupError naming the tag when the store has no such model."""
+    """A model by tag from the BentoML store, or by the path of a model folder (a Bento's
+    `models/<name>` inside the image, read-only: how the batch Job and the stream worker find the
+    model the image packs). Raises LookupError naming what was not found."""
     import bentoml
 
+    folder = Path(tag)
+    if folder.is_dir():
+        if (folder / "latest").is_file():
+            folder = folder / (folder / "latest").read_text().strip()
+        info_file = folder / "model.yaml"
+        if not info_file.is_file():
+            raise LookupError(f"{tag} is not a model folder (no model.yaml)")
+        import yaml
+
+        info = yaml.safe_load(info_file.read_text())
+        metadata = dict(info.get("metadata") or {})
+        return StoredModel(f"{info['name']}:{info['version']}", load_pipeline(folder), float(metadata["threshold"]),
+                           metadata)
     try:
         model = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:

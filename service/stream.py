@@ -192,11 +192,21 @@ class Worker:
     def run(self, max_idle_s: float | None = None) -> int:
         """Consumes until stopped (SIGTERM/SIGINT) or, with max_idle_s, until nothing came for that long.
         Returns the number of messages finished."""
-        self.ensure_group()
-        done, idle_since = 0, time.monotonic()
+        import redis
+
+        done, idle_since, connected = 0, time.monotonic(), False
         while not self.stopping:
-            messages = self._claim() or self._read()
-            lag, pending = self.lag()
+            try:
+                if not connected:
+                    self.ensure_group()
+                    connected = True
+                messages = self._claim() or self._read()
+                lag, pending = self.lag()
+            except redis.ConnectionError as exc:  # the broker restarting: wait for it, lose nothing
+                logger.warning("redis unreachable (%s); retrying in 1 s", exc)
+                connected = False
+                time.sleep(1)
+                continue
             self.metrics["lag"].set(lag)
             self.metrics["pending"].set(pending)
             if not messages:

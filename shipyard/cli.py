@@ -216,14 +216,26 @@ def _interrupt(signum: int, frame: object) -> None:
 def _cmd_batch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from service.batch import score_file
     from shipyard.output import info
 
-    model = _stored_model(args.model)
-    signal.signal(signal.SIGTERM, _interrupt)  # a Job's pod being stopped: clean up like Ctrl-C
     output = Path(args.output)
     rejects = Path(args.rejects) if args.rejects else output.with_name(output.stem + ".rejects.csv")
     started = time.monotonic()
+    if args.target == "kubernetes":
+        from shipyard.config import load_environment
+        from shipyard.targets import KubernetesTarget, run_batch_job
+
+        if not args.env:
+            raise UsageError("--target kubernetes needs --env: the Job runs in that environment's namespace")
+        job = run_batch_job(KubernetesTarget(load_environment(args.env)), Path(args.input), output, rejects,
+                            progress=info, timeout_s=args.timeout)
+        print(f"{job.rows} rows in = {job.scored} scored ({output}) + {job.rejected} rejected ({rejects}) "
+              f"by job/{job.job} in {job.seconds:.1f}s")
+        return EXIT_OK
+    from service.batch import score_file
+
+    model = _stored_model(args.model)
+    signal.signal(signal.SIGTERM, _interrupt)  # a Job's pod being stopped: clean up like Ctrl-C
 
     def progress(rows: int, scored: int, rejected: int) -> None:
         info(f"{rows} rows: {scored} scored, {rejected} rejected ({rows / max(time.monotonic() - started, 1e-9):.0f} rows/s)")
@@ -420,7 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="transactions: .csv (header row), .jsonl/.ndjson or .parquet")
     p.add_argument("output", help="predictions to write: .csv or .parquet")
     p.add_argument("--rejects", help="rejects CSV (default: <output stem>.rejects.csv)")
-    p.add_argument("--model", default="fraud_detector:latest", help="model tag (default fraud_detector:latest)")
+    p.add_argument("--model", default="fraud_detector:latest", help="local: model tag (default fraud_detector:latest)")
+    p.add_argument("--target", choices=["local", "kubernetes"], default="local",
+                   help="local (default): score here; kubernetes: a Job in --env's namespace, from its CronJob, "
+                        "with the image and model the environment runs (input up to 900 KiB)")
+    p.add_argument("--env", help="kubernetes: environment whose namespace runs the Job")
+    p.add_argument("--timeout", type=_positive_float, default=600, help="kubernetes: seconds to wait for the Job")
     p.add_argument("--chunk-rows", type=_rows, default=50_000, help="rows read, validated and scored at once "
                                                                   "(default 50000, min 2000)")
     p.set_defaults(func=_cmd_batch)

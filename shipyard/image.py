@@ -49,6 +49,7 @@ class ImageRecord:
     size_bytes: int
     built_at: str
     build_seconds: float
+    broker: str = ""  # the stream broker's image (scripts/image/build-redis), pinned by digest
 
     @property
     def digest(self) -> str:
@@ -170,10 +171,13 @@ def build_image(bento_tag: str = "fraud_scorer:latest", registry: str | None = N
         raise ImageError(f"the registry's digest {digest} differs from docker's {local.strip()}")
     size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image],
                               capture_output=True, text=True, check=True).stdout.strip())
+    echo("ensuring the stream broker's image (scripts/image/build-redis)")
+    broker = _run([str(PROJECT_ROOT / "scripts/image/build-redis")], "building the broker image",
+                  env={"SHIPYARD_REGISTRY": registry}).strip().splitlines()[-1]
     record = ImageRecord(
         bento=bento.tag, model=bento.model_tag, reference=f"{registry}/{REPOSITORY}@{digest}", tag=image,
         size_bytes=size, built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        build_seconds=round(time.monotonic() - started, 1),
+        build_seconds=round(time.monotonic() - started, 1), broker=broker,
     )
     _record(record)
     return record
@@ -185,7 +189,7 @@ __all__ = ["BuildError", "ImageError", "ImageRecord", "build_image", "list_image
 def resolve_deployable(reference: str | None) -> tuple[str, dict[str, str]]:
     """The image to deploy (given, or the last one built) once its registry confirms the digest,
     with the Bento and model it carries as annotations when shipyard built it."""
-    from shipyard.manifests import ImageRef
+    from shipyard.manifests import ANNOTATION_BROKER, ImageRef
 
     if reference is None:
         records = list_images()
@@ -201,4 +205,6 @@ def resolve_deployable(reference: str | None) -> tuple[str, dict[str, str]]:
         raise ImageError(f"registry {registry} serves {served} for {ref.digest}")
     record = next((r for r in list_images() if r.reference == str(ref)), None)
     notes = {"shipyard.dev/bento": record.bento, "shipyard.dev/model": record.model} if record else {}
+    if record and record.broker:
+        notes[ANNOTATION_BROKER] = record.broker
     return str(ref), notes

@@ -22,6 +22,10 @@ from shipyard.config import Environment, environments_dir
 from shipyard.paths import PROJECT_ROOT
 
 IMAGE_NAME = "127.0.0.1:5000/fraud-scorer"  # as named by k8s/base's images: newName
+BROKER_IMAGE_NAME = "127.0.0.1:5000/shipyard-redis"
+# The stream broker's image travels with the scorer's image record as this annotation, so a
+# promotion deploys the very broker image the verdict was given with.
+ANNOTATION_BROKER = "shipyard.dev/broker-image"
 PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 KUBERNETES_VERSION = "1.34.0"
 CHECKOV_VERSION = "3.3.30"
@@ -57,15 +61,19 @@ def overlay_dir(env_name: str) -> Path:
 
 
 def render(env_name: str, image: ImageRef | None = None, annotations: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """The environment's objects, image pinned by digest (a placeholder digest when none)."""
+    """The environment's objects, images pinned by digest (a placeholder digest when none)."""
     image = image or ImageRef(IMAGE_NAME, PLACEHOLDER_DIGEST)
+    annotations = annotations or {}
+    broker = ImageRef.parse(annotations[ANNOTATION_BROKER]) if ANNOTATION_BROKER in annotations \
+        else ImageRef(BROKER_IMAGE_NAME, PLACEHOLDER_DIGEST)
     with tempfile.TemporaryDirectory(prefix="shipyard-render-") as tmp:
         wrapper: dict[str, Any] = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
             # kustomize refuses absolute paths to bases; a relative one from the scratch folder works.
             "resources": [os.path.relpath(overlay_dir(env_name), tmp)],
-            "images": [{"name": IMAGE_NAME, "newName": image.name, "digest": image.digest}],
+            "images": [{"name": IMAGE_NAME, "newName": image.name, "digest": image.digest},
+                       {"name": BROKER_IMAGE_NAME, "newName": broker.name, "digest": broker.digest}],
         }
         if annotations:
             wrapper["patches"] = [{

@@ -158,7 +158,8 @@ class LocalTarget:
             sys.executable, "-m", "bentoml", "serve", bento,
             "--host", "127.0.0.1", "--port", str(port),
         ]
-        env = dict(os.environ, BENTOML_DO_NOT_TRACK="True", SHIPYARD_WORKERS=str(self.env.local.workers))
+        env = dict(os.environ, BENTOML_DO_NOT_TRACK="True", SHIPYARD_WORKERS=str(self.env.local.workers),
+                   SHIPYARD_DEADLINE_MS=f"{self.env.deadline_ms:g}")
         with open(log_path, "ab") as log:
             # A session of its own, so stop() can end bentoml's workers with it.
             proc = subprocess.Popen(
@@ -344,6 +345,9 @@ class KubernetesTarget:
         from shipyard import kubectl, manifests
 
         started = time.monotonic()
+        if manifests.ANNOTATION_BROKER not in annotations:
+            raise TargetError(f"no stream broker image is recorded for {image}: deploy an image built by "
+                              "`shipyard image build` (it records the broker's image with it)")
         objects, checks = self.preflight(image, annotations, progress)
         kubectl.check_reachable()
         rendered = manifests.to_yaml(objects)
@@ -369,6 +373,7 @@ class KubernetesTarget:
         after = kubectl.get_json("deployment", DEPLOYMENT, "-n", self.namespace)
         changed = before is None or before["metadata"]["generation"] != after["metadata"]["generation"]
         ready, desired = self._wait_for_rollout(str(image), progress, timeout_s)
+        self._wait_for_companions(objects, progress, max(30.0, timeout_s - (time.monotonic() - started)))
         return KubernetesDeploy(self.env.name, self.namespace, str(image), changed, ready, desired,
                                 time.monotonic() - started, checks)
 
@@ -400,6 +405,21 @@ class KubernetesTarget:
             if time.monotonic() > deadline:
                 raise TargetError(self._failure(image, f"not ready within {timeout_s:g}s"))
             time.sleep(1)
+
+    def _wait_for_companions(self, objects: list[dict], progress: Callable[[str], None], timeout_s: float) -> None:
+        """The other Deployments of the release (the stream broker and workers) must be ready too."""
+        from shipyard import kubectl
+
+        for obj in objects:
+            name = obj["metadata"]["name"]
+            if obj["kind"] != "Deployment" or name == DEPLOYMENT:
+                continue
+            result = kubectl.run("rollout", "status", f"deployment/{name}", "-n", self.namespace,
+                                 f"--timeout={int(timeout_s)}s", check=False, timeout=timeout_s + 30)
+            if result.returncode != 0:
+                raise TargetError(f"deployment/{name} in {self.namespace} did not become ready: "
+                                  f"{(result.stderr or result.stdout).strip()[-500:]}")
+            progress(f"{name}: ready")
 
     def _new_pods(self, image: str) -> list[dict]:
         from shipyard import kubectl
@@ -518,3 +538,90 @@ class KubernetesTarget:
                       notes.get(ANNOTATION_MODEL, ""), "", None,
                       dep["metadata"]["creationTimestamp"].replace("Z", "+00:00"),
                       dep["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+# --- batch mode as a Job ----------------------------------------------------------------------
+
+BATCH_CRONJOB = "fraud-batch"
+# A ConfigMap holds at most 1 MiB: the CLI's way in is for files up to this size. Larger inputs
+# belong on a volume the CronJob mounts (see k8s/base/batch-cronjob.yaml).
+BATCH_INPUT_LIMIT = 900 * 1024
+
+
+@dataclass(frozen=True)
+class BatchJobResult:
+    job: str
+    rows: int
+    scored: int
+    rejected: int
+    seconds: float
+
+
+def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects: Path,
+                  progress: Callable[[str], None] = lambda _: None, timeout_s: float = 600) -> BatchJobResult:
+    """One Job from the environment's (suspended) CronJob template: the image the environment
+    runs, the input in a ConfigMap owned by the Job, the outputs back through the Job's log."""
+    from service.batch import INPUTS, OUTPUTS, unpack_archive
+    from shipyard import kubectl
+
+    if not source.is_file():
+        raise TargetError(f"input {source} does not exist")
+    if source.suffix.lower() not in INPUTS or output.suffix.lower() not in OUTPUTS:
+        raise TargetError(f"inputs are {', '.join(INPUTS)} and outputs {', '.join(OUTPUTS)}")
+    size = source.stat().st_size
+    if size > BATCH_INPUT_LIMIT:
+        raise TargetError(f"{source} is {size / 1024:.0f} KiB; a Job started by the CLI takes up to "
+                          f"{BATCH_INPUT_LIMIT // 1024} KiB through a ConfigMap. Score it locally (shipyard batch "
+                          "without --target kubernetes) or mount your storage in the CronJob's input volume")
+    ns = target.namespace
+    cron = kubectl.get_json("cronjob", BATCH_CRONJOB, "-n", ns)
+    if cron is None:
+        raise TargetError(f"no cronjob/{BATCH_CRONJOB} in {ns}: deploy the environment first (shipyard deploy)")
+    started = time.monotonic()
+    name = f"{BATCH_CRONJOB}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{os.getpid() % 10000}"
+    job_spec = cron["spec"]["jobTemplate"]["spec"]
+    pod = job_spec["template"]["spec"]
+    container = pod["containers"][0]
+    out_name = f"scores{output.suffix.lower()}"
+    container["args"] = [f"/input/{source.name}", f"/output/{out_name}", "--rejects", "/output/rejects.csv", "--archive"]
+    for volume in pod["volumes"]:
+        if volume["name"] == "input":
+            volume["configMap"] = {"name": name}
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": name, "namespace": ns, "labels": {**cron["metadata"].get("labels", {}),
+                                                                   "shipyard.dev/batch-run": name}},
+           "spec": job_spec}
+    kubectl.run("create", "-f", "-", input_text=json.dumps(job))
+    uid = kubectl.get_json("job", name, "-n", ns)["metadata"]["uid"]
+    import base64
+
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": name, "namespace": ns,
+                               "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}]},
+                  "binaryData": {source.name: base64.b64encode(source.read_bytes()).decode()}}
+    kubectl.run("create", "-f", "-", input_text=json.dumps(config_map))
+    progress(f"job/{name} created in {ns} ({size / 1024:.0f} KiB of input)")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = (kubectl.get_json("job", name, "-n", ns) or {}).get("status", {})
+        if status.get("succeeded"):
+            break
+        if status.get("failed") or time.monotonic() > deadline:
+            log = kubectl.run("logs", f"job/{name}", "-n", ns, check=False).stdout[-2000:]
+            why = "failed" if status.get("failed") else f"did not finish within {timeout_s:g}s"
+            raise TargetError(f"job/{name} {why}; its log ends:\n{log}")
+        time.sleep(1)
+    log = kubectl.run("logs", f"job/{name}", "-n", ns, timeout=120).stdout
+    summary = next((json.loads(line) for line in log.splitlines() if line.startswith('{"rows"')), None)
+    if summary is None:
+        raise TargetError(f"job/{name} printed no summary; its log ends:\n{log[-2000:]}")
+    from service.batch import BatchError
+
+    try:
+        unpack_archive(log, {out_name: output, "rejects.csv": rejects})
+    except BatchError as exc:
+        raise TargetError(f"job/{name}: {exc}") from exc
+    if summary["rows"] != summary["scored"] + summary["rejected"]:
+        raise TargetError(f"job/{name} read {summary['rows']} rows but scored {summary['scored']} and rejected "
+                          f"{summary['rejected']}")
+    return BatchJobResult(name, summary["rows"], summary["scored"], summary["rejected"], time.monotonic() - started)

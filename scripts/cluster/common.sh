@@ -28,7 +28,7 @@ BRIDGE="shipyard0"
 POD_SUBNET="10.244.0.0/24"
 SERVICE_RANGE="10.96.0.0/16"
 # Start order; `down` walks it backwards.
-COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet)
+COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 node_name() { hostname | tr '[:upper:]' '[:lower:]'; }
 

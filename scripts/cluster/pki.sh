@@ -42,6 +42,7 @@ make_pki() {
   issue_cert admin "/O=system:masters/CN=shipyard-admin" clientAuth
   issue_cert controller-manager "/CN=system:kube-controller-manager" clientAuth
   issue_cert scheduler "/CN=system:kube-scheduler" clientAuth
+  issue_cert kube-proxy "/CN=system:kube-proxy" clientAuth
   issue_cert kubelet-client "/O=system:nodes/CN=system:node:$node" clientAuth
   issue_cert kubelet-serving "/O=system:nodes/CN=system:node:$node" serverAuth "DNS:$node,DNS:localhost,IP:127.0.0.1"
   if [ ! -s "$dir/sa.key" ]; then

@@ -18,6 +18,7 @@ from tests.conftest import PROJECT_ROOT, TEST_ROWS, free_port, run_cli
 CLUSTER = PROJECT_ROOT / ".shipyard" / "cluster"
 KUBECTL = CLUSTER / "bin" / "kubectl"
 KUBECONFIG = CLUSTER / "admin.kubeconfig"
+REDIS_URL = "redis://127.0.0.1:6390/0"  # scripts/redis/up
 
 
 def kubectl(*args: str, check: bool = True, timeout: float = 180, **kw) -> subprocess.CompletedProcess:
@@ -105,3 +106,15 @@ def wait_ready(url: str, limit_s: float = 120) -> None:
     from shipyard.targets import wait_until_ready
 
     assert wait_until_ready(url, limit_s), f"{url} never became ready"
+
+
+@pytest.fixture(scope="session")
+def redis_up():
+    """The stream broker on loopback (a no-op when `make test` already started it)."""
+    result = subprocess.run([str(PROJECT_ROOT / "scripts" / "redis" / "up")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    import redis
+
+    return redis.Redis.from_url(REDIS_URL, decode_responses=True)
+
+

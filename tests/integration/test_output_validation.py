@@ -12,7 +12,7 @@ import pytest
 
 from shipyard.targets import wait_until_ready
 from tests.conftest import PROJECT_ROOT, VALID_TRANSACTION, free_port
-from tests.integration.broken_models import ContractBreakingClassifier
+from tests.integration.broken_models import contract_breaking_onnx
 
 pytestmark = pytest.mark.server
 
@@ -20,10 +20,12 @@ pytestmark = pytest.mark.server
 @pytest.fixture(scope="module")
 def broken_server(state_dir):
     import bentoml
-    import joblib
+
+    from service.edge import ONNX_FILE
 
     with bentoml.models.create("fraud_detector_broken", metadata={"threshold": 0.5}) as ref:
-        joblib.dump(ContractBreakingClassifier(), ref.path_of("pipeline.joblib"))
+        with open(ref.path_of(ONNX_FILE), "wb") as f:
+            f.write(contract_breaking_onnx(str(ref.tag)))
     port = free_port()
     env = dict(os.environ, SHIPYARD_MODEL=str(ref.tag), PYTHONPATH=str(PROJECT_ROOT))
     log = open(state_dir / "broken-server.log", "wb")

@@ -15,16 +15,7 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT, VALID_TRANSACTION
 
-REDIS_URL = "redis://127.0.0.1:6390/0"
-
-
-@pytest.fixture(scope="session")
-def redis_up():
-    result = subprocess.run([str(PROJECT_ROOT / "scripts" / "redis" / "up")], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    import redis
-
-    return redis.Redis.from_url(REDIS_URL, decode_responses=True)
+from tests.integration.conftest import REDIS_URL
 
 
 @pytest.fixture

@@ -1,0 +1,50 @@
+"""Overload against the real served Bento: work that cannot meet its deadline is refused fast
+with 503 and Retry-After, the server keeps serving, and a bad deadline header is a clear 400."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.conftest import VALID_TRANSACTION
+
+pytestmark = pytest.mark.server
+
+
+def test_a_deadline_the_server_cannot_meet_is_refused_with_retry_after(client):
+    response = client.post("/score", json=VALID_TRANSACTION, headers={"X-Deadline-Ms": "1"})
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) >= 1
+    body = response.json()
+    assert body["error"] == "overloaded" and "1 ms deadline" in body["message"]
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "60001", "-5"])
+def test_a_bad_deadline_header_names_the_header_and_the_rule(client, value):
+    response = client.post("/score", json=VALID_TRANSACTION, headers={"X-Deadline-Ms": value})
+    assert response.status_code == 400
+    assert response.json()["fields"][0]["field"] == "X-Deadline-Ms"
+
+
+def test_a_flood_gets_fast_refusals_and_the_server_recovers(served, client):
+    """64 concurrent clients with a 20 ms deadline: more than one worker can answer in time."""
+
+    async def flood() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=served.url, timeout=30, limits=limits) as c:
+            async def one() -> httpx.Response:
+                return await c.post("/score", json=VALID_TRANSACTION, headers={"X-Deadline-Ms": "20"})
+            return await asyncio.gather(*(one() for _ in range(1500)))
+
+    responses = asyncio.run(flood())
+    statuses = {r.status_code for r in responses}
+    assert statuses <= {200, 503}, statuses
+    refused = [r for r in responses if r.status_code == 503]
+    assert refused, "1500 requests from 64 clients should exceed what one worker answers in 20 ms"
+    assert all(r.headers.get("Retry-After", "").isdigit() for r in refused)
+    assert any(r.status_code == 200 for r in responses), "admission must not refuse everything"
+    assert client.post("/score", json=VALID_TRANSACTION).status_code == 200
+    metrics = client.get("/metrics").text
+    assert "shipyard_overload_rejections_total" in metrics
