@@ -287,3 +287,85 @@ def test_dry_run_into_a_namespace_that_does_not_exist_lists_what_would_be_create
     assert result.returncode == 0, result.stderr
     assert f"namespace {namespace} does not exist yet" in result.stderr and "Deployment/fraud-scorer" in result.stderr
     assert kubectl("get", "namespace", namespace, check=False).returncode != 0
+
+
+def test_batch_job_on_the_cluster_matches_local_batch(deployed, built_bento, state_dir, tmp_path, cli_env):
+    """The same image as the API, as a Job from the environment's CronJob, nothing lost."""
+    import csv
+
+    rows = (state_dir / "data" / "sample.csv").read_text().splitlines()[:201]
+    header = rows[0].split(",")
+    hour = header.index("hour")
+    bad = rows[5].split(",")
+    bad[hour] = "25"
+    rows[5] = ",".join(bad)
+    source = tmp_path / "in.csv"
+    source.write_text("\n".join(rows) + "\n")
+    on_cluster = run_cli("batch", str(source), str(tmp_path / "k8s.csv"), "--target", "kubernetes", "--env", "staging",
+                         env=K8S, timeout=600)
+    assert on_cluster.returncode == 0, on_cluster.stdout + on_cluster.stderr
+    assert "200 rows in = 199 scored" in on_cluster.stdout and "+ 1 rejected" in on_cluster.stdout
+    model = deployed_model(built_bento, cli_env)
+    local = run_cli("batch", str(source), str(tmp_path / "local.csv"), "--model", model, env=cli_env)
+    assert local.returncode == 0, local.stderr
+
+    def read(name):
+        with (tmp_path / name).open() as f:
+            return list(csv.DictReader(f))
+
+    assert read("k8s.csv") == read("local.csv")
+    assert read("k8s.rejects.csv") == read("local.rejects.csv") and read("k8s.rejects.csv")[0]["row"] == "5"
+    assert kubectl("-n", "fraud-staging", "get", "cronjob", "fraud-batch", "-o", "jsonpath={.spec.suspend}").stdout == "true"
+
+
+def test_oversized_batch_input_for_the_cluster_is_refused_with_advice(deployed, tmp_path):
+    source = tmp_path / "big.csv"
+    source.write_text("x" * (1024 * 1024))
+    result = run_cli("batch", str(source), str(tmp_path / "o.csv"), "--target", "kubernetes", "--env", "staging", env=K8S)
+    assert result.returncode == 1 and "up to 900 KiB" in result.stderr and "locally" in result.stderr
+
+
+def deployed_model(bento: str, cli_env) -> str:
+    listed = json.loads(run_cli("image", "list", "-o", "json", env=cli_env).stdout)
+    return next(r["model"] for r in listed if r["bento"] == bento)
+
+
+def test_stream_workers_on_the_cluster_score_every_message_once(deployed):
+    """Messages into the in-cluster Redis (through a port-forward, as a producer on the machine would
+    reach it); the workers' outputs come back keyed by input id, one each, invalid ones dead-lettered."""
+    import redis
+
+    port = free_port()
+    forward = subprocess.Popen([str(KUBECTL), "--kubeconfig", str(KUBECONFIG), "-n", "fraud-staging", "port-forward",
+                                "service/redis", f"{port}:6379", "--address", "127.0.0.1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "no port-forward to redis"
+                time.sleep(0.5)
+        start = client.xlen("scores") + client.xlen("transactions-dead")
+        ids = []
+        for i in range(200):
+            tx = {**VALID_TRANSACTION, "transaction_id": f"cluster-{os.getpid()}-{i}"}
+            ids.append(client.xadd("transactions", {"data": json.dumps({**tx, "hour": 30} if i % 50 == 0 else tx)}))
+        deadline = time.monotonic() + 120  # a bound against hangs, not a speed assertion
+        while client.xlen("scores") + client.xlen("transactions-dead") < start + 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        found: dict[str, list[str]] = {}
+        for stream in ("scores", "transactions-dead"):
+            for _, fields in client.xrange(stream):
+                if fields["input_id"] in ids:
+                    found.setdefault(fields["input_id"], []).append(stream)
+        assert sorted(found) == sorted(ids) and all(len(v) == 1 for v in found.values())
+        assert {k for k, v in found.items() if v == ["transactions-dead"]} == {ids[i] for i in range(0, 200, 50)}
+        group = next(g for g in client.xinfo_groups("transactions") if g["name"] == "fraud-scorer")
+        assert group["pending"] == 0 and group["consumers"] >= 1
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)

@@ -57,3 +57,16 @@ def test_unknown_environment_lists_known_ones(envs):
     write(envs, "dev", "name: dev\n")
     with pytest.raises(ConfigError, match=r"unknown environment 'qa'.*known: dev"):
         load_environment("qa")
+
+
+def test_the_served_deadline_is_the_environments_deadline():
+    """The pods read SHIPYARD_DEADLINE_MS; environment.yaml's deadline_ms is what the gates mean."""
+    import yaml
+
+    from shipyard.config import load_environment
+    from tests.conftest import PROJECT_ROOT
+
+    deployment = yaml.safe_load((PROJECT_ROOT / "k8s" / "base" / "deployment.yaml").read_text())
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for name in ("staging", "production"):
+        assert float(env["SHIPYARD_DEADLINE_MS"]) == load_environment(name).deadline_ms, name

@@ -38,7 +38,17 @@ def test_batch_keeps_order_and_matches_single(scorer):
 def test_broken_output_becomes_a_500_not_a_score(scorer, monkeypatch):
     import numpy as np
 
-    monkeypatch.setattr(scorer.pipeline, "predict_proba", lambda X: np.full((len(X), 2), np.nan))
+    monkeypatch.setattr(scorer.model, "score", lambda transactions: np.full(len(transactions), np.nan))
     answer = scorer.score(Transaction.model_validate(VALID_TRANSACTION))
     assert answer.status_code == 500
     assert b"output_validation_failed" in answer.body
+
+
+def test_the_onnx_scores_equal_scikit_learns(scorer, trained_model):
+    """The service runs the ONNX graph; the model store's pipeline is the reference."""
+    from service.model import features_frame, load_from_store
+
+    txs = [Transaction.model_validate({**VALID_TRANSACTION, "amount": a, "hour": h})
+           for a, h in ((5.0, 3), (42.5, 14), (9000.0, 2), (300.0, 23))]
+    expected = load_from_store(trained_model).pipeline.predict_proba(features_frame(t.model_dump() for t in txs))[:, 1]
+    assert [s.probability for s in scorer.score_batch(txs)] == pytest.approx(list(expected), abs=1e-12)
