@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SHIPYARD := $(VENV)/bin/shipyard
 DEMO_ENV ?= staging
 
-.PHONY: venv demo cluster-demo test test-unit services cluster-up cluster-down cluster-status clean
+.PHONY: venv demo cluster-demo test test-unit bench services cluster-up cluster-down cluster-status clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,15 +37,21 @@ cluster-demo: venv services
 	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) promote staging --target kubernetes --approve
 	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) history production --target kubernetes
 
-## test: every test: unit, then integration against real servers, docker, the registry and the
-## local cluster (their scripts install and start whatever is missing; the cluster stays up)
+## test: every test: unit, then integration against real servers, docker, the registry, Redis
+## and the local cluster (their scripts install and start whatever is missing; the cluster stays up)
 test: venv services
 	$(PY) -m pytest
 
-## services: docker engine + loopback registry, and the local Kubernetes cluster
+## services: docker engine + loopback registry, Redis, and the local Kubernetes cluster
 services:
 	scripts/image/up
+	scripts/redis/up
 	scripts/cluster/up
+
+## bench: every benchmark beside its baselines; writes docs/benchmarks.{md,json} and charts
+bench: venv
+	scripts/redis/up
+	$(PY) -m bench.run
 
 test-unit: venv
 	$(PY) -m pytest tests/unit

@@ -22,7 +22,7 @@ from shipyard.paths import configure_environment
 
 configure_environment()
 
-from bench.common import free_port  # noqa: E402
+from bench.run import free_port  # noqa: E402
 
 
 def sh(*cmd: str) -> str:

@@ -19,10 +19,12 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas only for the export and its check, never on the serving path
+    import pandas as pd
 
 from service.schemas import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, SCHEMA_VERSION, Transaction
 

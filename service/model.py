@@ -21,11 +21,11 @@ from service.schemas import (
     CATEGORICAL_FEATURES,
     CURRENCIES,
     FEATURES,
+    MODEL_NAME,
     NUMERIC_FEATURES,
     SCHEMA_VERSION,
 )
 
-MODEL_NAME = "fraud_detector"
 LABEL = "is_fraud"
 DEFAULT_SEED = 7
 FULL_ROWS = 200_000

@@ -1,18 +1,26 @@
 """Real-time admission control: a late fraud score is useless, so work that cannot finish within
-its deadline is refused at the door (503 + Retry-After, in well under a millisecond of server
-time) instead of queueing until the client has given up.
+its deadline is refused at the door (503 + Retry-After) instead of queueing until the client has
+given up.
 
 Each request has a deadline: the `X-Deadline-Ms` header (1..60000) or the environment's
-`SHIPYARD_DEADLINE_MS` (environment.yaml's `deadline_ms`). The middleware keeps, per worker, the
-number of requests in flight and a moving estimate of what one request costs (time in the app
-divided by the requests it queued behind). A request whose predicted finish, (in flight + 1) x
-cost, passes its deadline is refused before its body is read. A request admitted but delayed
-anyway (a burst, a slow neighbour) is refused again just before the model, if its deadline has
-passed by then (`expired()`, called by the API).
+`SHIPYARD_DEADLINE_MS` (environment.yaml's `deadline_ms`). The scoring APIs run inline on the
+worker's event loop (one ONNX call is tens of microseconds: a thread hop costs more), so the only
+queue in front of the model is the event loop's own: requests read but not yet run. A probe
+measures that queue's delay every few milliseconds (how late a 5 ms timer fires); the delay that
+counts is the smallest of the last three probes, so a lone pause (a GC, a noisy neighbour) refuses
+nothing and a sustained backlog does. A request is refused when that delay is over a quarter of
+its deadline (keeping the queue that short is what keeps refusals fast: a refused request has
+waited that long already), or when its deadline is shorter than the fastest answer of late. A request admitted but delayed anyway is refused
+again just before the model if its deadline has passed (`expired()`, called by the API).
+
+Why not a concurrency limit: with inline handlers a worker has about one request in flight at a
+time; the backlog is in the event loop, where only its delay is visible.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextvars
 import json
 import math
@@ -22,8 +30,9 @@ from typing import Any, Awaitable, Callable
 
 DEADLINE_HEADER = b"x-deadline-ms"
 MAX_DEADLINE_MS = 60_000
-_INITIAL_COST_S = 0.005
-_SMOOTHING = 0.1
+_QUEUE_SHARE = 0.25  # of the deadline: the longest the event loop's queue may delay a request
+_PROBE_S = 0.005
+_SUSTAINED = 3  # probes
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -37,23 +46,37 @@ def default_deadline_ms() -> float:
 
 
 class AdmissionState:
-    """Per-process load figures shared by the middleware and the API."""
+    """Per-process admission figures shared by the middleware and the API."""
 
     def __init__(self) -> None:
-        self.in_flight = 0
-        self.cost_s = _INITIAL_COST_S
+        self.queue_delay_s = 0.0  # how late the event loop runs what is ready, sustained over a few probes
+        self._recent: collections.deque[float] = collections.deque([0.0] * _SUSTAINED, maxlen=_SUSTAINED)
+        self.floor_s = 0.0  # the fastest answer of late: drops at once, drifts up slowly
         self.rejected = 0
+        self._probe: asyncio.Task | None = None
 
-    def predicted_finish_s(self) -> float:
-        return (self.in_flight + 1) * self.cost_s
+    def admits(self, deadline_s: float) -> bool:
+        return self.queue_delay_s <= deadline_s * _QUEUE_SHARE and deadline_s >= self.floor_s
 
-    def record(self, elapsed_s: float, queued_behind: int) -> None:
-        sample = elapsed_s / (queued_behind + 1)
-        self.cost_s += _SMOOTHING * (sample - self.cost_s)
+    def record(self, elapsed_s: float) -> None:
+        self.floor_s = elapsed_s if elapsed_s < self.floor_s or not self.floor_s else \
+            self.floor_s + 0.01 * (elapsed_s - self.floor_s)
 
     def retry_after_s(self) -> int:
-        """When the queue ahead should have drained: what a polite client waits before retrying."""
-        return max(1, math.ceil(self.in_flight * self.cost_s))
+        """When the queue should have drained: what a polite client waits before retrying."""
+        return max(1, math.ceil(self.queue_delay_s * 4))
+
+    def start_probe(self) -> None:
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self._measure())
+
+    async def _measure(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(_PROBE_S)
+            self._recent.append(max(0.0, loop.time() - before - _PROBE_S))
+            self.queue_delay_s = min(self._recent)
 
 
 STATE = AdmissionState()
@@ -106,18 +129,17 @@ class DeadlineMiddleware:
                 await send(start)
                 await send(body)
                 return
-        if STATE.predicted_finish_s() * 1000 > deadline_ms:
-            await self._reject(send, "predicted_late", deadline_ms)
+        STATE.start_probe()
+        if not STATE.admits(deadline_ms / 1000):
+            await self._reject(send, "queue_too_long" if deadline_ms / 1000 >= STATE.floor_s else "deadline_too_short",
+                               deadline_ms)
             return
-        queued_behind = STATE.in_flight
-        STATE.in_flight += 1
         token = _deadline_at.set(arrived + deadline_ms / 1000)
         try:
             await self.app(scope, receive, send)
         finally:
             _deadline_at.reset(token)
-            STATE.in_flight -= 1
-            STATE.record(time.monotonic() - arrived, queued_behind)
+            STATE.record(time.monotonic() - arrived)
 
     async def _reject(self, send: Send, reason: str, deadline_ms: float) -> None:
         STATE.rejected += 1

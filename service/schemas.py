@@ -12,6 +12,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = "1"
+MODEL_NAME = "fraud_detector"  # the model's name in the BentoML store, for every mode
 # A client-sent list larger than this is rejected: one request must not monopolise a worker.
 MAX_BATCH_ITEMS = 1000
 

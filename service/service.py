@@ -21,8 +21,7 @@ from starlette.responses import JSONResponse
 from service import overload
 from service.edge import ONNX_FILE, EdgeModel
 from service.errors import ErrorContractMiddleware, error_body
-from service.model import MODEL_NAME
-from service.schemas import Score, Transaction, TransactionList
+from service.schemas import MODEL_NAME, Score, Transaction, TransactionList
 
 logger = logging.getLogger("shipyard.service")
 
@@ -123,13 +122,13 @@ class FraudScorer:
         return scores
 
     @bentoml.api(route="/score")
-    def score(self, transaction: Transaction, /) -> Score:
+    async def score(self, transaction: Transaction, /) -> Score:
         """Score one transaction; the request body is the transaction itself."""
         answer = self._answer([transaction])
         return answer if isinstance(answer, JSONResponse) else answer[0]
 
     @bentoml.api(route="/score_batch")
-    def score_batch(self, transactions: TransactionList, /) -> list[Score]:
+    async def score_batch(self, transactions: TransactionList, /) -> list[Score]:
         """Score a client-sent list of 1..1000 transactions, answered in the same order."""
         return self._answer(transactions)
 

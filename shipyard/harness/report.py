@@ -17,6 +17,7 @@ th{background:#f3f4f8}.ok{color:#177245;font-weight:600}.bad{color:#b3261e;font-
 .pass{background:#177245}.fail{background:#b3261e}.charts{display:flex;gap:16px;flex-wrap:wrap}
 code{background:#f3f4f8;padding:1px 4px;border-radius:3px}"""
 _COLORS = {"p50_ms": "#4c78a8", "p95_ms": "#f58518", "p99_ms": "#e45756", "rps": "#54a24b", "users": "#b279a2"}
+_PALETTE = ["#4c78a8", "#f58518", "#e45756", "#54a24b", "#b279a2", "#72b7b2"]
 
 
 def _fmt(value: Any) -> str:
@@ -27,10 +28,11 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _chart(title: str, rows: list[dict[str, float | None]], series: list[str], unit: str) -> str:
-    """A small line chart as SVG: time on x, one polyline per series."""
+def line_chart(title: str, rows: list[dict[str, float | None]], series: list[str], unit: str,
+               x: str = "t", x_unit: str = "s") -> str:
+    """A small line chart as SVG: `x` on the x axis (time by default), one polyline per series."""
     w, h, pad = 520, 220, 40
-    points = [(r["t"] or 0, r) for r in rows]
+    points = [(r.get(x) or 0, r) for r in rows]
     if not points:
         return ""
     t_max = max(t for t, _ in points) or 1
@@ -38,18 +40,19 @@ def _chart(title: str, rows: list[dict[str, float | None]], series: list[str], u
     lines, legend = [], []
     for i, s in enumerate(series):
         coords = " ".join(f"{pad + (t / t_max) * (w - 2 * pad):.1f},{h - pad - ((r.get(s) or 0) / v_max) * (h - 2 * pad):.1f}"
-                          for t, r in points)
-        color = _COLORS.get(s, "#333")
+                          for t, r in points if r.get(s) is not None)
+        color = _COLORS.get(s, _PALETTE[i % len(_PALETTE)])
         lines.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{coords}"/>')
-        legend.append(f'<text x="{pad + i * 90}" y="16" fill="{color}" font-size="12">{html.escape(s)}</text>')
+        legend.append(f'<text x="{pad + i * 120}" y="16" fill="{color}" font-size="12">{html.escape(s)}</text>')
     axes = (f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#889"/>'
             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#889"/>'
-            f'<text x="{pad}" y="{h - 12}" font-size="11" fill="#667">0 s</text>'
-            f'<text x="{w - pad - 30}" y="{h - 12}" font-size="11" fill="#667">{t_max:.0f} s</text>'
+            f'<text x="{pad}" y="{h - 12}" font-size="11" fill="#667">0 {x_unit}</text>'
+            f'<text x="{w - pad - 50}" y="{h - 12}" font-size="11" fill="#667">{t_max:.0f} {x_unit}</text>'
             f'<text x="2" y="{pad + 4}" font-size="11" fill="#667">{v_max:.0f}</text>'
             f'<text x="2" y="{h - pad}" font-size="11" fill="#667">0 {unit}</text>')
     return (f'<figure><figcaption>{html.escape(title)}</figcaption>'
-            f'<svg width="{w}" height="{h}" role="img" aria-label="{html.escape(title)}">{"".join(legend)}{axes}{"".join(lines)}</svg></figure>')
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" '
+            f'aria-label="{html.escape(title)}">{"".join(legend)}{axes}{"".join(lines)}</svg></figure>')
 
 
 def render_html(verdict: dict[str, Any], suites: list[SuiteResult]) -> str:
@@ -68,8 +71,8 @@ def render_html(verdict: dict[str, Any], suites: list[SuiteResult]) -> str:
     for s in suites:
         history = s.details.get("history")
         if history:
-            charts.append(_chart(f"{s.name}: latency over time (ms)", history, ["p50_ms", "p95_ms", "p99_ms"], "ms"))
-            charts.append(_chart(f"{s.name}: throughput (req/s) and users", history, ["rps", "users"], ""))
+            charts.append(line_chart(f"{s.name}: latency over time (ms)", history, ["p50_ms", "p95_ms", "p99_ms"], "ms"))
+            charts.append(line_chart(f"{s.name}: throughput (req/s) and users", history, ["rps", "users"], ""))
     failures = "".join(
         f"<tr><td>{s['name']}</td><td>{html.escape(f['test'])}</td><td>{html.escape(f['message'])}</td></tr>"
         for s in verdict["suites"] for f in s.get("failures", []))

@@ -28,9 +28,9 @@ LOCUST_SUITES = ("load", "stress")
 ORDER = ("smoke", "integration", "contract", "acceptance", "load", "stress")
 DEFAULTS: dict[str, dict[str, Any]] = {
     "contract": {"examples": 2000, "seed": 7},
-    "load": {"users": 32, "spawn_rate": 32, "duration_s": 60},
-    "stress": {"start_users": 8, "step_users": 16, "peak_users": 128, "step_s": 10, "recovery_s": 20,
-               "p95_ms_limit": 100},
+    "load": {"users": 32, "spawn_rate": 32, "duration_s": 60, "rps_per_user": 10},
+    "stress": {"start_users": 8, "step_users": 16, "peak_users": 128, "step_s": 10, "overload_factor": 3,
+               "overload_s": 30, "recovery_s": 20, "p95_ms_limit": 100},
 }
 
 
@@ -110,22 +110,30 @@ def _run_locust(suite: str, url: str, opts: dict[str, Any], workdir: Path) -> Su
            "--exit-code-on-error", "0", "--stop-timeout", "5"]
     if suite == "load":
         cmd += ["-u", str(opts["users"]), "-r", str(opts["spawn_rate"]), "-t", f"{opts['duration_s']}s"]
-    env = dict(os.environ, **{f"SHIPYARD_SUITE_{k.upper()}": str(v) for k, v in opts.items()})
+    report = workdir / f"{suite}_report.json"
+    env = dict(os.environ, SHIPYARD_STRESS_REPORT=str(report),
+               **{f"SHIPYARD_SUITE_{k.upper()}": str(v) for k, v in opts.items()})
     limit = (float(opts.get("duration_s", 0)) + _stress_seconds(opts) + 120) if suite == "load" else _stress_seconds(opts) + 120
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=limit)
     history = _history(Path(f"{prefix}_stats_history.csv"))
     total = _aggregated(Path(f"{prefix}_stats.csv"))
     if not total or not history:
         return SuiteResult(suite, "error", 0.0, {}, {"output": (proc.stdout + proc.stderr)[-2000:]})
-    metrics = _load_metrics(total) if suite == "load" else _stress_metrics(history, total, opts)
-    return SuiteResult(suite, "passed", 0.0, metrics, {"history": history})
+    if suite == "load":
+        return SuiteResult(suite, "passed", 0.0, _load_metrics(total), {"history": history})
+    if not report.exists():
+        return SuiteResult(suite, "error", 0.0, {}, {"output": (proc.stdout + proc.stderr)[-2000:]})
+    measured = json.loads(report.read_text())
+    steps = measured.pop("steps", [])
+    return SuiteResult(suite, "passed", 0.0, measured, {"history": history, "steps": steps})
 
 
 def _stress_seconds(opts: dict[str, Any]) -> float:
+    """The longest the stress shape can run: every step, the overload, the recovery."""
     if "peak_users" not in opts:
         return 0
     steps = max(1, -(-(int(opts["peak_users"]) - int(opts["start_users"])) // int(opts["step_users"])) + 1)
-    return steps * float(opts["step_s"]) + float(opts["recovery_s"])
+    return steps * float(opts["step_s"]) + float(opts["overload_s"]) + float(opts["recovery_s"])
 
 
 def _num(value: str) -> float | None:
@@ -173,37 +181,3 @@ def _load_metrics(total: dict[str, str]) -> dict[str, float | None]:
     }
 
 
-def _stress_metrics(history: list[dict[str, float | None]], total: dict[str, str], opts: dict[str, Any]) -> dict[str, float | None]:
-    """Breaking point: the throughput at the first window whose p95 or error share crosses the
-    limit; behaviour at peak; recovery: seconds after the load drops until windows are healthy."""
-    limit = float(opts["p95_ms_limit"])
-
-    def healthy(r: dict[str, float | None]) -> bool:
-        rps, fps, p95 = r["rps"] or 0, r["fps"] or 0, r["p95_ms"]
-        return p95 is not None and p95 <= limit and (rps == 0 or fps / rps <= 0.01)
-
-    live = [r for r in history if (r["rps"] or 0) > 0]
-    breaking = next((r for r in live if not healthy(r)), None)
-    peak_users = max((r["users"] or 0) for r in history)
-    at_peak = [r for r in live if r["users"] == peak_users]
-    peak_rps = max((r["rps"] or 0) for r in live) if live else None
-    drop_index = max((i for i, r in enumerate(history) if r["users"] == peak_users), default=None)
-    recovery = None
-    if drop_index is not None:
-        t_drop = history[drop_index]["t"] or 0
-        recovered = next((r for r in history[drop_index + 1:] if (r["rps"] or 0) > 0 and healthy(r)), None)
-        recovery = (recovered["t"] - t_drop) if recovered else None
-    err_peak = None
-    if at_peak:
-        rps = sum(r["rps"] or 0 for r in at_peak)
-        err_peak = (sum(r["fps"] or 0 for r in at_peak) / rps) if rps else None
-    return {
-        "peak_users": peak_users,
-        "peak_rps": peak_rps,
-        "breaking_rps": (breaking["rps"] if breaking else None),
-        "broke": 1.0 if breaking else 0.0,
-        "error_rate_at_peak": err_peak,
-        "p99_at_peak_ms": max((r["p99_ms"] or 0) for r in at_peak) if at_peak else None,
-        "recovery_s": recovery,
-        "requests": _num(total["Request Count"]),
-    }

@@ -17,14 +17,14 @@ GATES = """
 suites:
   contract: {examples: 300, seed: 7}
   load: {users: 8, spawn_rate: 8, duration_s: 8}
-  stress: {start_users: 4, step_users: 12, peak_users: 28, step_s: 3, recovery_s: 10, p95_ms_limit: 400}
+  stress: {start_users: 4, step_users: 12, peak_users: 28, step_s: 3, overload_s: 6, recovery_s: 10, p95_ms_limit: 400}
 gates:
   smoke: {failed: {max: 0}, passed: {min: 5}}
   integration: {failed: {max: 0}}
   contract: {server_errors: {max: 0}, contract_failures: {max: 0}, cases: {min: 300}}
   acceptance: {scenario_failures: {max: 0}, roc_auc: {min: 0.85}}
   load: {error_rate: {max: 0.01}, p95_ms: {max: 250}, rps: {min: 5}}
-  stress: {error_rate_at_peak: {max: 0.05}, recovery_s: {max: 10}}
+  stress: {server_error_rate: {max: 0.01}, answered_p99_ms: {max: 500}, rejection_p99_ms: {max: 500}, recovery_s: {max: 10}}
 """
 
 

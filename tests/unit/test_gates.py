@@ -6,7 +6,6 @@ import math
 
 from shipyard.config import Bound
 from shipyard.harness.gates import evaluate, judge
-from shipyard.harness.suites import _stress_metrics
 
 
 def test_bounds_are_inclusive_and_name_the_threshold():
@@ -28,14 +27,3 @@ def test_evaluate_covers_only_requested_suites_in_order():
     assert [(r.suite, r.passed) for r in results] == [("smoke", True)]
 
 
-def test_stress_metrics_find_breaking_point_and_recovery():
-    def row(t, users, rps, p95, fps=0.0):
-        return {"t": t, "users": users, "rps": rps, "fps": fps, "p50_ms": p95 / 2, "p95_ms": p95, "p99_ms": p95 * 1.2}
-
-    history = [row(0, 8, 50, 40), row(1, 24, 120, 80), row(2, 48, 130, 300, 13), row(3, 48, 128, 320, 12),
-               row(4, 8, 60, 200), row(5, 8, 60, 60)]
-    total = {"Request Count": "1000"}
-    m = _stress_metrics(history, total, {"p95_ms_limit": 100})
-    assert m["breaking_rps"] == 130 and m["broke"] == 1.0
-    assert m["recovery_s"] == 2
-    assert m["error_rate_at_peak"] == (13 + 12) / (130 + 128)

@@ -1,0 +1,300 @@
+"""`make bench`: every benchmark beside its baselines, in one run on this machine.
+
+- limit: in-process predict_proba (scikit-learn, 1 thread: the cores one server worker gets) for
+  1, 64 and 100 rows; and the ONNX graph shipyard serves with, for reference;
+- baseline: bench/baseline_app.py (FastAPI + uvicorn, 1 worker, the same model and schema);
+- shipyard: the served Bento (1 worker); and the staging pod through port-forward when the local
+  cluster runs it (reported apart: the forwarder is in the path);
+- loads: single client (p50/p99), 32 concurrent clients, 100-row lists, and an open-loop sweep of
+  offered load up to and past saturation;
+- batch (bench/batch.py) and stream (bench/stream.py) against predict_proba on the same rows.
+
+Writes docs/benchmarks.json, docs/benchmarks.md (table, date, cores) and
+docs/benchmarks-latency.svg / docs/benchmarks-throughput.svg (latency and answers vs offered load).
+
+usage: python -m bench.run [--quick]   (trains its own model into a scratch store)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+SWEEP_RPS = (100, 200, 400, 600, 800, 1000, 1400, 2000)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server(cmd: list[str], env: dict[str, str], port: int) -> Iterator[tuple[str, int]]:
+    """A server process group on 127.0.0.1:port; yields (url, pid) once /readyz answers."""
+    from shipyard.targets import wait_until_ready
+
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, **env), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if not wait_until_ready(url, 120, alive=lambda: proc.poll() is None):
+            raise RuntimeError(f"{' '.join(cmd[:4])} never became ready")
+        yield url, proc.pid
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def worker_rss_mb(pid: int) -> list[float]:
+    """RSS of each process in the server's tree (BentoML: arbiter + worker; uvicorn: one)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return [round(p.memory_info().rss / 1e6, 1) for p in [root, *root.children(recursive=True)]]
+
+
+def limit_rows_per_s(pipeline: Any, records: list[dict], rows: int, repeats: int) -> float:
+    from threadpoolctl import threadpool_limits
+
+    from service.model import features_frame
+
+    batch = records[:rows]
+    with threadpool_limits(1):
+        for _ in range(20):
+            pipeline.predict_proba(features_frame(batch))
+        started = time.perf_counter()
+        for _ in range(repeats):
+            pipeline.predict_proba(features_frame(batch))
+    return rows * repeats / (time.perf_counter() - started)
+
+
+def onnx_rows_per_s(onnx_path: Path, records: list[dict], rows: int, repeats: int) -> float:
+    from service.edge import EdgeModel
+    from service.schemas import Transaction
+
+    model = EdgeModel(onnx_path)
+    batch = [Transaction.model_validate(r) for r in records[:rows]]
+    for _ in range(20):
+        model.score(batch)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        model.score(batch)
+    return rows * repeats / (time.perf_counter() - started)
+
+
+def measure_server(url: str, bodies: list[bytes], lists: list[bytes], quick: bool) -> dict[str, Any]:
+    from bench.load import closed_loop, open_loop
+
+    n = 300 if quick else 1000
+    out: dict[str, Any] = {
+        "single_client": closed_loop(f"{url}/score", bodies, 1, n),
+        "32_clients": closed_loop(f"{url}/score", bodies, 32, 4 * n if quick else 8000),
+        "100_row_lists_4_clients": closed_loop(f"{url}/score_batch", lists, 4, n // 2, rows_per_request=100),
+    }
+    out["sweep"] = [open_loop(f"{url}/score", bodies, rate, 2 if quick else 4) for rate in SWEEP_RPS]
+    return out
+
+
+def _pod_through_port_forward(bodies: list[bytes], quick: bool) -> dict[str, Any] | str:
+    from bench.load import closed_loop
+
+    kubectl = ROOT / ".shipyard" / "cluster" / "bin" / "kubectl"
+    kubeconfig = ROOT / ".shipyard" / "cluster" / "admin.kubeconfig"
+    if not kubectl.exists():
+        return "skipped: the local cluster is not built"
+    base = [str(kubectl), "--kubeconfig", str(kubeconfig), "-n", "fraud-staging"]
+    if subprocess.run([*base, "get", "service", "fraud-scorer"], capture_output=True).returncode != 0:
+        return "skipped: staging is not deployed on the local cluster"
+    port = free_port()
+    forward = subprocess.Popen([*base, "port-forward", "service/fraud-scorer", f"{port}:80", "--address", "127.0.0.1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from shipyard.targets import wait_until_ready
+
+        url = f"http://127.0.0.1:{port}"
+        if not wait_until_ready(url, 60):
+            return "skipped: port-forward did not answer"
+        n = 300 if quick else 1000
+        return {"single_client": closed_loop(f"{url}/score", bodies, 1, n),
+                "32_clients": closed_loop(f"{url}/score", bodies, 32, 4 * n)}
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
+
+
+def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
+    s, b, lim = r["shipyard"], r["baseline"], r["limit"]
+    ratio_32 = s["32_clients"]["answered_rps"] / b["32_clients"]["answered_rps"]
+    lists_ratio = s["100_row_lists_4_clients"]["rows_per_s"] / lim["sklearn_100_rows_per_s"]
+    p50_gap = s["single_client"]["p50_ms"] - b["single_client"]["p50_ms"]
+    rss = max(r["shipyard_worker_rss_mb"][1:] or r["shipyard_worker_rss_mb"])
+    return [
+        {"target": "32 clients: answered rps vs baseline", "need": ">= 1.5x", "measured": f"{ratio_32:.2f}x",
+         "met": ratio_32 >= 1.5},
+        {"target": "32 clients: p99 no worse than baseline", "need": f"<= {b['32_clients']['p99_ms']} ms",
+         "measured": f"{s['32_clients']['p99_ms']} ms", "met": s["32_clients"]["p99_ms"] <= b["32_clients"]["p99_ms"]},
+        {"target": "100-row lists: rows/s vs raw predict_proba (1 thread)", "need": ">= 0.5x",
+         "measured": f"{lists_ratio:.2f}x", "met": lists_ratio >= 0.5},
+        {"target": "single client: p50 vs baseline", "need": "within +1.5 ms", "measured": f"{p50_gap:+.2f} ms",
+         "met": p50_gap <= 1.5},
+        {"target": "worker memory (RSS)", "need": "< 250 MB each", "measured": f"{rss} MB", "met": rss < 250},
+        {"target": "batch: rows/s vs raw predict_proba (1M rows)", "need": ">= 0.7x",
+         "measured": f"{r['batch']['ratio']:.2f}x", "met": r["batch"]["ratio"] >= 0.7},
+    ]
+
+
+def markdown(r: dict[str, Any]) -> str:
+    def row(name: str, m: dict[str, Any]) -> str:
+        bound = " (client-bound)" if m.get("client_bound") else ""
+        return (f"| {name} | {m['answered_rps']} | {m['rows_per_s']} | {m['p50_ms']} | {m['p99_ms']} | {m['rejected']} | "
+                f"{m['errors']} | {m['client_cpu']}{bound} |")
+
+    lines = [f"# Benchmarks ({r['date']}, {r['machine']['cores']} cores, {r['machine']['python']})", "",
+             "Produced by `make bench` (`python -m bench.run`); every ratio is between figures of the same run.",
+             "Servers get one worker each; the load generator runs on the same machine (its CPU share is shown:",
+             f"1.0 is a whole core; >= {0.9} marks a client-bound result).", "", "## Targets", "",
+             "| target | need | measured | met |", "|---|---|---|---|"]
+    lines += [f"| {t['target']} | {t['need']} | {t['measured']} | {'yes' if t['met'] else 'NO'} |" for t in r["targets"]]
+    lim = r["limit"]
+    lines += ["", "## The limit: in-process scoring, 1 thread", "", "| scorer | rows per call | rows/s |", "|---|---|---|",
+              f"| scikit-learn predict_proba | 1 | {lim['sklearn_1_rows_per_s']:.0f} |",
+              f"| scikit-learn predict_proba | 64 | {lim['sklearn_64_rows_per_s']:.0f} |",
+              f"| scikit-learn predict_proba | 100 | {lim['sklearn_100_rows_per_s']:.0f} |",
+              f"| ONNX graph (what shipyard serves) | 1 | {lim['onnx_1_rows_per_s']:.0f} |",
+              f"| ONNX graph (what shipyard serves) | 100 | {lim['onnx_100_rows_per_s']:.0f} |", "",
+              "## Served", "", "| server, load | answered/s | rows/s | p50 ms | p99 ms | 503 | errors | client CPU |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name in ("baseline", "shipyard"):
+        for load in ("single_client", "32_clients", "100_row_lists_4_clients"):
+            if load in r[name]:
+                lines.append(row(f"{name}, {load.replace('_', ' ')}", r[name][load]))
+    pod = r.get("pod_port_forward")
+    if isinstance(pod, dict):
+        for load, m in pod.items():
+            lines.append(row(f"staging pod via port-forward, {load.replace('_', ' ')}", m))
+    else:
+        lines.append(f"| staging pod via port-forward | {pod} |||||||")
+    lines += ["", "## Offered load sweep (open loop, /score)", "",
+              "| offered/s | baseline answered/s | baseline p99 ms | shipyard answered/s | shipyard p99 ms | shipyard 503 | shipyard 503 p99 ms |",
+              "|---|---|---|---|---|---|---|"]
+    for b, s in zip(r["baseline"]["sweep"], r["shipyard"]["sweep"]):
+        lines.append(f"| {s['offered_rps']} | {b['answered_rps']} | {b['p99_ms']} | {s['answered_rps']} | {s['p99_ms']} | "
+                     f"{s['rejected']} | {s['rejection_p99_ms']} |")
+    lines += ["", "![latency vs offered load](benchmarks-latency.svg)", "",
+              "![answers vs offered load](benchmarks-throughput.svg)", "", "## Batch and stream", "",
+              f"- batch, {r['batch']['rows']} {r['batch']['format']} rows: {r['batch']['batch_rows_per_s']:.0f} rows/s "
+              f"vs raw predict_proba {r['batch']['raw_predict_proba_rows_per_s']:.0f} rows/s: {r['batch']['ratio']:.2f}x",
+              f"- stream, {r['stream']['messages']} messages, batches of {r['stream']['batch_size']}: "
+              f"{r['stream']['worker_messages_per_s']:.0f} messages/s vs predict_proba on the same batches "
+              f"{r['stream']['raw_predict_proba_rows_per_s_same_batches']:.0f} rows/s ({r['stream']['ratio']:.2f}x); "
+              f"backlog drained in {r['stream']['drain_s']:.1f} s", ""]
+    return "\n".join(lines)
+
+
+def charts(r: dict[str, Any]) -> tuple[str, str]:
+    from shipyard.harness.report import line_chart
+
+    rows = [{"offered": s["offered_rps"], "baseline p99": b["p99_ms"], "shipyard p99": s["p99_ms"],
+             "baseline p50": b["p50_ms"], "shipyard p50": s["p50_ms"],
+             "baseline answered": b["answered_rps"], "shipyard answered": s["answered_rps"]}
+            for b, s in zip(r["baseline"]["sweep"], r["shipyard"]["sweep"])]
+    latency = line_chart("latency of answers (ms) vs offered load (req/s)", rows,
+                         ["baseline p50", "baseline p99", "shipyard p50", "shipyard p99"], "ms", x="offered", x_unit="req/s")
+    throughput = line_chart("answers per second vs offered load (req/s)", rows,
+                            ["baseline answered", "shipyard answered"], "", x="offered", x_unit="req/s")
+    strip = lambda fig: fig.split("<svg", 1)[1].rsplit("</svg>", 1)[0]  # noqa: E731
+    return (f"<svg{strip(latency)}</svg>\n", f"<svg{strip(throughput)}</svg>\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short loads and small batch/stream runs (a smoke run)")
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="shipyard-bench-"))
+    os.environ["BENTOML_HOME"] = str(scratch / "bentoml")
+    os.environ["SHIPYARD_STATE"] = str(scratch)
+    import sklearn
+
+    from bench import batch, stream
+    from bench.load import encode
+    from service.edge import ONNX_FILE
+    from service.model import generate_transactions, load_from_store, train_and_register
+    from service.schemas import FEATURES
+
+    sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+    print("training the benchmark's model (seeded) ...", file=sys.stderr)
+    trained = train_and_register(scratch / "data", seed=7)
+    model = load_from_store(trained.tag)
+    import bentoml
+
+    model_dir = Path(bentoml.models.get(trained.tag).path)
+    frame = generate_transactions(2000, seed=99)
+    records = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+               for r in frame.drop(columns=["is_fraud"]).to_dict("records")]
+    feature_records = [{k: r[k] for k in FEATURES} for r in records]
+    bodies = encode(records[:500])
+    lists = encode([records[i:i + 100] for i in range(0, 1000, 100)])
+    result: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "model": trained.tag,
+    }
+    print("limit: in-process scoring ...", file=sys.stderr)
+    reps = 200 if args.quick else 1000
+    result["limit"] = {
+        "sklearn_1_rows_per_s": limit_rows_per_s(model.pipeline, feature_records, 1, reps),
+        "sklearn_64_rows_per_s": limit_rows_per_s(model.pipeline, feature_records, 64, reps // 4),
+        "sklearn_100_rows_per_s": limit_rows_per_s(model.pipeline, feature_records, 100, reps // 4),
+        "onnx_1_rows_per_s": onnx_rows_per_s(model_dir / ONNX_FILE, records, 1, reps),
+        "onnx_100_rows_per_s": onnx_rows_per_s(model_dir / ONNX_FILE, records, 100, reps // 4),
+    }
+    print("baseline: FastAPI + uvicorn ...", file=sys.stderr)
+    port = free_port()
+    env = {"SHIPYARD_MODEL_DIR": str(model_dir), "SHIPYARD_THRESHOLD": str(model.threshold),
+           "SHIPYARD_MODEL_VERSION": model.tag, "OMP_NUM_THREADS": "1"}
+    with server([sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--host", "127.0.0.1", "--port", str(port),
+                 "--workers", "1", "--log-level", "warning", "--no-access-log"], env, port) as (url, pid):
+        result["baseline"] = measure_server(url, bodies, lists, args.quick)
+        result["baseline_worker_rss_mb"] = worker_rss_mb(pid)
+    print("shipyard: the served Bento ...", file=sys.stderr)
+    port = free_port()
+    env = {"SHIPYARD_MODEL": trained.tag, "SHIPYARD_WORKERS": "1", "OMP_NUM_THREADS": "1"}
+    with server([sys.executable, "-m", "bentoml", "serve", "service.service:FraudScorer", "--host", "127.0.0.1",
+                 "--port", str(port)], env, port) as (url, pid):
+        result["shipyard"] = measure_server(url, bodies, lists, args.quick)
+        result["shipyard_worker_rss_mb"] = worker_rss_mb(pid)
+    print("the staging pod, if the cluster runs it ...", file=sys.stderr)
+    result["pod_port_forward"] = _pod_through_port_forward(bodies, args.quick)
+    print("batch and stream ...", file=sys.stderr)
+    result["batch"] = batch.run(100_000 if args.quick else 1_000_000, "parquet")
+    result["stream"] = stream.run(5_000 if args.quick else 50_000, 256)
+    result["targets"] = targets(result)
+    DOCS.mkdir(exist_ok=True)
+    (DOCS / "benchmarks.json").write_text(json.dumps(result, indent=2) + "\n")
+    (DOCS / "benchmarks.md").write_text(markdown(result))
+    latency, throughput = charts(result)
+    (DOCS / "benchmarks-latency.svg").write_text(latency)
+    (DOCS / "benchmarks-throughput.svg").write_text(throughput)
+    for t in result["targets"]:
+        print(f"{'met' if t['met'] else 'NOT MET':8} {t['target']}: {t['measured']} (need {t['need']})")
+    print(f"wrote {DOCS / 'benchmarks.md'}, benchmarks.json and two charts")
+
+
+if __name__ == "__main__":
+    main()

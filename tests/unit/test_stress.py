@@ -1,0 +1,27 @@
+"""The stress suite's arithmetic on synthetic requests: answers and fast rejections apart,
+connection failures counted, recovery found at the first clean window."""
+
+from __future__ import annotations
+
+from shipyard.harness.stress import Phases, summarize
+
+
+def test_summary_separates_answers_from_fast_rejections_and_finds_recovery():
+    phases = Phases(step_rps=[(8, 150.0), (24, 160.0)], saturation_users=8, overload_users=24,
+                    overload_window=(10.0, 40.0), recovery_started=40.0)
+    samples = [(11.0 + i * 0.01, "/score", 40.0 + i % 50, 200) for i in range(1000)]
+    samples += [(11.0 + i * 0.01, "/score [rejected]", 2.0 + i % 10, 503) for i in range(2000)]
+    samples += [(40.1, "/score", 300.0, 200), (41.0, "/score", 20.0, 503)]  # still hot just after
+    samples += [(42.0 + i * 0.05, "/score", 30.0, 200) for i in range(100)]  # healthy from 42 s
+    samples += [(20.0, "/score", 0.0, 0)]  # one connection failure
+    m = summarize(samples, phases, p95_limit_ms=100)
+    assert m["saturation_users"] == 8 and m["saturation_rps"] == 160.0 and m["overload_users"] == 24
+    assert m["answered_p99_ms"] == 89.0 and m["rejection_p99_ms"] == 11.0
+    assert m["server_errors"] == 1
+    assert m["overload_rejected_share"] == 2000 / 3001
+    assert m["recovery_s"] == 3.5  # the window [41.5, 43.5) is the first without the 503 at 41.0
+
+
+def test_no_overload_phase_is_no_data_not_a_pass():
+    m = summarize([(1.0, "/score", 10.0, 200)], Phases(), p95_limit_ms=100)
+    assert m["answered_p99_ms"] is None and m["rejection_p99_ms"] is None and m["recovery_s"] is None
