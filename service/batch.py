@@ -178,7 +178,7 @@ class Validated:
     """One chunk split by the schema: model input for the valid rows, reasons for the others."""
 
     rows: np.ndarray
-    ids: list[str | None]
+    ids: pd.Series  # transaction ids (missing: NA); a Series, so a million never become Python objects
     features: pd.DataFrame
     rejects: list[tuple[int, Rejection]]
 
@@ -196,7 +196,7 @@ def validate_chunk(chunk: Chunk) -> Validated:
     rejects = sorted(chunk.unreadable + [(int(chunk.rows[i]), v) for i, v in zip(doubtful, verdicts)
                                          if isinstance(v, Rejection)])
     parts = [frame.loc[fast, list(FEATURES)]]
-    ids = frame[ID].where(frame[ID].notna(), None) if ID in frame.columns else pd.Series([None] * len(frame))
+    ids = frame[ID] if ID in frame.columns else pd.Series([None] * len(frame), index=frame.index, dtype=object)
     id_parts = [ids[fast]]
     if accepted:
         index = pd.Index([i for i, _ in accepted])
@@ -206,7 +206,8 @@ def validate_chunk(chunk: Chunk) -> Validated:
     # One dtype per column, as in training, whichever path a row took (str + object would mix).
     features = features.astype(TRAINING_DTYPES)
     order = features.index.to_numpy()
-    return Validated(chunk.rows[order], list(pd.concat(id_parts).loc[order]), features.reset_index(drop=True), rejects)
+    all_ids = pd.concat(id_parts).loc[order] if len(id_parts) > 1 else id_parts[0]
+    return Validated(chunk.rows[order], all_ids.reset_index(drop=True), features.reset_index(drop=True), rejects)
 
 
 def scores(pipeline: Any, features: pd.DataFrame) -> np.ndarray:
@@ -263,11 +264,11 @@ def score_file(source: Path, output: Path, rejects: Path, pipeline: Any, thresho
                     p = scores(pipeline, checked.features)
                     writer.write(pa.table({
                         "row": pa.array(checked.rows, pa.int64()),
-                        "transaction_id": pa.array(checked.ids, pa.string()),
+                        "transaction_id": pa.array(checked.ids, pa.string(), from_pandas=True),
                         "probability": pa.array(p, pa.float64()),
                         "decision": pa.array(np.where(p >= threshold, "fraud", "legitimate"), pa.string()),
                         "threshold": pa.array(np.full(len(p), threshold), pa.float64()),
-                        "model_version": pa.array([model_version] * len(p), pa.string()),
+                        "model_version": pa.repeat(pa.scalar(model_version, pa.string()), len(p)),
                     }, schema=OUTPUT_SCHEMA))
                     rej.writerows([row, r.field, r.rule, r.message] for row, r in checked.rejects)
                     rows += len(chunk.frame) + len(chunk.unreadable)

@@ -2,7 +2,7 @@
 its deadline is refused at the door (503 + Retry-After) instead of queueing until the client has
 given up.
 
-Each request has a deadline: the `X-Deadline-Ms` header (1..60000) or the environment's
+Each request has a deadline: the `X-Deadline-Ms` header (0.1..60000 ms) or the environment's
 `SHIPYARD_DEADLINE_MS` (environment.yaml's `deadline_ms`). The scoring APIs run inline on the
 worker's event loop (one ONNX call is tens of microseconds: a thread hop costs more), so the only
 queue in front of the model is the event loop's own: requests read but not yet run. A probe
@@ -29,7 +29,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 DEADLINE_HEADER = b"x-deadline-ms"
-MAX_DEADLINE_MS = 60_000
+MIN_DEADLINE_MS, MAX_DEADLINE_MS = 0.1, 60_000
 _QUEUE_SHARE = 0.25  # of the deadline: the longest the event loop's queue may delay a request
 _PROBE_S = 0.005
 _SUSTAINED = 3  # probes
@@ -119,13 +119,12 @@ class DeadlineMiddleware:
         if header is not None:
             try:
                 deadline_ms = float(header.decode("latin-1"))
-                if not 1 <= deadline_ms <= MAX_DEADLINE_MS:
+                if not MIN_DEADLINE_MS <= deadline_ms <= MAX_DEADLINE_MS:
                     raise ValueError
             except ValueError:
-                start, body = _json(400, {"error": "invalid_header", "message": "X-Deadline-Ms must be a number of "
-                                          f"milliseconds from 1 to {MAX_DEADLINE_MS}",
-                                          "fields": [{"field": "X-Deadline-Ms", "rule": "range",
-                                                      "message": f"1..{MAX_DEADLINE_MS}"}]}, [])
+                rule = f"a number of milliseconds from {MIN_DEADLINE_MS:g} to {MAX_DEADLINE_MS}"
+                start, body = _json(400, {"error": "invalid_header", "message": f"X-Deadline-Ms must be {rule}",
+                                          "fields": [{"field": "X-Deadline-Ms", "rule": "range", "message": rule}]}, [])
                 await send(start)
                 await send(body)
                 return

@@ -164,7 +164,7 @@ class Worker:
             for pos, rejection in checked.rejects:
                 results[ids[pos]] = ("dead", json.dumps(_reason(rejection)))
             for pos, tx_id, p in zip(checked.rows, checked.ids, scores(self.pipeline, checked.features)):
-                score = Score(transaction_id=tx_id, probability=float(p), threshold=self.threshold,
+                score = Score(transaction_id=None if pd.isna(tx_id) else str(tx_id), probability=float(p), threshold=self.threshold,
                               decision="fraud" if p >= self.threshold else "legitimate",
                               model_version=self.model_version)
                 results[ids[int(pos)]] = ("score", score.model_dump_json())

@@ -113,3 +113,35 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(trained_model, 
     dead = {k for k, v in found.items() if v[0]["stream"] == streams.dead_letter_stream}
     assert dead == {ids[i] for i in range(0, 3000, 40)}
     assert redis_up.xpending(streams.input_stream, streams.group)["pending"] == 0
+
+
+def test_lag_and_throughput_are_prometheus_metrics(trained_model, streams, redis_up):
+    import httpx
+
+    from tests.conftest import free_port
+
+    publish(redis_up, streams.input_stream, [json.dumps(VALID_TRANSACTION)] * 20 + ["not json"])
+    port = free_port()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "service.stream", "--redis", REDIS_URL, "--model", trained_model,
+         "--input-stream", streams.input_stream, "--output-stream", streams.output_stream,
+         "--dead-letter-stream", streams.dead_letter_stream, "--metrics-port", str(port), "--max-idle-s", "30"],
+        cwd=PROJECT_ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60  # a bound against hangs
+        text = ""
+        while time.monotonic() < deadline:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except httpx.HTTPError:
+                text = ""
+            if 'shipyard_stream_messages_total{outcome="scored"} 20.0' in text:
+                break
+            time.sleep(0.2)
+        assert 'shipyard_stream_messages_total{outcome="scored"} 20.0' in text
+        assert 'shipyard_stream_messages_total{outcome="dead_letter"} 1.0' in text
+        assert "shipyard_stream_lag_messages 0.0" in text and "shipyard_stream_batch_seconds_count" in text
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
