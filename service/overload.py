@@ -10,8 +10,9 @@ measures that queue's delay every few milliseconds (how late a 5 ms timer fires)
 counts is the smallest of the last three probes, so a lone pause (a GC, a noisy neighbour) refuses
 nothing and a sustained backlog does. A request is refused when that delay is over a quarter of
 its deadline (keeping the queue that short is what keeps refusals fast: a refused request has
-waited that long already), or when its deadline is shorter than the fastest answer of late. A request admitted but delayed anyway is refused
-again just before the model if its deadline has passed (`expired()`, called by the API).
+waited that long already), or when its deadline is shorter than the fastest answer of late. Once
+admitted, a request is answered: its handler runs to completion on the loop in about a
+millisecond, so refusing it later would only waste the work already done.
 
 Why not a concurrency limit: with inline handlers a worker has about one request in flight at a
 time; the backlog is in the event loop, where only its delay is visible.
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
 import json
 import math
 import os
@@ -38,7 +38,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_deadline_at: contextvars.ContextVar[float | None] = contextvars.ContextVar("shipyard_deadline_at", default=None)
 
 
 def default_deadline_ms() -> float:
@@ -82,16 +81,6 @@ class AdmissionState:
 STATE = AdmissionState()
 
 
-def expired() -> bool:
-    """True when the current request's deadline has passed: the API answers 503 without scoring."""
-    deadline_at = _deadline_at.get()
-    return deadline_at is not None and time.monotonic() > deadline_at
-
-
-def retry_after_s() -> int:
-    return STATE.retry_after_s()
-
-
 def _json(status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> tuple[dict, dict]:
     payload = json.dumps(body).encode()
     start = {"type": "http.response.start", "status": status,
@@ -133,11 +122,9 @@ class DeadlineMiddleware:
             await self._reject(send, "queue_too_long" if deadline_ms / 1000 >= STATE.floor_s else "deadline_too_short",
                                deadline_ms)
             return
-        token = _deadline_at.set(arrived + deadline_ms / 1000)
         try:
             await self.app(scope, receive, send)
         finally:
-            _deadline_at.reset(token)
             STATE.record(time.monotonic() - arrived)
 
     async def _reject(self, send: Send, reason: str, deadline_ms: float) -> None:

@@ -104,10 +104,6 @@ class FraudScorer:
             raise OutputContractError(reason, f"{first['loc'][0]}: {first['msg']}") from exc
 
     def _answer(self, transactions: list[Transaction]) -> list[Score] | JSONResponse:
-        if overload.expired():  # queued past its deadline: the answer would come too late to use
-            rejections.labels(reason="expired_in_queue").inc()
-            return JSONResponse(overload.overloaded_body(overload.default_deadline_ms()), status_code=503,
-                                headers={"Retry-After": str(overload.retry_after_s())})
         try:
             scores = self._scores(transactions)
         except OutputContractError as exc:

@@ -205,6 +205,9 @@ def resolve_deployable(reference: str | None) -> tuple[str, dict[str, str]]:
         raise ImageError(f"registry {registry} serves {served} for {ref.digest}")
     record = next((r for r in list_images() if r.reference == str(ref)), None)
     notes = {"shipyard.dev/bento": record.bento, "shipyard.dev/model": record.model} if record else {}
-    if record and record.broker:
-        notes[ANNOTATION_BROKER] = record.broker
+    # The broker does not depend on the scorer: an image built elsewhere gets the latest one built here.
+    broker = record.broker if record and record.broker else next(
+        (r.broker for r in reversed(list_images()) if r.broker), "")
+    if broker:
+        notes[ANNOTATION_BROKER] = broker
     return str(ref), notes

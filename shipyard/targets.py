@@ -346,8 +346,8 @@ class KubernetesTarget:
 
         started = time.monotonic()
         if manifests.ANNOTATION_BROKER not in annotations:
-            raise TargetError(f"no stream broker image is recorded for {image}: deploy an image built by "
-                              "`shipyard image build` (it records the broker's image with it)")
+            raise TargetError(f"no stream broker image is known for {image}: run `shipyard image build` once "
+                              "(it builds and records the broker's image, scripts/image/build-redis)")
         objects, checks = self.preflight(image, annotations, progress)
         kubectl.check_reachable()
         rendered = manifests.to_yaml(objects)

@@ -57,7 +57,8 @@ def summarize(samples: list[Sample], phases: Phases, p95_limit_ms: float) -> dic
         "overload_answered_rps": len(answered) / (end - start) if end > start else None,
         "overload_rejected_share": len(rejected) / len(in_overload) if in_overload else None,
         "answered_p99_ms": percentile(answered, 0.99),
-        "rejection_p99_ms": percentile(rejected, 0.99),
+        # No refusal during the overload is data too: none was slow (0), unless nothing was answered.
+        "rejection_p99_ms": percentile(rejected, 0.99) if rejected else (0.0 if answered else None),
         "server_errors": (errors := sum(1 for _, _, _, s in samples if s not in (200, 503))),
         "server_error_rate": errors / len(samples) if samples else None,
         "recovery_s": recovery_seconds(samples, phases.recovery_started, p95_limit_ms)

@@ -224,7 +224,7 @@ def test_parity_rejects_a_production_only_change_and_allows_scale(tmp_path):
                 "      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: DEBUG, value: '1'}}\n")
     rejected = run_cli("diff", "staging", "production", env=env)
     assert rejected.returncode == 1
-    assert "spec.template.spec.containers[0].env[2].name" in rejected.stdout and "NO" in rejected.stdout
+    assert "spec.template.spec.containers[0].env[3].name" in rejected.stdout and "NO" in rejected.stdout
 
 
 def test_unknown_environment_is_exit_2(deployed):
