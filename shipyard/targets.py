@@ -159,7 +159,7 @@ class LocalTarget:
             "--host", "127.0.0.1", "--port", str(port),
         ]
         env = dict(os.environ, BENTOML_DO_NOT_TRACK="True", SHIPYARD_WORKERS=str(self.env.local.workers),
-                   SHIPYARD_DEADLINE_MS=f"{self.env.deadline_ms:g}")
+                   SHIPYARD_DEADLINE_MS=f"{self.env.deadline_ms:g}", BENTOML_HOME=str(self._bentoml_home()))
         with open(log_path, "ab") as log:
             # A session of its own, so stop() can end bentoml's workers with it.
             proc = subprocess.Popen(
@@ -182,6 +182,21 @@ class LocalTarget:
             f"the server was not ready within {self.env.local.ready_timeout_s:g}s "
             f"(local.ready_timeout_s):\n{_tail(log_path)}"
         )
+
+    def _bentoml_home(self) -> Path:
+        """A BentoML home of this environment's own that shares the store's Bentos and models.
+
+        Why: every `bentoml serve` empties <BENTOML_HOME>/prometheus_multiproc_dir when it starts,
+        so servers sharing one home (staging and production) would erase each other's metrics."""
+        shared = Path(os.environ["BENTOML_HOME"])
+        home = self.dir / "bentoml-home"
+        home.mkdir(parents=True, exist_ok=True)
+        for sub in ("bentos", "models"):
+            (shared / sub).mkdir(parents=True, exist_ok=True)
+            link = home / sub
+            if not link.is_symlink():
+                link.symlink_to(shared / sub, target_is_directory=True)
+        return home
 
     # --- what promotion needs: the running subject, rolling to one, records, a lock -----------
 
