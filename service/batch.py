@@ -226,10 +226,7 @@ def scores(pipeline: Any, features: pd.DataFrame) -> np.ndarray:
 class _Writer:
     """Predictions as CSV or Parquet, streamed chunk by chunk."""
 
-    def __init__(self, path: Path) -> None:
-        suffix = path.suffix.lower()
-        if path.name.endswith(".partial"):
-            suffix = Path(path.name[: -len(".partial")]).suffix.lower()
+    def __init__(self, path: Path, suffix: str) -> None:
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
@@ -254,7 +251,7 @@ def score_file(source: Path, output: Path, rejects: Path, pipeline: Any, thresho
     partial_out, partial_rej = output.with_name(output.name + ".partial"), rejects.with_name(rejects.name + ".partial")
     rows = scored = rejected = 0
     try:
-        writer = _Writer(partial_out)
+        writer = _Writer(partial_out, output.suffix.lower())
         try:
             with partial_rej.open("w", newline="") as rej_f:
                 rej = csv.writer(rej_f)

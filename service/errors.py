@@ -70,7 +70,8 @@ def error_body(code: str, message: str, field: str | None = None, rule: str | No
     return body
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """A whole JSON answer from ASGI middleware (the error contract's and admission's refusals)."""
     payload = json.dumps(body).encode()
     await send(
         {
@@ -96,13 +97,13 @@ class ErrorContractMiddleware:
             await self.app(scope, receive, send)
             return
         if scope.get("method") != "POST":
-            await _send_json(send, 405, error_body("method_not_allowed", "use POST"), [(b"allow", b"POST")])
+            await send_json(send, 405, error_body("method_not_allowed", "use POST"), [(b"allow", b"POST")])
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         media_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
             shown = media_type or "none"
-            await _send_json(
+            await send_json(
                 send,
                 415,
                 error_body("unsupported_media_type", f"Content-Type must be application/json, got {shown}", "Content-Type", "media_type"),
@@ -135,7 +136,7 @@ class ErrorContractMiddleware:
         return b"".join(chunks)
 
     async def _too_large(self, send: Send) -> None:
-        await _send_json(
+        await send_json(
             send,
             413,
             error_body("payload_too_large", f"request body exceeds {self.max_body_bytes} bytes", "body", "max_bytes"),
@@ -179,4 +180,4 @@ class _RewritingSend:
             body = validation_body(original["detail"], self.level)
         except (ValueError, KeyError, TypeError):
             body = error_body("bad_request", "the request was rejected")
-        await _send_json(self.send, 400, body)
+        await send_json(self.send, 400, body)

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import math
 import os
 import time
 from typing import Any, Awaitable, Callable
+
+from service.errors import error_body, send_json
 
 DEADLINE_HEADER = b"x-deadline-ms"
 MIN_DEADLINE_MS, MAX_DEADLINE_MS = 0.1, 60_000
@@ -51,7 +52,6 @@ class AdmissionState:
         self.queue_delay_s = 0.0  # how late the event loop runs what is ready, sustained over a few probes
         self._recent: collections.deque[float] = collections.deque([0.0] * _SUSTAINED, maxlen=_SUSTAINED)
         self.floor_s = 0.0  # the fastest answer of late: drops at once, drifts up slowly
-        self.rejected = 0
         self._probe: asyncio.Task | None = None
 
     def admits(self, deadline_s: float) -> bool:
@@ -81,14 +81,6 @@ class AdmissionState:
 STATE = AdmissionState()
 
 
-def _json(status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> tuple[dict, dict]:
-    payload = json.dumps(body).encode()
-    start = {"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                         *headers]}
-    return start, {"type": "http.response.body", "body": payload}
-
-
 class DeadlineMiddleware:
     """ASGI middleware for the scoring paths; health, metrics and docs pass untouched."""
 
@@ -111,11 +103,9 @@ class DeadlineMiddleware:
                 if not MIN_DEADLINE_MS <= deadline_ms <= MAX_DEADLINE_MS:
                     raise ValueError
             except ValueError:
-                rule = f"a number of milliseconds from {MIN_DEADLINE_MS:g} to {MAX_DEADLINE_MS}"
-                start, body = _json(400, {"error": "invalid_header", "message": f"X-Deadline-Ms must be {rule}",
-                                          "fields": [{"field": "X-Deadline-Ms", "rule": "range", "message": rule}]}, [])
-                await send(start)
-                await send(body)
+                await send_json(send, 400, error_body(
+                    "invalid_header", f"X-Deadline-Ms must be a number of milliseconds from {MIN_DEADLINE_MS:g} "
+                                      f"to {MAX_DEADLINE_MS}", field="X-Deadline-Ms", rule="range"))
                 return
         STATE.start_probe()
         if not STATE.admits(deadline_ms / 1000):
@@ -128,19 +118,9 @@ class DeadlineMiddleware:
             STATE.record(time.monotonic() - arrived)
 
     async def _reject(self, send: Send, reason: str, deadline_ms: float) -> None:
-        STATE.rejected += 1
         if self.rejections is not None:
             self.rejections.labels(reason=reason).inc()
-        start, body = overloaded_response(deadline_ms)
-        await send(start)
-        await send(body)
-
-
-def overloaded_body(deadline_ms: float) -> dict[str, Any]:
-    return {"error": "overloaded", "message": f"cannot answer within the {deadline_ms:g} ms deadline; "
-                                              f"retry after {STATE.retry_after_s()} s",
-            "fields": []}
-
-
-def overloaded_response(deadline_ms: float) -> tuple[dict, dict]:
-    return _json(503, overloaded_body(deadline_ms), [(b"retry-after", str(STATE.retry_after_s()).encode())])
+        retry_after = STATE.retry_after_s()
+        body = error_body("overloaded", f"cannot answer within the {deadline_ms:g} ms deadline; "
+                                        f"retry after {retry_after} s")
+        await send_json(send, 503, {**body, "fields": []}, [(b"retry-after", str(retry_after).encode())])

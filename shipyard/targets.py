@@ -576,7 +576,9 @@ def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects:
                   progress: Callable[[str], None] = lambda _: None, timeout_s: float = 600) -> BatchJobResult:
     """One Job from the environment's (suspended) CronJob template: the image the environment
     runs, the input in a ConfigMap owned by the Job, the outputs back through the Job's log."""
-    from service.batch import INPUTS, OUTPUTS, unpack_archive
+    import base64
+
+    from service.batch import INPUTS, OUTPUTS, BatchError, unpack_archive
     from shipyard import kubectl
 
     if not source.is_file():
@@ -608,8 +610,6 @@ def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects:
            "spec": job_spec}
     kubectl.run("create", "-f", "-", input_text=json.dumps(job))
     uid = kubectl.get_json("job", name, "-n", ns)["metadata"]["uid"]
-    import base64
-
     config_map = {"apiVersion": "v1", "kind": "ConfigMap",
                   "metadata": {"name": name, "namespace": ns,
                                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}]},
@@ -630,8 +630,6 @@ def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects:
     summary = next((json.loads(line) for line in log.splitlines() if line.startswith('{"rows"')), None)
     if summary is None:
         raise TargetError(f"job/{name} printed no summary; its log ends:\n{log[-2000:]}")
-    from service.batch import BatchError
-
     try:
         unpack_archive(log, {out_name: output, "rejects.csv": rejects})
     except BatchError as exc:
