@@ -308,6 +308,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
             [[s.environment, s.target, s.state, s.bento, s.model,
               s.url or (s.image.split("@")[-1][:19] + "..." if s.image else ""), _age(s.started_at)] for s in statuses],
         ))
+        for s in statuses:  # why a release is not ready, workload by workload
+            for problem in s.problems:
+                print(f"{s.environment}: {problem}")
     return EXIT_OK
 
 

@@ -110,6 +110,11 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
     subject = src_target.subject()
     if not subject:
         raise PromotionRefused(f"nothing is running in {source}: deploy and verify it first")
+    src_status = src_target.status()
+    if src_status.state != "ready":
+        raise PromotionRefused(f"{source} is {src_status.state}: "
+                               + "; ".join(src_status.problems or (src_status.state,))
+                               + f"; fix it and run `shipyard deploy {source}` and `shipyard verify {source}` again")
     verdicts = [v for v in src_target.get_records("verdict")]
     if not verdicts:
         raise PromotionRefused(f"no verdict for {source}: run `shipyard verify {source}`")
@@ -155,21 +160,26 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
     with _locked(dst_target, dst_name):
         from shipyard.targets import TargetError
 
+        from shipyard.harness.run import VerifyError
+
         progress(f"deploying {subject} to {dst_name}")
         try:
             dst_target.roll_to(subject, progress)
             check = _post_deploy(dst, target_kind, src.promotion.post_deploy_suites, progress)
-        except TargetError as exc:  # the deploy itself failed: treated like a failed check
+        except (TargetError, VerifyError) as exc:  # the deploy itself failed: treated like a failed check
             check = {"suites": [], "passed": False, "record": "", "failed_gates": [f"deploy: {exc}"]}
         if check["passed"]:
             return Outcome(_record(dst_target, dst, "promote", subject, previous, verdict, "succeeded", [check],
                                    approve or None), None, plan)
+        cause = "; ".join(check["failed_gates"]) or "a post-deploy suite did not pass"
         failed = _record(dst_target, dst, "promote", subject, previous, verdict,
                          "rolled-back" if previous else "failed", [check], approve or None,
-                         note="post-deploy check failed: " + "; ".join(check["failed_gates"]))
+                         note="post-deploy check failed: " + cause)
+        # The cause first: the rollback's own progress would otherwise bury it.
+        progress(f"post-deploy check failed in {dst_name}: {cause}")
         if not previous:
             return Outcome(failed, None, plan)
-        progress(f"post-deploy check failed in {dst_name}: rolling back to {previous}")
+        progress(f"rolling {dst_name} back to {previous}")
         dst_target.roll_to(previous, progress)
         recheck = _post_deploy(dst, target_kind, src.promotion.post_deploy_suites, progress)
         back = _record(dst_target, dst, "auto-rollback", previous, subject, None,

@@ -61,6 +61,8 @@ class Status:
     pid: int | None = None
     started_at: str = ""
     image: str = ""
+    # kubernetes: every workload of the release that is not ready, with its reason
+    problems: tuple[str, ...] = ()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -297,11 +299,31 @@ def target_for(env: Environment, override: str | None = None) -> "LocalTarget | 
 
 DEPLOYMENT = "fraud-scorer"
 COMPONENT_SELECTOR = "app.kubernetes.io/component=api"
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=shipyard"
 ANNOTATION_BENTO = "shipyard.dev/bento"
 ANNOTATION_MODEL = "shipyard.dev/model"
 # Pod states that will not resolve by waiting: report them instead of running into the timeout.
 _STUCK = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
           "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+
+
+def _pod_problem(pod: dict) -> str | None:
+    """A pod state that will not resolve by waiting, in the kubelet's words, or None."""
+    for cs in pod.get("status", {}).get("containerStatuses", []):
+        waiting = cs.get("state", {}).get("waiting") or {}
+        if waiting.get("reason") in _STUCK:
+            return f"{waiting['reason']}: {waiting.get('message', '')[:300]}".rstrip(": ")
+        if cs.get("restartCount", 0) >= 2 and not cs.get("ready"):
+            return f"restarted {cs['restartCount']} times"
+    return None
+
+
+@dataclass(frozen=True)
+class WorkloadHealth:
+    name: str
+    ready: bool
+    stuck: bool  # waiting will not help (crash loop, image pull failure)
+    summary: str
 
 
 @dataclass(frozen=True)
@@ -422,19 +444,59 @@ class KubernetesTarget:
             time.sleep(1)
 
     def _wait_for_companions(self, objects: list[dict], progress: Callable[[str], None], timeout_s: float) -> None:
-        """The other Deployments of the release (the stream broker and workers) must be ready too."""
+        """The other Deployments of the release (the stream broker and workers) must be ready too.
+
+        A companion whose pods are stuck (crash loop, image pull) fails the deploy after a short
+        grace period, naming the workload and the pod's own last words, instead of running into
+        the timeout: that is what the release manager needs to read first."""
+        names = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] != DEPLOYMENT]
+        deadline = time.monotonic() + timeout_s
+        stuck_since: dict[str, float] = {}
+        pending = list(names)
+        while pending:
+            for name in list(pending):
+                health = self._workload_health(name)
+                if health.ready:
+                    progress(f"{name}: ready ({health.summary})")
+                    pending.remove(name)
+                    stuck_since.pop(name, None)
+                elif health.stuck:
+                    since = stuck_since.setdefault(name, time.monotonic())
+                    if time.monotonic() - since > 20:
+                        raise TargetError(f"deployment/{name} in {self.namespace} did not become ready: {health.summary}")
+                else:
+                    stuck_since.pop(name, None)
+            if pending and time.monotonic() > deadline:
+                reasons = "; ".join(f"deployment/{n}: {self._workload_health(n).summary}" for n in pending)
+                raise TargetError(f"not ready within {timeout_s:g}s in {self.namespace}: {reasons}")
+            if pending:
+                time.sleep(1)
+
+    def _workload_health(self, name: str, dep: dict | None = None) -> "WorkloadHealth":
+        """Is one Deployment of the release ready, and if not, why (from its pods, not a guess)."""
         from shipyard import kubectl
 
-        for obj in objects:
-            name = obj["metadata"]["name"]
-            if obj["kind"] != "Deployment" or name == DEPLOYMENT:
-                continue
-            result = kubectl.run("rollout", "status", f"deployment/{name}", "-n", self.namespace,
-                                 f"--timeout={int(timeout_s)}s", check=False, timeout=timeout_s + 30)
-            if result.returncode != 0:
-                raise TargetError(f"deployment/{name} in {self.namespace} did not become ready: "
-                                  f"{(result.stderr or result.stdout).strip()[-500:]}")
-            progress(f"{name}: ready")
+        dep = dep if dep is not None else kubectl.get_json("deployment", name, "-n", self.namespace)
+        if dep is None:
+            return WorkloadHealth(name, False, False, "absent")
+        want = dep["spec"].get("replicas", 1)
+        st = dep.get("status", {})
+        ready, updated = st.get("readyReplicas", 0), st.get("updatedReplicas", 0)
+        current = st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 0)
+        summary = f"{ready}/{want} ready" + (f", {updated}/{want} updated" if updated < want else "")
+        if current and ready == want and updated == want and st.get("replicas", 0) == want:
+            return WorkloadHealth(name, True, False, summary)
+        selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"].get("matchLabels", {}).items())
+        pods = (kubectl.get_json("pods", "-n", self.namespace, "-l", selector) or {}).get("items", [])
+        for pod in pods:
+            problem = _pod_problem(pod)
+            if problem:
+                pod_name = pod["metadata"]["name"]
+                last = kubectl.run("logs", pod_name, "-n", self.namespace, "--previous", "--tail=3",
+                                   check=False).stdout.strip().splitlines()
+                said = f"; its last log line: {last[-1][:300]}" if last else ""
+                return WorkloadHealth(name, False, True, f"{summary}, {pod_name}: {problem}{said}")
+        return WorkloadHealth(name, False, False, summary + ("" if current else ", rollout in progress"))
 
     def _new_pods(self, image: str) -> list[dict]:
         from shipyard import kubectl
@@ -444,12 +506,9 @@ class KubernetesTarget:
 
     def _new_pod_problem(self, image: str) -> str | None:
         for pod in self._new_pods(image):
-            for cs in pod.get("status", {}).get("containerStatuses", []):
-                waiting = cs.get("state", {}).get("waiting") or {}
-                if waiting.get("reason") in _STUCK:
-                    return f"{pod['metadata']['name']}: {waiting['reason']}: {waiting.get('message', '')[:300]}"
-                if cs.get("restartCount", 0) >= 2:
-                    return f"{pod['metadata']['name']}: restarted {cs['restartCount']} times"
+            problem = _pod_problem(pod)
+            if problem:
+                return f"{pod['metadata']['name']}: {problem}"
         return None
 
     def _failure(self, image: str, reason: str) -> str:
@@ -468,9 +527,11 @@ class KubernetesTarget:
     # --- what promotion needs: the running subject, rolling to one, records, a lock -----------
 
     def subject(self) -> str:
-        """What runs here (an image name@sha256:...), or "" when nothing does."""
-        st = self.status()
-        return st.image if st.state == "ready" else ""
+        """What the API serves here (an image name@sha256:...), or "" when nothing does.
+
+        Whether the rest of the release is healthy is status()'s question, not this one's: a
+        rollback must know what production serves even while one of its workers is down."""
+        return self.serving_image()
 
     def roll_to(self, subject: str, progress: Callable[[str], None] = lambda _: None) -> None:
         from shipyard.image import resolve_deployable
@@ -540,19 +601,31 @@ class KubernetesTarget:
             kubectl.run("delete", "lease", f"shipyard-{name}", "-n", self.namespace, check=False)
 
     def status(self) -> Status:
+        """Ready only when every Deployment of the release is; otherwise the state names the
+        workloads that are not, so a crash-looping worker cannot hide behind a healthy API."""
         from shipyard import kubectl
 
-        dep = kubectl.get_json("deployment", DEPLOYMENT, "-n", self.namespace)
+        deps = (kubectl.get_json("deployments", "-n", self.namespace, "-l", MANAGED_SELECTOR) or {}).get("items", [])
+        dep = next((d for d in deps if d["metadata"]["name"] == DEPLOYMENT), None)
         if dep is None:
             return Status(self.env.name, "kubernetes", "absent")
-        want = dep["spec"].get("replicas", 0)
-        ready = dep.get("status", {}).get("readyReplicas", 0)
+        health = [self._workload_health(d["metadata"]["name"], d) for d in deps]
+        problems = tuple(f"deployment/{h.name}: {h.summary}" for h in health if not h.ready)
+        state = "ready" if not problems else "not ready: " + ", ".join(h.name for h in health if not h.ready)
         notes = dep["metadata"].get("annotations", {})
-        state = "ready" if ready == want and want > 0 else f"{ready}/{want} ready"
         return Status(self.env.name, "kubernetes", state, notes.get(ANNOTATION_BENTO, ""),
                       notes.get(ANNOTATION_MODEL, ""), "", None,
                       dep["metadata"]["creationTimestamp"].replace("Z", "+00:00"),
-                      dep["spec"]["template"]["spec"]["containers"][0]["image"])
+                      dep["spec"]["template"]["spec"]["containers"][0]["image"], problems)
+
+    def serving_image(self) -> str:
+        """The image the API Deployment runs when at least one of its replicas is ready, else ""."""
+        from shipyard import kubectl
+
+        dep = kubectl.get_json("deployment", DEPLOYMENT, "-n", self.namespace)
+        if dep is None or dep.get("status", {}).get("readyReplicas", 0) == 0:
+            return ""
+        return dep["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
 # --- batch mode as a Job ----------------------------------------------------------------------

@@ -55,3 +55,45 @@ ensure_packages() {
 }
 
 kubectl_admin() { "$CLUSTER_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
+
+# --- the host firewall rules the cluster needs, in a chain of its own
+# With br_netfilter loaded (bridge-nf-call-iptables=1), frames between two pods on the bridge
+# traverse iptables' FORWARD chain. dockerd sets FORWARD's policy to DROP when it starts (before or
+# after the cluster), so pod-to-pod and pod-to-Service traffic dies unless something accepts it.
+# SHIPYARD-FORWARD accepts exactly the cluster's own traffic (bridge to bridge, pod CIDR to pod
+# CIDR) and nothing that leaves the machine; one jump to it sits at the top of FORWARD. dockerd only
+# inserts its own jumps and never flushes FORWARD, so the jump survives dockerd starting later.
+FIREWALL_CHAIN="SHIPYARD-FORWARD"
+
+firewall_rules() {  # the chain's rules, one per line, as iptables -A arguments
+  printf '%s\n' \
+    "-i $BRIDGE -o $BRIDGE -m comment --comment shipyard-pod-to-pod -j ACCEPT" \
+    "-s $POD_SUBNET -d $POD_SUBNET -m comment --comment shipyard-pod-cidr -j ACCEPT"
+}
+
+firewall_open() {  # idempotent: (re)writes the chain and makes sure FORWARD jumps to it first
+  iptables -w -N "$FIREWALL_CHAIN" 2>/dev/null || true
+  iptables -w -F "$FIREWALL_CHAIN"
+  local rule
+  while read -r rule; do
+    # shellcheck disable=SC2086
+    iptables -w -A "$FIREWALL_CHAIN" $rule
+  done < <(firewall_rules)
+  iptables -w -C FORWARD -j "$FIREWALL_CHAIN" 2>/dev/null || iptables -w -I FORWARD 1 -j "$FIREWALL_CHAIN"
+}
+
+firewall_close() {  # removes every jump to the chain, then the chain
+  command -v iptables >/dev/null 2>&1 || return 0
+  while iptables -w -D FORWARD -j "$FIREWALL_CHAIN" 2>/dev/null; do :; done
+  iptables -w -F "$FIREWALL_CHAIN" 2>/dev/null || true
+  iptables -w -X "$FIREWALL_CHAIN" 2>/dev/null || true
+}
+
+firewall_ok() {  # the chain holds exactly our rules and FORWARD jumps to it
+  iptables -w -C FORWARD -j "$FIREWALL_CHAIN" 2>/dev/null || return 1
+  local rule
+  while read -r rule; do
+    # shellcheck disable=SC2086
+    iptables -w -C "$FIREWALL_CHAIN" $rule 2>/dev/null || return 1
+  done < <(firewall_rules)
+}

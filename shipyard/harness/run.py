@@ -47,7 +47,9 @@ def endpoint(env: Environment, target_kind: str | None) -> Iterator[Endpoint]:
     assert isinstance(target, KubernetesTarget)
     st = target.status()
     if st.state != "ready":
-        raise VerifyError(f"{env.name} is {st.state} on Kubernetes: run `shipyard deploy {env.name} --target kubernetes`")
+        raise VerifyError(f"{env.name} is {st.state} on Kubernetes"
+                          + (f" ({'; '.join(st.problems)})" if st.problems else "")
+                          + f": fix it and run `shipyard deploy {env.name} --target kubernetes`")
     import socket
 
     from shipyard import kubectl

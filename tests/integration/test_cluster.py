@@ -134,6 +134,91 @@ def test_a_killed_pod_is_replaced(scorer):
     pytest.fail(f"no replacement for {old} became ready")
 
 
+# --- the host firewall: dockerd sets FORWARD's policy to DROP; pods must still reach each other
+
+SERVICES_STATE = Path(os.environ.get("SHIPYARD_CACHE", Path.home() / ".cache" / "shipyard")) / "services"
+PROBE = """
+import sys, urllib.request
+for url in sys.argv[1:]:
+    with urllib.request.urlopen(url + "/readyz", timeout=5) as resp:
+        print(url, resp.status, flush=True)
+"""
+
+
+def _iptables(*args: str) -> str:
+    return subprocess.run(["iptables", "-w", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _forward_policy() -> str:
+    return _iptables("-S", "FORWARD").splitlines()[0].split()[-1]  # "-P FORWARD DROP"
+
+
+def _probe_from_a_pod(image: str, name: str, urls: list[str]) -> tuple[str, str]:
+    """Runs PROBE in a pod of the scorer's image; returns (phase, log). Real pod, real bridge."""
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "restartPolicy": "Never", "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "probe", "image": image, "command": ["python", "-c", PROBE, *urls],
+                            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}],
+        },
+    }
+    kubectl("-n", NS, "delete", "pod", name, "--ignore-not-found", "--wait=true")
+    kubectl("apply", "-f", "-", input=json.dumps(pod))
+    deadline = time.monotonic() + 180  # catches a hang only
+    phase = ""
+    while time.monotonic() < deadline:
+        phase = json.loads(kubectl("-n", NS, "get", "pod", name, "-o", "json").stdout)["status"].get("phase", "")
+        if phase in ("Succeeded", "Failed"):
+            break
+        time.sleep(1)
+    return phase, kubectl("-n", NS, "logs", name, check=False).stdout
+
+
+def _assert_pods_reach_pod_and_service(image: str, probe_name: str) -> None:
+    kubectl("-n", NS, "apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "scorer", "namespace": NS},
+        "spec": {"selector": {"app.kubernetes.io/name": "scorer"}, "ports": [{"port": 3000, "targetPort": 3000}]}}))
+    [target] = [p for p in pods() if p["status"]["phase"] == "Running" and p["metadata"].get("deletionTimestamp") is None]
+    service_ip = json.loads(kubectl("-n", NS, "get", "service", "scorer", "-o", "json").stdout)["spec"]["clusterIP"]
+    urls = [f"http://{target['status']['podIP']}:3000", f"http://{service_ip}:3000"]
+    phase, log = _probe_from_a_pod(image, probe_name, urls)
+    assert phase == "Succeeded", f"a pod could not reach {urls} (phase {phase}): {log[-1500:]}"
+    assert [line.split()[1] for line in log.splitlines()] == ["200", "200"], log
+
+
+def test_pods_reach_pods_and_services_although_dockerd_drops_forwarding(scorer):
+    """make test starts dockerd before the cluster: its DROP policy must not cut the pods off."""
+    assert subprocess.run(["docker", "info"], capture_output=True).returncode == 0, "dockerd should be running"
+    assert _forward_policy() == "DROP", "dockerd sets FORWARD to DROP; without it this test proves nothing"
+    assert "SHIPYARD-FORWARD" in _iptables("-S", "FORWARD")
+    _assert_pods_reach_pod_and_service(scorer.reference, "probe-docker-first")
+
+
+def test_pods_reach_each_other_when_dockerd_starts_after_the_cluster(scorer):
+    """The other start order: dockerd (re)started while the cluster runs re-asserts its rules."""
+    pid = int((SERVICES_STATE / "dockerd.pid").read_text())
+    os.kill(pid, 15)
+    deadline = time.monotonic() + 60  # catches a hang only
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{pid}").exists(), "dockerd did not stop"
+    # Back to dockerd's fresh-boot view of FORWARD: policy ACCEPT, its own jumps gone; ours stays.
+    _iptables("-P", "FORWARD", "ACCEPT")
+    up = subprocess.run([str(Path(__file__).parents[2] / "scripts" / "image" / "up")], capture_output=True,
+                        text=True, timeout=300)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert _forward_policy() == "DROP"
+    _assert_pods_reach_pod_and_service(scorer.reference, "probe-docker-after")
+
+
+def test_status_reports_the_firewall(cluster):
+    result = script("status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "firewall: FORWARD accepts the cluster's traffic" in result.stdout
+
+
 def _our_mounts() -> list[str]:
     root = str(CLUSTER) + "/"
     return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
@@ -154,6 +239,7 @@ def test_down_leaves_no_process_or_mount_behind(cluster, scorer):
         assert _our_mounts() == []
         assert subprocess.run(["ip", "link", "show", "shipyard0"], capture_output=True).returncode != 0
         assert not any(Path("/sys/fs/cgroup").glob("*/kubepods"))
+        assert "SHIPYARD-FORWARD" not in _iptables("-S")
     finally:
         assert script("up").returncode == 0  # leave the cluster as the session found it
 

@@ -369,3 +369,26 @@ def test_stream_workers_on_the_cluster_score_every_message_once(deployed):
     finally:
         forward.terminate()
         forward.wait(timeout=10)
+
+
+def test_status_and_promotion_name_a_workload_that_is_not_ready(deployed):
+    """A crash-looping stream worker makes the release not ready, though the API is fine."""
+    kubectl("-n", "fraud-staging", "set", "env", "deployment/stream-worker", "SHIPYARD_REDIS_URL=redis://127.0.0.1:1/0")
+    try:
+        deadline = time.monotonic() + 240  # catches a hang only
+        st = status("staging")
+        while not any("CrashLoopBackOff" in p or "restarted" in p for p in st["problems"]):
+            assert time.monotonic() < deadline, f"the broken worker was never reported: {st}"
+            time.sleep(2)
+            st = status("staging")
+        assert st["state"] == "not ready: stream-worker", st
+        assert all(p.startswith("deployment/stream-worker: ") for p in st["problems"]), st
+        table = run_cli("status", "staging", "--target", "kubernetes", env=K8S).stdout
+        assert "not ready: stream-worker" in table and "staging: deployment/stream-worker:" in table
+        refused = run_cli("promote", "--target", "kubernetes", "--approve", env=K8S)
+        assert refused.returncode == 1 and "staging is not ready: stream-worker" in refused.stderr
+        assert "deployment/stream-worker" in refused.stderr
+    finally:
+        restored = deploy("staging", deployed.reference)
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert status("staging")["state"] == "ready"
