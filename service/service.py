@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from service import overload
 from service.edge import ONNX_FILE, EdgeModel
 from service.errors import ErrorContractMiddleware, error_body
-from service.schemas import MODEL_NAME, Score, Transaction, TransactionList
+from service.schemas import MODEL_NAME, Score, Transaction, TransactionBatch
 
 logger = logging.getLogger("shipyard.service")
 
@@ -124,9 +124,9 @@ class FraudScorer:
         return answer if isinstance(answer, JSONResponse) else answer[0]
 
     @bentoml.api(route="/score_batch")
-    async def score_batch(self, transactions: TransactionList, /) -> list[Score]:
+    async def score_batch(self, transactions: TransactionBatch, /) -> list[Score]:
         """Score a client-sent list of 1..1000 transactions, answered in the same order."""
-        return self._answer(transactions)
+        return self._answer(transactions.root)
 
 
 # The first added is the outermost (Starlette): admission runs first, so a refused request costs

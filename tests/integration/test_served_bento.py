@@ -79,12 +79,25 @@ INVALID = [
     ("invalid item in list", "/score_batch", [tx(), tx(hour=99)], None, 400, "[1].hour"),
     ("object instead of list", "/score_batch", tx(), None, 400, "body"),
 ]
+# Malformed bodies, every class on every route: a 400 in the error contract, never BentoML's 500.
+MALFORMED = {
+    "truncated JSON": b'[{"amount": 1',
+    "invalid UTF-8": b'[{"amount": 1, "currency": "\xff\xfe"}]',
+    "deeply nested array": b"[" * 5000 + b"]" * 5000,
+    "deeply nested object": b'{"a":' * 5000 + b"1" + b"}" * 5000,
+    "trailing garbage": json.dumps([VALID_TRANSACTION]).encode() + b" }",
+    "lone surrogate escape": b'[{"transaction_id": "\\ud800"}]',
+}
+for _name, _raw in MALFORMED.items():
+    for _path in ("/score", "/score_batch"):
+        _body = _raw if _path == "/score_batch" else (_raw[1:-1] if _raw.startswith(b"[{") and _raw.endswith(b"}]") else _raw)
+        INVALID.append((f"{_name} on {_path}", _path, _body, None, 400, "body"))
 
 
 @pytest.mark.parametrize("name,path,body,headers,status,field", INVALID, ids=[c[0] for c in INVALID])
 def test_invalid_requests_get_a_4xx_naming_the_field(client, name, path, body, headers, status, field):
-    raw = body if isinstance(body, str) else json.dumps(body)
-    resp = client.post(path, content=raw.encode(), headers=headers if headers is not None else JSON)
+    raw = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
+    resp = client.post(path, content=raw, headers=headers if headers is not None else JSON)
     assert resp.status_code == status, resp.text
     payload = resp.json()
     assert payload["error"] and payload["message"]
