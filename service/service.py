@@ -18,13 +18,13 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 
-from service import overload
+from service import overload, runtime
 from service.edge import ONNX_FILE, EdgeModel
 from service.errors import ErrorContractMiddleware, error_body
 from service.schemas import MODEL_NAME, Score, Transaction, TransactionBatch
 
 logger = logging.getLogger("shipyard.service")
-
+runtime.install()  # before BentoML builds the worker's app: see service/runtime.py
 
 
 class ServiceArguments(BaseModel):
@@ -79,6 +79,7 @@ class FraudScorer:
         self.model_version = str(info.tag)
         if self.model.model_version != self.model_version:
             raise RuntimeError(f"{ONNX_FILE} belongs to {self.model.model_version}, not {self.model_version}")
+        runtime.freeze_startup_heap()
 
     def __is_ready__(self) -> bool:
         return self.model is not None
