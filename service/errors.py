@@ -14,6 +14,8 @@ import json
 import os
 from typing import Any, Awaitable, Callable
 
+from pydantic import BaseModel, ConfigDict
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -21,6 +23,27 @@ Send = Callable[[Message], Awaitable[None]]
 
 DETAIL_LEVELS = ("full", "fields", "none")
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+
+
+class FieldError(BaseModel):
+    """One invalid field: where (a path such as `amount` or `[3].hour`), which rule, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+    field: str
+    rule: str
+    message: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx the service sends: a stable code, a sentence, and the invalid fields.
+
+    `fields` is left out (or empty) when the error is about no field in particular; how much
+    detail it carries is `SHIPYARD_ERROR_DETAIL` (full, fields or none)."""
+
+    model_config = ConfigDict(extra="forbid", title="Error")
+    error: str
+    message: str
+    fields: list[FieldError] | None = None
 
 
 def error_detail_level() -> str:
@@ -157,7 +180,7 @@ def _replay(body: bytes) -> Receive:
 
 
 class _RewritingSend:
-    """Buffers a 400 answer from BentoML and re-emits it in the contract's shape."""
+    """Buffers BentoML's 400 and 5xx answers and re-emits them in the contract's shape."""
 
     def __init__(self, send: Send, level: str) -> None:
         self.send = send
@@ -166,7 +189,7 @@ class _RewritingSend:
         self.chunks: list[bytes] = []
 
     async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start" and message["status"] == 400:
+        if message["type"] == "http.response.start" and (message["status"] == 400 or message["status"] >= 500):
             self.start = message
             return
         if self.start is None:
@@ -175,9 +198,18 @@ class _RewritingSend:
         self.chunks.append(message.get("body", b""))
         if message.get("more_body", False):
             return
+        status = self.start["status"]
         try:
             original = json.loads(b"".join(self.chunks))
-            body = validation_body(original["detail"], self.level)
-        except (ValueError, KeyError, TypeError):
-            body = error_body("bad_request", "the request was rejected")
-        await send_json(self.send, 400, body)
+        except ValueError:
+            original = None
+        if status == 400:
+            try:
+                body = validation_body(original["detail"], self.level)
+            except (KeyError, TypeError):
+                body = error_body("bad_request", "the request was rejected")
+        elif isinstance(original, dict) and {"error", "message"} <= original.keys():
+            body = original  # the service's own answer (output_validation_failed): already the contract
+        else:  # BentoML's generic 500: the contract's shape, the details stay in the server log
+            body = error_body("internal_error", "an unexpected error occurred; the server log has the details")
+        await send_json(self.send, status, body)

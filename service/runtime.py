@@ -6,7 +6,7 @@
    At 1 500 requests/s and a 10 s timeout that is ~300 000 live objects, so every full garbage
    collection walks them: 90-200 ms stalls of the event loop every ~2 s, which was the p99 of
    150 ms seen by a single client. The replacement cancels its timer as soon as the request is
-   done; a request that overruns still gets BentoML's 504.
+   done; a request that overruns still gets a 504 (in the error contract's shape).
 2. `gc.freeze()` once the model is loaded moves the start-up heap (imports, the model: ~150 000
    objects) out of the collector's reach, so the full collections that remain are short.
 """
@@ -48,7 +48,9 @@ def _timeout_middleware_class() -> type:
                 await waiter
             except asyncio.TimeoutError:
                 if task.cancel():
-                    body = {"error": f"Not able to process the request in {self.timeout} seconds"}
+                    from service.errors import error_body
+
+                    body = error_body("timeout", f"the request was not answered within {self.timeout:g} s")
                     await JSONResponse(body, status_code=504)(scope, receive, send)
             else:
                 timer.cancel()

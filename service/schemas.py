@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
 SCHEMA_VERSION = "1"
 MODEL_NAME = "fraud_detector"  # the model's name in the BentoML store, for every mode
@@ -24,6 +24,19 @@ CURRENCIES: tuple[str, ...] = get_args(Currency)
 
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+def _whole_number(value: object) -> object:
+    """JSON Schema's `integer` is any number without a fractional part, so `15.0` is an integer
+    (the published document says so, and JSON libraries may write it that way). Strict mode would
+    refuse it; this turns exactly those floats into ints and leaves everything else (strings,
+    booleans, 3.5) for strict validation to refuse."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = BeforeValidator(_whole_number)
 
 
 class Transaction(BaseModel):
@@ -51,15 +64,15 @@ class Transaction(BaseModel):
         str,
         Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country of the merchant."),
     ]
-    hour: Annotated[int, Field(ge=0, le=23, description="Local hour of the transaction.")]
+    hour: Annotated[int, Field(ge=0, le=23, description="Local hour of the transaction."), WholeNumber]
     card_present: Annotated[bool, Field(description="Chip or swipe (true) or card-not-present.")]
     distance_from_home_km: Annotated[
         float, Field(ge=0, le=20_038, description="Great-circle distance from the billing address.")
     ]
     transactions_last_24h: Annotated[
-        int, Field(ge=0, le=1000, description="Transactions on this card in the previous 24 h.")
+        int, Field(ge=0, le=1000, description="Transactions on this card in the previous 24 h."), WholeNumber
     ]
-    account_age_days: Annotated[int, Field(ge=0, le=36_500, description="Age of the account.")]
+    account_age_days: Annotated[int, Field(ge=0, le=36_500, description="Age of the account."), WholeNumber]
     avg_amount_30d: Annotated[
         float,
         Field(ge=0, le=1_000_000, description="Mean amount on this card over 30 days, same currency."),

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 from service import overload, runtime
 from service.edge import ONNX_FILE, EdgeModel
 from service.errors import ErrorContractMiddleware, error_body
+from service.openapi import OpenAPIMiddleware
 from service.schemas import MODEL_NAME, Score, Transaction, TransactionBatch
 
 logger = logging.getLogger("shipyard.service")
@@ -134,3 +135,4 @@ class FraudScorer:
 # no body parsing; then the error contract guards what is admitted.
 FraudScorer.add_asgi_middleware(overload.DeadlineMiddleware, api_paths=("/score", "/score_batch"), rejections=rejections)
 FraudScorer.add_asgi_middleware(ErrorContractMiddleware, api_paths=("/score", "/score_batch"))
+FraudScorer.add_asgi_middleware(OpenAPIMiddleware, service=FraudScorer)

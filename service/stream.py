@@ -96,8 +96,43 @@ def _metrics() -> dict[str, Any]:
         "lag": Gauge("shipyard_stream_lag_messages", "Messages in the input stream not yet delivered to the group"),
         "pending": Gauge("shipyard_stream_pending_messages", "Messages delivered but not yet acknowledged"),
         "batch_seconds": Histogram("shipyard_stream_batch_seconds", "Time to validate, score and commit a batch"),
+        "connected": Gauge("shipyard_stream_broker_connected", "1 while the worker reaches its broker, else 0"),
     })
     return _METRICS
+
+
+def serve_probes(worker: "Worker", port: int, host: str) -> None:
+    """/metrics (Prometheus) and /readyz on one port, in a daemon thread.
+
+    Why a readiness of its own: a worker that cannot reach its broker keeps running (it retries,
+    losing nothing), so "the process answers" is not "the worker works". /readyz answers 503 until
+    the consumer group is reached and again whenever the broker is lost, so Kubernetes, and
+    `shipyard status`, see a worker cut off from its broker as not ready."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    class Probes(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path.split("?")[0] == "/readyz":
+                status, body, kind = (200, b"ready\n", "text/plain") if worker.connected else \
+                    (503, b"not connected to the broker\n", "text/plain")
+            elif self.path.split("?")[0] == "/metrics":
+                status, body, kind = 200, generate_latest(), CONTENT_TYPE_LATEST
+            else:
+                status, body, kind = 404, b"not found\n", "text/plain"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:  # probes every few seconds: not worth a log line
+            pass
+
+    server = ThreadingHTTPServer((host, port), Probes)
+    threading.Thread(target=server.serve_forever, name="probes", daemon=True).start()
 
 
 class Worker:
@@ -113,6 +148,11 @@ class Worker:
         self._commit = self.redis.register_script(_COMMIT)
         self.metrics = _metrics()
         self.stopping = False
+        self.connected = False  # reached the broker and its consumer group (readiness)
+
+    def _set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        self.metrics["connected"].set(1 if connected else 0)
 
     def ensure_group(self) -> None:
         import redis
@@ -194,17 +234,17 @@ class Worker:
         Returns the number of messages finished."""
         import redis
 
-        done, idle_since, connected = 0, time.monotonic(), False
+        done, idle_since = 0, time.monotonic()
         while not self.stopping:
             try:
-                if not connected:
+                if not self.connected:
                     self.ensure_group()
-                    connected = True
+                    self._set_connected(True)
                 messages = self._claim() or self._read()
                 lag, pending = self.lag()
-            except redis.ConnectionError as exc:  # the broker restarting: wait for it, lose nothing
-                logger.warning("redis unreachable (%s); retrying in 1 s", exc)
-                connected = False
+            except (redis.ConnectionError, redis.TimeoutError) as exc:  # broker restarting or unreachable:
+                logger.warning("redis unreachable (%s); retrying in 1 s", exc)  # wait for it, lose nothing
+                self._set_connected(False)
                 time.sleep(1)
                 continue
             self.metrics["lag"].set(lag)
@@ -242,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--claim-idle-ms", type=int, default=defaults["claim_idle_ms"].default,
                         help="take over messages pending this long in a dead worker (default %(default)s)")
     parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("SHIPYARD_METRICS_PORT", "9100")),
-                        help="Prometheus metrics port, 0 for none (default %(default)s)")
+                        help="port of /metrics (Prometheus) and /readyz (503 while the broker is unreachable); "
+                             "0 for none (default %(default)s)")
     parser.add_argument("--metrics-host", default=os.environ.get("SHIPYARD_METRICS_HOST", "127.0.0.1"),
                         help="address the metrics listen on (default %(default)s; 0.0.0.0 in a pod)")
     parser.add_argument("--max-idle-s", type=float, help="exit after this long without messages (default: never)")
@@ -268,9 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     worker = Worker(settings, model.pipeline, model.threshold, model.tag)
     if args.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(args.metrics_port, addr=args.metrics_host)
+        serve_probes(worker, args.metrics_port, args.metrics_host)
 
     def stop(signum: int, frame: object) -> None:
         worker.stopping = True  # finish the batch in hand, then exit

@@ -496,6 +496,16 @@ class KubernetesTarget:
                                    check=False).stdout.strip().splitlines()
                 said = f"; its last log line: {last[-1][:300]}" if last else ""
                 return WorkloadHealth(name, False, True, f"{summary}, {pod_name}: {problem}{said}")
+        for pod in pods:  # running but failing its readiness probe: the probe's own words
+            statuses = pod.get("status", {}).get("containerStatuses", [])
+            if statuses and all(cs.get("state", {}).get("running") for cs in statuses) \
+                    and not all(cs.get("ready") for cs in statuses):
+                events = (kubectl.get_json("events", "-n", self.namespace, "--field-selector",
+                                           f"involvedObject.name={pod['metadata']['name']},reason=Unhealthy") or {})
+                latest = sorted(events.get("items", []), key=lambda e: e.get("lastTimestamp") or "")[-1:]
+                if latest:
+                    return WorkloadHealth(name, False, False, f"{summary}, {pod['metadata']['name']}: "
+                                                              f"{latest[0].get('message', '')[:300]}")
         return WorkloadHealth(name, False, False, summary + ("" if current else ", rollout in progress"))
 
     def _new_pods(self, image: str) -> list[dict]:

@@ -27,7 +27,7 @@ PYTEST_SUITES = ("smoke", "integration", "contract", "acceptance")
 LOCUST_SUITES = ("load", "stress")
 ORDER = ("smoke", "integration", "contract", "acceptance", "load", "stress")
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "contract": {"examples": 2000, "seed": 7},
+    "contract": {"examples": 100, "seed": 7},  # schemathesis' --max-examples: per operation and phase
     "load": {"users": 32, "spawn_rate": 32, "duration_s": 60, "rps_per_user": 10},
     "stress": {"start_users": 8, "step_users": 16, "peak_users": 128, "step_s": 10, "overload_factor": 3,
                "overload_s": 30, "recovery_s": 20, "p95_ms_limit": 100},
@@ -94,7 +94,11 @@ def _junit(path: Path) -> tuple[int, int, list[dict[str, str]]]:
             problem = case.find("error")
         if problem is not None:
             failed += 1
-            failures.append({"test": case.get("name", ""), "message": (problem.get("message") or "")[:500]})
+            message = problem.get("message") or ""
+            if "more lines" in message and problem.text:  # pytest shortened it: the "E" lines are all of it
+                message = "\n".join(line[1:].strip() for line in problem.text.splitlines() if line.startswith("E "))
+            # Long enough for what a failure says to reproduce itself (schemathesis' curl commands).
+            failures.append({"test": case.get("name", ""), "message": message[:4000]})
         elif case.find("skipped") is None:
             passed += 1
     return passed, failed, failures

@@ -4,7 +4,11 @@ with faults switched on by environment variables.
 - BROKEN_SLOW_MS: every /score sleeps this long (a latency gate must fail);
 - BROKEN_5XX_HOUR: transactions at or after this hour answer 500 (contract: server errors);
 - BROKEN_ACCEPT_HOUR: hour is not validated (contract: invalid input accepted);
-- BROKEN_MODEL_VERSION: reports another model version (smoke must fail).
+- BROKEN_MODEL_VERSION: reports another model version (smoke must fail);
+- BROKEN_418_HOUR: transactions at or after this hour answer 418, a status the document does not list;
+- BROKEN_OFFSCHEMA: answers leave out `threshold`, which the document's Score requires.
+
+It publishes the genuine service's document: the contract stays, the implementation regressed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pydantic import Field
 from starlette.responses import JSONResponse
 
 from service.errors import ErrorContractMiddleware
+from service.openapi import OpenAPIMiddleware
 from service.schemas import Score, Transaction
 from service.service import MODEL_TAG, FraudScorer
 
@@ -26,6 +31,8 @@ SLOW_S = float(os.environ.get("BROKEN_SLOW_MS", "0")) / 1000
 FAIL_HOUR = int(os.environ.get("BROKEN_5XX_HOUR", "-1"))
 ACCEPT_HOUR = os.environ.get("BROKEN_ACCEPT_HOUR") == "1"
 MODEL_VERSION = os.environ.get("BROKEN_MODEL_VERSION")
+TEAPOT_HOUR = int(os.environ.get("BROKEN_418_HOUR", "-1"))
+OFFSCHEMA = os.environ.get("BROKEN_OFFSCHEMA") == "1"
 
 
 class LaxTransaction(Transaction):
@@ -50,10 +57,14 @@ class Broken:
             time.sleep(SLOW_S)
         if 0 <= FAIL_HOUR <= transaction.hour:
             return JSONResponse({"error": "boom"}, status_code=500)
+        if 0 <= TEAPOT_HOUR <= transaction.hour:
+            return JSONResponse({"error": "teapot", "message": "not documented"}, status_code=418)
         answer = self._answer([Transaction.model_construct(**transaction.model_dump())])
         if isinstance(answer, JSONResponse):
             return answer
         score = answer[0]
+        if OFFSCHEMA:
+            return JSONResponse({k: v for k, v in score.model_dump().items() if k != "threshold"})
         return score.model_copy(update={"model_version": MODEL_VERSION}) if MODEL_VERSION else score
 
     @bentoml.api(route="/score_batch")
@@ -62,3 +73,4 @@ class Broken:
 
 
 Broken.add_asgi_middleware(ErrorContractMiddleware, api_paths=("/score", "/score_batch"))
+Broken.add_asgi_middleware(OpenAPIMiddleware, service=FraudScorer)

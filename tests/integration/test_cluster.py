@@ -137,11 +137,23 @@ def test_a_killed_pod_is_replaced(scorer):
 # --- the host firewall: dockerd sets FORWARD's policy to DROP; pods must still reach each other
 
 SERVICES_STATE = Path(os.environ.get("SHIPYARD_CACHE", Path.home() / ".cache" / "shipyard")) / "services"
+# A refused connection is retried for a few seconds: kube-proxy answers a Service whose endpoints
+# it has not synced yet with a REJECT. A dropped packet (the firewall) is a timeout and fails.
 PROBE = """
-import sys, urllib.request
+import sys, time, urllib.error, urllib.request
 for url in sys.argv[1:]:
-    with urllib.request.urlopen(url + "/readyz", timeout=5) as resp:
-        print(url, resp.status, flush=True)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=5) as resp:
+                print(url, resp.status, flush=True)
+                break
+        except urllib.error.URLError as exc:
+            refused = isinstance(exc.reason, ConnectionRefusedError)
+            if not refused or time.monotonic() > deadline:
+                print(url, "failed:", exc.reason, flush=True)
+                raise SystemExit(1)
+            time.sleep(0.5)
 """
 
 
@@ -204,8 +216,10 @@ def test_pods_reach_each_other_when_dockerd_starts_after_the_cluster(scorer):
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not Path(f"/proc/{pid}").exists(), "dockerd did not stop"
-    # Back to dockerd's fresh-boot view of FORWARD: policy ACCEPT, its own jumps gone; ours stays.
+    # Back to a fresh boot's view (forwarding off, FORWARD accepting): dockerd then turns forwarding
+    # on and sets FORWARD's policy to DROP as it starts, while the cluster and its chain are there.
     _iptables("-P", "FORWARD", "ACCEPT")
+    Path("/proc/sys/net/ipv4/ip_forward").write_text("0\n")
     up = subprocess.run([str(Path(__file__).parents[2] / "scripts" / "image" / "up")], capture_output=True,
                         text=True, timeout=300)
     assert up.returncode == 0, up.stdout + up.stderr

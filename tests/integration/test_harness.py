@@ -118,6 +118,27 @@ def test_server_errors_and_accepted_invalid_input_fail_the_contract(broken):
     assert not accepted["passed"] and accepted["measured"] > 0
 
 
+@pytest.fixture(scope="module")
+def offschema(built_bento, trained_model, environments, state_dir):
+    env, target = _serve_broken("offschema", {"BROKEN_418_HOUR": "20", "BROKEN_OFFSCHEMA": "1"},
+                                environments, state_dir, trained_model)
+    yield env
+    target.stop()
+
+
+def test_answers_off_the_document_fail_the_contract_naming_the_check_and_the_case(offschema):
+    """An undocumented status and a body off its schema: the verdict names each check and gives
+    the curl command that reproduces it."""
+    result = run_cli("verify", "offschema", "--suite", "contract", env=offschema, timeout=900)
+    verdict = _verdict(result)
+    assert result.returncode == 1 and not verdict["passed"]
+    failures = _gate(verdict, "contract", "contract_failures")
+    assert not failures["passed"] and failures["measured"] > 0
+    said = json.dumps(verdict["suites"][0]["failures"])
+    assert "Undocumented status code" in said and "Response violates schema" in said, said[:3000]
+    assert "curl -X POST" in said and "/score" in said
+
+
 def test_slow_endpoint_fails_the_latency_gate_with_its_measured_value(slow):
     result = run_cli("verify", "slow", "--suite", "load", env=slow, timeout=600)
     verdict = _verdict(result)

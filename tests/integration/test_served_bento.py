@@ -127,10 +127,69 @@ def test_metrics_count_decisions(client):
     assert "bentoml_service_request_total" in text or "http_request" in text
 
 
+def _resolve(node, schemas):
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return _resolve(schemas[node["$ref"].rsplit("/", 1)[1]], schemas)
+        return {k: _resolve(v, schemas) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(v, schemas) for v in node]
+    return node
+
+
+def test_the_document_is_valid_openapi_3_1(client):
+    from openapi_spec_validator import validate
+
+    spec = client.get("/docs.json").json()
+    assert spec["openapi"] == "3.1.0"
+    validate(spec)  # raises, naming the invalid part
+
+
+def test_every_api_documents_what_it_can_answer(client):
+    spec = client.get("/docs.json").json()
+    for path in ("/score", "/score_batch"):
+        operation = spec["paths"][path]["post"]
+        assert operation["requestBody"]["required"] is True
+        responses = operation["responses"]
+        assert {"200", "400", "413", "415", "500", "503", "504"} <= set(responses)
+        for status in ("400", "413", "415", "500", "503", "504"):
+            assert responses[status]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+        assert responses["503"]["headers"]["Retry-After"]["schema"]["type"] == "integer"
+    assert "InvalidArgument" not in spec["components"]["schemas"]
+
+
+def test_the_typed_client_speaks_the_published_document(client):
+    """service/client.py sends Transaction, reads Score and the error contract: the very schemas served."""
+    from pydantic import TypeAdapter
+
+    from service.errors import ErrorBody
+    from service.schemas import Transaction, TransactionBatch
+
+    spec = client.get("/docs.json").json()
+    schemas = spec["components"]["schemas"]
+
+    def served(path: str, part: str) -> dict:
+        operation = spec["paths"][path]["post"]
+        node = operation["requestBody"] if part == "request" else operation["responses"]["200"]
+        return _resolve(node["content"]["application/json"]["schema"], schemas)
+
+    def local(typ, mode: str) -> dict:
+        schema = TypeAdapter(typ).json_schema(mode=mode, ref_template="#/components/schemas/{model}")
+        return _resolve({k: v for k, v in schema.items() if k != "$defs"}, {**schemas, **schema.get("$defs", {})})
+
+    assert served("/score", "request") == local(Transaction, "validation")
+    assert served("/score", "response") == local(Score, "serialization")
+    assert served("/score_batch", "request") == local(TransactionBatch, "validation")
+    assert served("/score_batch", "response") == local(list[Score], "serialization")
+    assert _resolve(schemas["Error"], schemas) == local(ErrorBody, "serialization")
+    # null is what the service sends for a missing id: the document must allow it
+    assert {"type": "null"} in served("/score", "response")["properties"]["transaction_id"]["anyOf"]
+
+
 def test_openapi_carries_the_constraints(client):
     spec = client.get("/docs.json").json()
     schemas = spec["components"]["schemas"]
-    tx_schema = next(s for name, s in schemas.items() if name.startswith("Transaction") and "properties" in s)
+    tx_schema = schemas["Transaction"]
     props = tx_schema["properties"]
     assert props["amount"]["exclusiveMinimum"] == 0 and props["amount"]["maximum"] == 1_000_000
     assert props["hour"]["minimum"] == 0 and props["hour"]["maximum"] == 23

@@ -145,3 +145,53 @@ def test_lag_and_throughput_are_prometheus_metrics(trained_model, streams, redis
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
+
+
+def _get(url: str):
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+
+
+def _wait_for(url: str, status: int, limit_s: float = 60) -> int | None:
+    """Polls url until it answers `status`; returns the last status seen (the limit catches hangs)."""
+    deadline, last = time.monotonic() + limit_s, None
+    while time.monotonic() < deadline:
+        resp = _get(url)
+        last = resp.status_code if resp is not None else None
+        if last == status:
+            return last
+        time.sleep(0.2)
+    return last
+
+
+def test_a_worker_that_cannot_reach_its_broker_is_alive_but_not_ready(trained_model, streams, redis_up):
+    """Ready means "reaches the broker": /readyz is 503 against a port nobody listens on (metrics
+    still answer, the worker keeps retrying), and 200 against the real Redis."""
+    from tests.conftest import free_port
+
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    workers = {}
+    try:
+        for name, url in (("cut_off", nobody), ("connected", REDIS_URL)):
+            port = free_port()
+            workers[name] = (port, subprocess.Popen(
+                [sys.executable, "-m", "service.stream", "--redis", url, "--model", trained_model,
+                 "--input-stream", streams.input_stream, "--output-stream", streams.output_stream,
+                 "--dead-letter-stream", streams.dead_letter_stream, "--metrics-port", str(port)],
+                cwd=PROJECT_ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        cut_port, cut = workers["cut_off"]
+        ok_port, _ = workers["connected"]
+        assert _wait_for(f"http://127.0.0.1:{ok_port}/readyz", 200) == 200
+        assert _wait_for(f"http://127.0.0.1:{cut_port}/metrics", 200) == 200
+        assert _get(f"http://127.0.0.1:{cut_port}/readyz").status_code == 503
+        assert "shipyard_stream_broker_connected 0.0" in _get(f"http://127.0.0.1:{cut_port}/metrics").text
+        assert "shipyard_stream_broker_connected 1.0" in _get(f"http://127.0.0.1:{ok_port}/metrics").text
+        assert cut.poll() is None, "a worker without its broker retries; it does not exit"
+    finally:
+        for _, proc in workers.values():
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)

@@ -4,6 +4,7 @@ overruns still gets BentoML's 504. Real asyncio loop, real BentoML middleware ba
 from __future__ import annotations
 
 import asyncio
+import json
 
 from service import runtime
 
@@ -50,6 +51,8 @@ def test_a_request_that_overruns_still_gets_a_504():
 
     sent, pending = _run(slow, timeout=0.05)
     assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [504]
+    body = json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+    assert body["error"] == "timeout" and body["message"]
     assert pending == []
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from service.schemas import Score, Transaction
+from service.schemas import Score, Transaction, TransactionBatch
 from tests.conftest import VALID_TRANSACTION
 
 
@@ -30,7 +30,7 @@ def test_batch_keeps_order_and_matches_single(scorer):
              "merchant_category": "5944", "distance_from_home_km": 4000.0, "account_age_days": 5,
              "transactions_last_24h": 15}
     txs = [Transaction.model_validate(VALID_TRANSACTION), Transaction.model_validate(risky)]
-    scores = asyncio.run(scorer.score_batch(txs))
+    scores = asyncio.run(scorer.score_batch(TransactionBatch(txs)))
     assert [s.transaction_id for s in scores] == ["tx-1", "tx-2"]
     assert scores[0].probability == pytest.approx(asyncio.run(scorer.score(txs[0])).probability)
     assert scores[1].probability > scores[0].probability
@@ -53,4 +53,4 @@ def test_the_onnx_scores_equal_scikit_learns(scorer, trained_model):
     txs = [Transaction.model_validate({**VALID_TRANSACTION, "amount": a, "hour": h})
            for a, h in ((5.0, 3), (42.5, 14), (9000.0, 2), (300.0, 23))]
     expected = load_from_store(trained_model).pipeline.predict_proba(features_frame(t.model_dump() for t in txs))[:, 1]
-    assert [s.probability for s in asyncio.run(scorer.score_batch(txs))] == pytest.approx(list(expected), abs=1e-12)
+    assert [s.probability for s in asyncio.run(scorer.score_batch(TransactionBatch(txs)))] == pytest.approx(list(expected), abs=1e-12)

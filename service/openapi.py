@@ -1,0 +1,151 @@
+"""The published API contract: BentoML's OpenAPI document, made exact.
+
+BentoML 1.4 writes `openapi: 3.0.2` but fills it with pydantic v2's JSON Schema 2020-12 (numeric
+`exclusiveMinimum`, which 3.0 forbids), flattens `X | None` to plain `X` (so `null`, which the
+service sends, is off the document), leaves request bodies optional, and documents 400/404/500 with
+its own `InvalidArgument` bodies instead of what the error contract sends; 413, 415, 503 and
+`Retry-After` are missing. Validators, code generators and schemathesis stop at the first of these.
+
+The document served here is OpenAPI 3.1.0: its Schema Object *is* JSON Schema 2020-12, which is
+exactly what pydantic emits, so the schemas go in unchanged (no lossy translation to 3.0). Each
+API's request and response schemas come from the Python types of its signature (the same types
+the service validates with and the typed client uses), bodies are required, and every status the
+middlewares and the service can send is documented with the error contract's schema (`Error`).
+It is built once per process, from the service object, for any BentoML service.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from typing import Any, Awaitable, Callable
+
+from pydantic import TypeAdapter
+
+from service.errors import ErrorBody, send_json
+
+OPENAPI_VERSION = "3.1.0"
+REF = "#/components/schemas/{model}"
+DOC_PATH = "/docs.json"
+
+# What the middlewares in front of every API can answer besides 200, and why.
+ERROR_STATUSES = {
+    "400": "The body or a header is invalid: each invalid field is named with the rule it broke.",
+    "413": "The body is larger than the server accepts (SHIPYARD_MAX_BODY_BYTES).",
+    "415": "The Content-Type is not application/json.",
+    "500": "The model's answer broke the output contract and was withheld, or an unexpected error.",
+    "503": "Overloaded: the request cannot be answered within its deadline. Retry after Retry-After seconds.",
+    "504": "The request was not answered within the server's timeout.",
+}
+RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying.", "required": True,
+                    "schema": {"type": "integer", "minimum": 1}},
+}
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class SchemaRegistry:
+    """components/schemas, filled from pydantic's JSON Schemas; a name used twice must mean one thing."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[str, Any] = {}
+
+    def add(self, name: str, schema: dict[str, Any]) -> dict[str, str]:
+        if name in self.schemas and self.schemas[name] != schema:
+            raise ValueError(f"two different schemas are both named {name!r}: rename one of the models")
+        self.schemas[name] = schema
+        return {"$ref": REF.format(model=name)}
+
+    def of(self, typ: Any, mode: str) -> dict[str, Any]:
+        """The schema for a Python type; named models go to components and are referenced."""
+        schema = TypeAdapter(typ).json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
+        for name, sub in schema.pop("$defs", {}).items():
+            self.add(name, sub)
+        if inspect.isclass(typ) and "title" in schema and schema.get("type") in ("object", "array"):
+            return self.add(schema["title"], schema)
+        return schema
+
+
+def api_types(api: Any) -> tuple[Any, Any]:
+    """(request type, response type) of a BentoML API, from its Python signature."""
+    hints = typing.get_type_hints(api.func, include_extras=True)
+    response = hints.get("return", Any)
+    if getattr(api.input_spec, "__root_input__", False):
+        params = [p for name, p in inspect.signature(api.func).parameters.items() if name != "self"]
+        return hints.get(params[0].name, Any), response
+    return api.input_spec, response  # the model BentoML built from the keyword parameters
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def contract_document(service: Any) -> dict[str, Any]:
+    """The service's OpenAPI 3.1 document (see the module's docstring)."""
+    base = service.openapi_spec.asdict()
+    registry = SchemaRegistry()
+    error_ref = registry.of(ErrorBody, "serialization")
+    paths: dict[str, Any] = {}
+    for path, item in base["paths"].items():
+        if path in {api.route for api in service.apis.values()}:
+            continue
+        paths[path] = item
+    if "/readyz" in paths:
+        paths["/readyz"]["get"]["responses"]["503"] = {"description": "Not ready (yet): do not send traffic."}
+    if "/metrics" in paths:
+        paths["/metrics"]["get"]["responses"]["200"]["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    for api in service.apis.values():
+        request, response = api_types(api)
+        responses: dict[str, Any] = {"200": {"description": "Successful Response",
+                                             "content": _json(registry.of(response, "serialization"))}}
+        for status, description in ERROR_STATUSES.items():
+            responses[status] = {"description": description, "content": _json(error_ref)}
+        responses["503"]["headers"] = RETRY_AFTER
+        paths[api.route] = {"post": {
+            "operationId": f"{service.name}__{api.name}",
+            "tags": ["Service APIs"],
+            "description": (api.doc or "").strip(),
+            "requestBody": {"required": True, "content": _json(registry.of(request, "validation"))},
+            "responses": responses,
+        }}
+    info = {k: v for k, v in base["info"].items() if v is not None}
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": info,
+        "servers": base.get("servers") or [{"url": "."}],
+        "tags": base.get("tags", []),
+        "paths": paths,
+        "components": {"schemas": registry.schemas},
+    }
+
+
+class OpenAPIMiddleware:
+    """Serves contract_document(service) on GET /docs.json, built on first use and then cached."""
+
+    def __init__(self, app: Callable, service: Any) -> None:
+        self.app = app
+        self.service = service
+        self._document: dict[str, Any] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") != DOC_PATH or scope.get("method") not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        if self._document is None:
+            self._document = contract_document(self.service)
+        await send_json(send, 200, self._document)
+
+
+def main() -> None:
+    """`python -m service.openapi`: print the document, for clients and reviewers."""
+    from service.service import FraudScorer
+
+    print(json.dumps(contract_document(FraudScorer), indent=2))
+
+
+if __name__ == "__main__":
+    main()
