@@ -143,7 +143,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         requested = args.suite
     overrides = {}
     if args.short:
-        overrides = {"load": {"duration_s": 10}, "contract": {"examples": 1000},
+        overrides = {"load": {"duration_s": 10}, "contract": {"examples": 200},
                      "stress": {"step_s": 3, "overload_s": 10, "recovery_s": 10, "peak_users": 48}}
     verdict, path = verify(env, requested, args.target, overrides, progress=info)
     if args.output == "json":
