@@ -8,6 +8,7 @@ command (status, stop, verify) finds it without a daemon. KubernetesTarget arriv
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -124,6 +125,7 @@ class LocalTarget:
         self.env = env
         self.dir = state_dir() / "local" / env.name
         self.state_file = self.dir / "server.json"
+        self._locks: dict[str, int] = {}  # lock name -> the open, flocked file descriptor
 
     def state(self) -> LocalState | None:
         try:
@@ -230,33 +232,35 @@ class LocalTarget:
         return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
     def acquire_lock(self, name: str, holder: str, ttl_s: float) -> str | None:
-        """Takes the lock (None) or names its holder. An expired lock is taken over."""
-        path = state_dir() / "locks" / f"{self.env.name}-{name}.json"
+        """Takes the lock (None) or names its holder.
+
+        An flock on the lock file: the kernel grants it to one process at a time and drops it
+        when the holder exits, however it exits. So there is no expiry to race on (ttl_s is for
+        targets whose locks outlive their holders) and nothing is ever deleted: a file-exists
+        lock with a timeout let two managers that both saw it expire delete each other's."""
+        path = state_dir() / "locks" / f"{self.env.name}-{name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    current = json.loads(path.read_text())
-                except (OSError, ValueError):
-                    current = {"holder": "unknown", "expires": 0}
-                if current.get("expires", 0) > time.time():
-                    return current.get("holder", "unknown")
-                path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump({"holder": holder, "expires": time.time() + ttl_s}, f)
-            return None
-        return "unknown"
+                return json.loads(path.read_text()).get("holder") or "another process"
+            except (OSError, ValueError):  # the holder is writing its name this very moment
+                return "another process"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"holder": holder, "since": time.time()}).encode(), 0)
+        self._locks[name] = fd
+        return None
 
     def release_lock(self, name: str, holder: str) -> None:
-        path = state_dir() / "locks" / f"{self.env.name}-{name}.json"
-        try:
-            if json.loads(path.read_text()).get("holder") == holder:
-                path.unlink()
-        except (OSError, ValueError):
-            pass
+        fd = self._locks.pop(name, None)
+        if fd is None:
+            return
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
     def stop(self, grace_s: float = 15.0) -> bool:
         """SIGTERM to the server's process group, SIGKILL after the grace period. True if it ran."""
@@ -587,7 +591,8 @@ class KubernetesTarget:
                      "acquireTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                      "renewTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
         }
-        for _ in range(2):
+        holder_now = "unknown"
+        for _ in range(3):
             created = kubectl.run("create", "-f", "-", input_text=json.dumps(lease), check=False)
             if created.returncode == 0:
                 return None
@@ -597,11 +602,34 @@ class KubernetesTarget:
             if current is None:
                 continue
             spec = current.get("spec", {})
+            holder_now = spec.get("holderIdentity", "unknown")
             renewed = datetime.fromisoformat(spec.get("renewTime", "1970-01-01T00:00:00Z").replace("Z", "+00:00"))
             if (now - renewed).total_seconds() < spec.get("leaseDurationSeconds", 0):
-                return spec.get("holderIdentity", "unknown")
-            kubectl.run("delete", "lease", lease_name, "-n", self.namespace, check=False)  # expired
-        return "unknown"
+                return holder_now
+            if self.take_over_lease(current, holder, ttl_s):
+                return None
+            # Another manager took the expired lease first: read who, and say so.
+        return holder_now
+
+    def take_over_lease(self, seen: dict, holder: str, ttl_s: float) -> bool:
+        """Replaces an expired Lease only if it is still the version `seen` (client-go's leader
+        election does the same): of two managers that both saw it expire, the API server lets
+        exactly one write and answers the other Conflict. Deleting and re-creating it instead let
+        both hold it."""
+        from shipyard import kubectl
+
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                 "metadata": {"name": seen["metadata"]["name"], "namespace": self.namespace,
+                              "resourceVersion": seen["metadata"]["resourceVersion"]},
+                 "spec": {"holderIdentity": holder, "leaseDurationSeconds": int(ttl_s), "acquireTime": now,
+                          "renewTime": now}}
+        replaced = kubectl.run("replace", "-f", "-", input_text=json.dumps(lease), check=False)
+        if replaced.returncode == 0:
+            return True
+        if "Conflict" in replaced.stderr or "has been modified" in replaced.stderr or "NotFound" in replaced.stderr:
+            return False
+        raise TargetError(f"could not take over the expired promotion lock: {replaced.stderr.strip()}")
 
     def release_lock(self, name: str, holder: str) -> None:
         from shipyard import kubectl

@@ -392,3 +392,31 @@ def test_status_and_promotion_name_a_workload_that_is_not_ready(deployed):
         restored = deploy("staging", deployed.reference)
         assert restored.returncode == 0, restored.stdout + restored.stderr
     assert status("staging")["state"] == "ready"
+
+
+def test_two_managers_that_both_saw_the_lease_expire_cannot_both_take_it(deployed):
+    """The race forced, not timed: both read the same expired Lease, then both try to take it over.
+    The API server's resourceVersion check lets exactly one through; a third manager is then told
+    who holds it."""
+    from shipyard.config import load_environment
+    from shipyard.targets import KubernetesTarget
+
+    name, ns = "shipyard-race", "fraud-production"
+    stale = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name, "namespace": ns},
+             "spec": {"holderIdentity": "crashed@desk:1", "leaseDurationSeconds": 1,
+                      "renewTime": "2020-01-01T00:00:00.000000Z"}}
+    kubectl("-n", ns, "delete", "lease", name, "--ignore-not-found")
+    kubectl("create", "-f", "-", input=json.dumps(stale))
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("KUBECONFIG", str(KUBECONFIG))
+            target = KubernetesTarget(load_environment("production"))
+            seen = json.loads(kubectl("-n", ns, "get", "lease", name, "-o", "json").stdout)
+            first = target.take_over_lease(seen, "alice@desk:2", 600)
+            second = target.take_over_lease(seen, "bob@desk:3", 600)
+            assert (first, second) == (True, False)
+            holder = json.loads(kubectl("-n", ns, "get", "lease", name, "-o", "json").stdout)["spec"]["holderIdentity"]
+            assert holder == "alice@desk:2"
+            assert target.acquire_lock("race", "carol@desk:4", 600) == "alice@desk:2"
+    finally:
+        kubectl("-n", ns, "delete", "lease", name, "--ignore-not-found")
