@@ -89,11 +89,8 @@ def contract_document(service: Any) -> dict[str, Any]:
     base = service.openapi_spec.asdict()
     registry = SchemaRegistry()
     error_ref = registry.of(ErrorBody, "serialization")
-    paths: dict[str, Any] = {}
-    for path, item in base["paths"].items():
-        if path in {api.route for api in service.apis.values()}:
-            continue
-        paths[path] = item
+    routes = {api.route for api in service.apis.values()}  # rewritten below; BentoML's infra paths stay
+    paths = {path: item for path, item in base["paths"].items() if path not in routes}
     if "/readyz" in paths:
         paths["/readyz"]["get"]["responses"]["503"] = {"description": "Not ready (yet): do not send traffic."}
     if "/metrics" in paths:

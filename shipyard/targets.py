@@ -545,7 +545,12 @@ class KubernetesTarget:
 
         Whether the rest of the release is healthy is status()'s question, not this one's: a
         rollback must know what production serves even while one of its workers is down."""
-        return self.serving_image()
+        from shipyard import kubectl
+
+        dep = kubectl.get_json("deployment", DEPLOYMENT, "-n", self.namespace)
+        if dep is None or dep.get("status", {}).get("readyReplicas", 0) == 0:
+            return ""
+        return dep["spec"]["template"]["spec"]["containers"][0]["image"]
 
     def roll_to(self, subject: str, progress: Callable[[str], None] = lambda _: None) -> None:
         from shipyard.image import resolve_deployable
@@ -584,13 +589,7 @@ class KubernetesTarget:
 
         lease_name = f"shipyard-{name}"
         now = datetime.now(timezone.utc)
-        lease = {
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": lease_name, "namespace": self.namespace},
-            "spec": {"holderIdentity": holder, "leaseDurationSeconds": int(ttl_s),
-                     "acquireTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                     "renewTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
-        }
+        lease = self._lease(lease_name, holder, ttl_s)
         holder_now = "unknown"
         for _ in range(3):
             created = kubectl.run("create", "-f", "-", input_text=json.dumps(lease), check=False)
@@ -611,6 +610,17 @@ class KubernetesTarget:
             # Another manager took the expired lease first: read who, and say so.
         return holder_now
 
+    def _lease(self, name: str, holder: str, ttl_s: float, resource_version: str | None = None) -> dict:
+        """A Lease held by `holder` from now; with a resource_version, a write that only succeeds
+        over that exact version."""
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        metadata = {"name": name, "namespace": self.namespace}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
+                "spec": {"holderIdentity": holder, "leaseDurationSeconds": int(ttl_s), "acquireTime": now,
+                         "renewTime": now}}
+
     def take_over_lease(self, seen: dict, holder: str, ttl_s: float) -> bool:
         """Replaces an expired Lease only if it is still the version `seen` (client-go's leader
         election does the same): of two managers that both saw it expire, the API server lets
@@ -618,12 +628,7 @@ class KubernetesTarget:
         both hold it."""
         from shipyard import kubectl
 
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                 "metadata": {"name": seen["metadata"]["name"], "namespace": self.namespace,
-                              "resourceVersion": seen["metadata"]["resourceVersion"]},
-                 "spec": {"holderIdentity": holder, "leaseDurationSeconds": int(ttl_s), "acquireTime": now,
-                          "renewTime": now}}
+        lease = self._lease(seen["metadata"]["name"], holder, ttl_s, seen["metadata"]["resourceVersion"])
         replaced = kubectl.run("replace", "-f", "-", input_text=json.dumps(lease), check=False)
         if replaced.returncode == 0:
             return True
@@ -655,15 +660,6 @@ class KubernetesTarget:
                       notes.get(ANNOTATION_MODEL, ""), "", None,
                       dep["metadata"]["creationTimestamp"].replace("Z", "+00:00"),
                       dep["spec"]["template"]["spec"]["containers"][0]["image"], problems)
-
-    def serving_image(self) -> str:
-        """The image the API Deployment runs when at least one of its replicas is ready, else ""."""
-        from shipyard import kubectl
-
-        dep = kubectl.get_json("deployment", DEPLOYMENT, "-n", self.namespace)
-        if dep is None or dep.get("status", {}).get("readyReplicas", 0) == 0:
-            return ""
-        return dep["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
 # --- batch mode as a Job ----------------------------------------------------------------------
