@@ -40,6 +40,7 @@ cluster-demo: venv services
 ## test: every test: unit, then integration against real servers, docker, the registry, Redis
 ## and the local cluster (their scripts install and start whatever is missing; the cluster stays up)
 test: venv services
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 ## services: docker engine + loopback registry, Redis, and the local Kubernetes cluster
@@ -54,6 +55,7 @@ bench: venv
 	$(PY) -m bench.run
 
 test-unit: venv
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests/unit
 
 cluster-up:

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from service.frames import COLUMNS, ID, RULES, Rejection, certainly_valid, judge, record
 from service.model import LABEL, features_frame
-from service.schemas import FEATURES
+from service.schemas import FEATURES, MODEL_NAME
 
 CHUNK_ROWS = 50_000
 INPUTS = (".csv", ".jsonl", ".ndjson", ".parquet")
@@ -290,7 +290,8 @@ ARCHIVE_BEGIN, ARCHIVE_END = "-----BEGIN SHIPYARD BATCH OUTPUTS-----", "-----END
 
 def archive_to_text(paths: list[Path]) -> str:
     """The outputs as base64 of a tar.gz between markers: how a Job hands its files back through
-    its log when the cluster offers no shared volume (read back by `unpack_archive`)."""
+    its log when the cluster offers no shared volume (shipyard's batch protocol: shipyard reads
+    them back from the log)."""
     import base64
     import io
     import tarfile
@@ -303,42 +304,25 @@ def archive_to_text(paths: list[Path]) -> str:
     return f"{ARCHIVE_BEGIN}\n{encoded}{ARCHIVE_END}\n"
 
 
-def unpack_archive(log: str, names: dict[str, Path]) -> None:
-    """Writes each archived file to names[its name], renamed into place only when all are read."""
-    import base64
-    import io
-    import tarfile
-
-    if ARCHIVE_BEGIN not in log or ARCHIVE_END not in log:
-        raise BatchError("the Job's log holds no complete outputs (it failed, or its log was truncated)")
-    encoded = log.split(ARCHIVE_BEGIN, 1)[1].split(ARCHIVE_END, 1)[0]
-    with tarfile.open(fileobj=io.BytesIO(base64.decodebytes(encoded.encode())), mode="r:gz") as tar:
-        members = {m.name: m for m in tar.getmembers() if m.isfile()}
-        if set(members) != set(names):
-            raise BatchError(f"the Job returned {sorted(members)}, expected {sorted(names)}")
-        partials = []
-        for name, target in names.items():
-            partial = target.with_name(target.name + ".partial")
-            partial.write_bytes(tar.extractfile(members[name]).read())
-            partials.append((partial, target))
-    for partial, target in partials:
-        os.replace(partial, target)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """`python -m service.batch`: the batch Job's entry point inside the image (where the shipyard
-    CLI is not installed); the same `score_file` as `shipyard batch`."""
+    """`python -m service.batch` (the project's `batch` hook): `shipyard batch` runs it here, and
+    every batch Job runs it inside the image. Prints a summary line; with --archive (a Job) also
+    the JSON summary and the outputs, archived, that shipyard reads back from the Job's log."""
     import argparse
     import signal
     import sys
     import time
 
-    parser = argparse.ArgumentParser(prog="python -m service.batch", description=__doc__.splitlines()[0])
-    parser.add_argument("input", type=Path)
-    parser.add_argument("output", type=Path)
-    parser.add_argument("--rejects", type=Path)
-    parser.add_argument("--model", default=os.environ.get("SHIPYARD_MODEL", "fraud_detector:latest"))
-    parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS)
+    from service.model import _rows
+
+    parser = argparse.ArgumentParser(prog="shipyard batch", description=__doc__.splitlines()[0])
+    parser.add_argument("input", type=Path, help="transactions: .csv (header row), .jsonl/.ndjson or .parquet")
+    parser.add_argument("output", type=Path, help="predictions to write: .csv or .parquet")
+    parser.add_argument("--rejects", type=Path, help="rejects CSV (default: <output stem>.rejects.csv)")
+    parser.add_argument("--model", default=os.environ.get("SHIPYARD_MODEL", f"{MODEL_NAME}:latest"),
+                        help=f"model tag (default {MODEL_NAME}:latest)")
+    parser.add_argument("--chunk-rows", type=_rows, default=CHUNK_ROWS,
+                        help=f"rows read, validated and scored at once (default {CHUNK_ROWS}, min 2000)")
     parser.add_argument("--archive", action="store_true", help="print the outputs, archived, to stdout at the end")
     args = parser.parse_args(argv)
     from service.model import load_from_store
@@ -354,16 +338,22 @@ def main(argv: list[str] | None = None) -> int:
         result = score_file(args.input, args.output, rejects, model.pipeline, model.threshold, model.tag,
                             args.chunk_rows, lambda rows, scored, rejected: print(
                                 f"{rows} rows: {scored} scored, {rejected} rejected", file=sys.stderr, flush=True))
-    except (BatchError, LookupError) as exc:
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: no output written", file=sys.stderr)
         return 130
-    summary = {"rows": result.rows, "scored": result.scored, "rejected": result.rejected, "model": model.tag,
-               "seconds": round(time.monotonic() - started, 2)}
-    print(json.dumps(summary), flush=True)
+    seconds = time.monotonic() - started
+    print(f"{result.rows} rows in = {result.scored} scored ({result.output}) + {result.rejected} rejected "
+          f"({result.rejects}) in {seconds:.1f}s", flush=True)
     if args.archive:
+        summary = {"rows": result.rows, "scored": result.scored, "rejected": result.rejected, "model": model.tag,
+                   "seconds": round(seconds, 2)}
+        print(json.dumps(summary), flush=True)
         sys.stdout.write(archive_to_text([result.output, result.rejects]))
     return 0
 

@@ -279,3 +279,55 @@ def export(pipeline: Any, model_version: str, threshold: float, holdout: pd.Data
     one = holdout.iloc[:1]
     return Export(output, len(onnx_bytes), parity, _p50_ms(lambda: edge.probabilities(one)),
                   _p50_ms(lambda: pipeline.predict_proba(one[list(FEATURES)])))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m service.edge export` (the project's `edge` hook: `shipyard edge export`)."""
+    import argparse
+    import os
+    import sys
+
+    from service.model import load_from_store
+    from service.schemas import MODEL_NAME
+
+    parser = argparse.ArgumentParser(prog="shipyard edge", description="Edge mode: the model as an ONNX file for "
+                                                                       "onnxruntime on a device.")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="<edge verb>")
+    export_parser = verbs.add_parser(
+        "export", help="convert the model to ONNX; write it only if it matches scikit-learn",
+        description="Converts the trained pipeline to ONNX (input schema and threshold in its metadata), scores "
+                    "the model's whole holdout with both onnxruntime and scikit-learn, and writes the file only "
+                    "when every probability agrees within 1e-5 and every decision is the same. Prints size and "
+                    "latency.")
+    export_parser.add_argument("--model", default=f"{MODEL_NAME}:latest", help=f"model tag (default {MODEL_NAME}:latest)")
+    export_parser.add_argument("-o", "--output", help="ONNX file to write (default <state folder>/edge/<model>-<version>.onnx)")
+    args = parser.parse_args(argv)
+    try:
+        model = load_from_store(args.model)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    state = Path(os.environ.get("SHIPYARD_STATE", ".shipyard"))
+    output = Path(args.output) if args.output else state / "edge" / f"{model.tag.replace(':', '-')}.onnx"
+    print(f"exporting {model.tag} to ONNX and checking it against scikit-learn on the model's holdout",
+          file=sys.stderr, flush=True)
+    try:
+        result = export(model.pipeline, model.tag, model.threshold, model.holdout(), output)
+    except EdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    p = result.parity
+    rows = [("file", f"{result.path} ({result.size_bytes / 1024:.1f} KiB)"), ("holdout rows", str(p.rows)),
+            ("max |p_onnx - p_sklearn|", f"{p.max_abs_diff:.2e} (allowed {PARITY_TOLERANCE:.0e})"),
+            ("decision agreement", f"{p.decision_agreement:.2%}"),
+            ("1-row latency, onnxruntime (p50)", f"{result.latency_ms_p50:.3f} ms"),
+            ("1-row latency, scikit-learn (p50)", f"{result.sklearn_latency_ms_p50:.3f} ms")]
+    width = max(len(name) for name, _ in rows)
+    print("CHECK".ljust(width) + "   VALUE")
+    for name, value in rows:
+        print(f"{name.ljust(width)}   {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

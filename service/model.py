@@ -309,7 +309,7 @@ def load_from_store(tag: str) -> StoredModel:
     try:
         model = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
-        raise LookupError(f"no model {tag!r} in the store: run `shipyard train` or name one with --model") from None
+        raise LookupError(f"no model {tag!r} in the store: run `shipyard train` (python -m service.model) or name one with --model") from None
     metadata = dict(model.info.metadata)
     return StoredModel(str(model.tag), load_pipeline(model.path), float(metadata["threshold"]), metadata)
 
@@ -339,3 +339,60 @@ def train_and_register(data_dir: Path, seed: int = DEFAULT_SEED, rows: int = FUL
     result = train(full, seed)
     tag = save_to_store(result, seed)
     return TrainedModel(tag, result.metrics, result.threshold, result.data_hash, full_path, sample_path)
+
+
+def _rows(text: str) -> int:
+    import argparse
+
+    value = _non_negative_int(text)
+    if value < 2000:
+        raise argparse.ArgumentTypeError(f"must be >= 2000 so the holdout has fraud cases, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m service.model` (the project's `train` hook: `shipyard train`): generates the
+    seeded transaction data set and its representative sample under the state folder's data/,
+    trains the pipeline, evaluates it on a holdout and saves it with its metrics and data hash to
+    the BentoML model store."""
+    import argparse
+    import os
+    import sys
+    import time
+
+    parser = argparse.ArgumentParser(prog="shipyard train", description=main.__doc__.split("\n\n")[0].replace("\n    ", " "))
+    parser.add_argument("--seed", type=_non_negative_int, default=DEFAULT_SEED,
+                        help=f"random seed for data and training (default {DEFAULT_SEED})")
+    parser.add_argument("--rows", type=_rows, default=FULL_ROWS, help=f"rows in the full data set (default {FULL_ROWS}, min 2000)")
+    args = parser.parse_args(argv)
+    data_dir = Path(os.environ.get("SHIPYARD_STATE", ".shipyard")) / "data"
+    started = time.monotonic()
+    print(f"generating {args.rows} transactions (seed {args.seed}) and training", file=sys.stderr, flush=True)
+    trained = train_and_register(data_dir, seed=args.seed, rows=args.rows)
+    m = trained.metrics
+    print(f"model {trained.tag} saved in {time.monotonic() - started:.1f}s")
+    rows = [("roc_auc", f"{m['roc_auc']:.4f}"), ("pr_auc", f"{m['pr_auc']:.4f}"),
+            (f"recall@precision>={m['target_precision']}", f"{m['recall_at_precision']:.4f}"),
+            ("threshold", f"{trained.threshold:.4f}"), ("fraud rate", f"{m['holdout_fraud_rate']:.4f}")]
+    width = max(len(name) for name, _ in rows)
+    print("METRIC".ljust(width) + "   HOLDOUT VALUE")
+    for name, value in rows:
+        print(f"{name.ljust(width)}   {value}")
+    print(f"data: {trained.full_path} (hash {trained.data_hash[:19]}...), sample: {trained.sample_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,17 +1,15 @@
-"""The `build` step: the Bento from bentofile.yaml, with the model version it packs."""
+"""The `build` step: the Bento from the project's bentofile, with the model versions it packs."""
 
 from __future__ import annotations
 
+import glob
 import shutil
 import tempfile
 from contextlib import chdir
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard.paths import PROJECT_ROOT
-
-# What bentofile.yaml's include and docker template need; nothing else is copied into the context.
-BUILD_CONTEXT = ("bentofile.yaml", "service", "docker")
+from shipyard.project import Project, current_project
 
 
 class BuildError(Exception):
@@ -25,45 +23,57 @@ class BuiltBento:
     path: str
 
 
-def latest_model_tag() -> str | None:
+def build_context(project: Project) -> list[Path]:
+    """What the Bento is made of, from the bentofile itself: the bentofile, every file its
+    `include` patterns match (BentoML's default, everything, when it has none) and its docker
+    template. Only these are copied into the build context: BentoML walks its whole context, and
+    a project folder also holds virtual environments and a running cluster's snapshots."""
+    root = project.root
+    data = project.bentofile_data()
+    patterns = data.get("include") or ["**/*"]
+    files = {project.path(project.bentofile)}
+    for pattern in patterns:
+        for match in glob.glob(pattern, root_dir=root, recursive=True):
+            path = root / match
+            if path.is_file() and not any(part.startswith(".") or part == "__pycache__"
+                                          for part in Path(match).parts):
+                files.add(path.resolve())
+    template = (data.get("docker") or {}).get("dockerfile_template")
+    if template:
+        files.add(project.path(template))
+    missing = sorted(str(f) for f in files if not f.is_file())
+    if missing:
+        raise BuildError(f"the bentofile names files that do not exist: {', '.join(missing)}")
+    return sorted(files)
+
+
+def build_bento(project: Project | None = None) -> BuiltBento:
+    """Runs `bentoml build` through its Python API on the project's bentofile."""
     import bentoml
 
-    from service.model import MODEL_NAME
-
-    try:
-        return str(bentoml.models.get(f"{MODEL_NAME}:latest").tag)
-    except bentoml.exceptions.NotFound:
-        return None
-
-
-def build_bento() -> BuiltBento:
-    """Runs `bentoml build` through its Python API on the project's bentofile.yaml."""
-    import bentoml
-
-    model = latest_model_tag()
-    if model is None:
-        raise BuildError("no model in the store to pack: run `shipyard train` first")
-    # A build context holding only what the Bento is made of: BentoML walks its whole context,
-    # and the project's also holds .venv and the running cluster's containerd snapshots.
+    project = project or current_project()
     with tempfile.TemporaryDirectory(prefix="shipyard-build-") as ctx:
-        for item in BUILD_CONTEXT:
-            source = PROJECT_ROOT / item
-            if source.is_dir():
-                shutil.copytree(source, Path(ctx) / item, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy2(source, Path(ctx) / item)
-        # The exact version, as a Bento argument: serving the Bento later loads this one, not "latest".
+        for source in build_context(project):
+            target = Path(ctx) / source.relative_to(project.root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+        bentofile = Path(ctx) / project.path(project.bentofile).relative_to(project.root)
         # BentoML reads the docker template only below the working directory: build from the context.
         with chdir(ctx):
-            bento = bentoml.bentos.build_bentofile("bentofile.yaml", build_ctx=ctx, args={"model": model})
+            try:
+                bento = bentoml.bentos.build_bentofile(str(bentofile), build_ctx=ctx)
+            except bentoml.exceptions.NotFound as exc:
+                train = " run `shipyard train` first, or" if "train" in project.hooks else ""
+                raise BuildError(f"{exc}:{train} save the model the service loads to the model store") from None
     models = [str(m.tag) for m in bento.info.all_models]
     return BuiltBento(str(bento.tag), models[0] if models else "", bento.path)
 
 
-def resolve_bento(tag: str = "fraud_scorer:latest") -> BuiltBento:
-    """A Bento already in the store; BuildError names the fix when there is none."""
+def resolve_bento(tag: str | None = None) -> BuiltBento:
+    """A Bento already in the store (default: the project's latest); BuildError names the fix."""
     import bentoml
 
+    tag = tag or f"{current_project().bento_name}:latest"
     try:
         bento = bentoml.get(tag)
     except bentoml.exceptions.NotFound:

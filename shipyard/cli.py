@@ -1,61 +1,174 @@
 """`shipyard <verb>`: argument parsing and printing only; every step lives in its own module.
 
-Exit codes follow kubectl: 0 success, 1 a step, gate or check failed, 2 bad usage or input.
+Exit codes follow kubectl: 0 success, 1 a step, gate or check failed, 2 bad usage or input. The
+project's hooks (shipyard.yaml `hooks`) are verbs too: `shipyard train --seed 3` runs the train
+hook with those arguments, in the same Python environment as shipyard.
 """
 
 from __future__ import annotations
 
-import argparse
-import signal
+import os
 import sys
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
-from typing import Callable, Sequence
+from typing import Any, Sequence
+
+import click
 
 from shipyard import __version__
 from shipyard.paths import configure_environment
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+TARGET = click.option("--target", type=click.Choice(["local", "kubernetes"]),
+                      help="where the environment runs (default: its environment.yaml's target)")
+OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+                      help="output format")
+POSITIVE = click.FloatRange(min=0, min_open=True)
+# Hooks take their own arguments, --help included: shipyard passes everything through.
+PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
 
 class UsageError(Exception):
     """Bad input from the user: exit code 2."""
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from service.model import train_and_register
-    from shipyard.output import info, table
-    from shipyard.paths import data_dir
+def _hooks() -> dict[str, list[str]]:
+    from shipyard.project import ProjectError, current_project
 
-    started = time.monotonic()
-    info(f"generating {args.rows} transactions (seed {args.seed}) and training")
-    trained = train_and_register(data_dir(), seed=args.seed, rows=args.rows)
-    m = trained.metrics
-    print(f"model {trained.tag} saved in {time.monotonic() - started:.1f}s")
-    print(table(["metric", "holdout value"], [
-        ["roc_auc", f"{m['roc_auc']:.4f}"],
-        ["pr_auc", f"{m['pr_auc']:.4f}"],
-        [f"recall@precision>={m['target_precision']}", f"{m['recall_at_precision']:.4f}"],
-        ["threshold", f"{trained.threshold:.4f}"],
-        ["fraud rate", f"{m['holdout_fraud_rate']:.4f}"],
-    ]))
-    print(f"data: {trained.full_path} (hash {trained.data_hash[:19]}...), sample: {trained.sample_path}")
-    return EXIT_OK
+    try:
+        return current_project().hooks
+    except ProjectError:
+        return {}
 
 
-def _cmd_build(args: argparse.Namespace) -> int:
+def run_hook(name: str, args: Sequence[str]) -> None:
+    """Replaces this process with the project's hook, so its output, its signals (Ctrl-C, a Job's
+    SIGTERM) and its exit code are the hook's own. It runs in the working directory (relative
+    paths mean what the user typed) with the project root importable."""
+    from shipyard.project import command_line, current_project
+
+    project = current_project()
+    if name not in project.hooks:
+        raise UsageError(f"this project has no `{name}` hook: add `hooks: {{{name}: <command>}}` to "
+                         f"{project.root / 'shipyard.yaml'}")
+    command = command_line(project.hooks[name])
+    if "/" in command[0] and not os.path.isabs(command[0]):
+        command[0] = str(project.root / command[0])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(project.root), os.environ.get("PYTHONPATH")])))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(command[0], [*command, *args], env)
+    except OSError as exc:
+        raise UsageError(f"hooks.{name}: cannot run {command[0]!r}: {exc.strerror}") from None
+
+
+class ShipyardGroup(click.Group):
+    """The built-in verbs, plus one per hook the project declares."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_hooks()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is not None or name not in _hooks():
+            return command
+
+        @click.pass_context
+        def hook(context: click.Context) -> None:
+            run_hook(name, context.args)
+
+        return click.Command(name, callback=hook, context_settings=PASSTHROUGH, add_help_option=False,
+                             help=f"the project's hook: {' '.join(_hooks()[name])} [ARGS]... (shipyard.yaml hooks.{name})")
+
+
+@click.group(cls=ShipyardGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Exit codes: 0 success, 1 a step or check failed, 2 bad usage or input.")
+@click.version_option(__version__, prog_name="shipyard")
+def cli() -> None:
+    """Take a BentoML project from build to production with evidence: build (Bento) -> image (by
+    digest) -> deploy to an environment -> verify (staged suites, gates, a verdict) -> promote the
+    verified subject -> rollback. Run it anywhere inside a project (a folder with shipyard.yaml;
+    `shipyard init` writes one)."""
+
+
+@cli.command()
+@click.option("--force-base", is_flag=True, hidden=True)
+def init(force_base: bool) -> None:
+    """Make the BentoML project in this folder a shipyard project.
+
+    Writes shipyard.yaml, environments/{staging,production}/ (environment.yaml with working gates
+    and kustomize overlays that only patch) and a hardened k8s/base for the Bento that
+    bentofile.yaml describes. Refuses to overwrite anything; prints the next commands."""
+    from pathlib import Path
+
+    from shipyard.init import init_project
+
+    for line in init_project(Path.cwd()):
+        click.echo(line)
+
+
+@cli.command()
+def build() -> None:
+    """Build the Bento from the project's bentofile (service code, the models it loads, pinned
+    requirements). Only what the bentofile includes is copied into the build context."""
     from shipyard.bento import build_bento
     from shipyard.output import info
+    from shipyard.project import current_project
 
     started = time.monotonic()
-    info("building the Bento from bentofile.yaml")
+    info(f"building the Bento from {current_project().bentofile}")
     bento = build_bento()
-    print(f"bento {bento.tag} (model {bento.model_tag}) built in {time.monotonic() - started:.1f}s")
-    return EXIT_OK
+    click.echo(f"bento {bento.tag} (model {bento.model_tag or 'none'}) built in {time.monotonic() - started:.1f}s")
 
 
-def _cmd_deploy(args: argparse.Namespace) -> int:
+@cli.group()
+def image() -> None:
+    """OCI images of the Bento, pushed to a registry and referred to by digest."""
+
+
+@image.command("build")
+@click.option("--bento", help="Bento tag (default: the project's latest)")
+@click.option("--registry", help="registry host:port (default $SHIPYARD_REGISTRY or 127.0.0.1:5000)")
+def image_build(bento: str | None, registry: str | None) -> None:
+    """Run `bentoml containerize` on the Bento (base image and template from the bentofile), push
+    it, and print the repository digest (name@sha256:...) the registry reports. Builds the
+    companion images shipyard.yaml names too."""
+    from shipyard.image import build_image
+    from shipyard.output import info
+
+    record = build_image(bento, registry, echo=info)
+    click.echo(record.reference)
+    info(f"image {record.tag} ({record.size_bytes / 1e6:.0f} MB) from {record.bento}, model {record.model}, "
+         f"built and pushed in {record.build_seconds:.1f}s")
+
+
+@image.command("list")
+@OUTPUT
+def image_list(output: str) -> None:
+    """The images `shipyard image build` pushed, with Bento, model and digest."""
+    from shipyard.image import list_images
+    from shipyard.output import print_json, table
+
+    records = list_images()
+    if output == "json":
+        print_json([{**asdict(r), "digest": r.digest} for r in records])
+    else:
+        click.echo(table(["bento", "model", "digest", "size", "built"],
+                         [[r.bento, r.model, r.reference, f"{r.size_bytes / 1e6:.0f}MB", r.built_at] for r in records]))
+
+
+@cli.command()
+@click.argument("env")
+@TARGET
+@click.option("--bento", help="local target: Bento tag (default: the project's latest)")
+@click.option("--image", "image_ref", help="kubernetes target: image name@sha256:... (default: the last `shipyard image build`)")
+@click.option("--dry-run", is_flag=True, help="kubernetes target: show what would change (server-side), change nothing")
+@click.option("--timeout", type=POSITIVE, default=300, show_default=True, help="kubernetes target: rollout timeout, seconds")
+def deploy(env: str, target: str | None, bento: str | None, image_ref: str | None, dry_run: bool, timeout: float) -> None:
+    """Serve the Bento (local) or roll out the image by digest (kubernetes) in ENV, an environment
+    under the project's environments folder, and wait until it is ready."""
     from shipyard.bento import resolve_bento
     from shipyard.config import load_environment
     from shipyard.image import resolve_deployable
@@ -63,211 +176,187 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     from shipyard.output import info
     from shipyard.targets import LocalTarget, target_for
 
-    env = load_environment(args.env)
-    target = target_for(env, args.target)
-    if isinstance(target, LocalTarget):
-        if args.image or args.dry_run:
+    environment = load_environment(env)
+    where = target_for(environment, target)
+    if isinstance(where, LocalTarget):
+        if image_ref or dry_run:
             raise UsageError("--image and --dry-run apply to the kubernetes target; the local target serves a Bento")
-        bento = resolve_bento(args.bento)
+        built = resolve_bento(bento)
         started = time.monotonic()
-        st = target.deploy(bento.tag, bento.model_tag, progress=info)
-        print(f"{env.name}: serving {st.bento} (model {st.model}) at {st.url}, ready after {time.monotonic() - started:.1f}s")
-        return EXIT_OK
-    reference, notes = resolve_deployable(args.image)
-    info(f"deploying {reference} to {env.name} (namespace {env.namespace})")
-    result = target.deploy(ImageRef.parse(reference), notes, progress=info, dry_run=args.dry_run,
-                           timeout_s=args.timeout)
-    if args.dry_run:
-        print(f"{env.name}: dry run, {'changes shown above' if result.changed else 'nothing would change'}")
+        st = where.deploy(built.tag, built.model_tag, progress=info)
+        click.echo(f"{environment.name}: serving {st.bento} (model {st.model}) at {st.url}, "
+                   f"ready after {time.monotonic() - started:.1f}s")
+        return
+    reference, notes = resolve_deployable(image_ref)
+    info(f"deploying {reference} to {environment.name} (namespace {environment.namespace})")
+    result = where.deploy(ImageRef.parse(reference), notes, progress=info, dry_run=dry_run, timeout_s=timeout)
+    if dry_run:
+        click.echo(f"{environment.name}: dry run, {'changes shown above' if result.changed else 'nothing would change'}")
     else:
-        print(f"{env.name}: {result.ready}/{result.desired} replicas ready running {result.image} "
-              f"({'updated' if result.changed else 'unchanged'}) in {result.seconds:.1f}s")
-    return EXIT_OK
+        click.echo(f"{environment.name}: {result.ready}/{result.desired} replicas ready running {result.image} "
+                   f"({'updated' if result.changed else 'unchanged'}) in {result.seconds:.1f}s")
 
 
-def _cmd_diff(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("left")
+@click.argument("right")
+@OUTPUT
+@click.pass_context
+def diff(ctx: click.Context, left: str, right: str, output: str) -> None:
+    """Render LEFT and RIGHT with the same image and show every difference; exit 1 when one falls
+    outside LEFT's parity.allow."""
     from shipyard.config import load_environment
     from shipyard.manifests import parity
     from shipyard.output import print_json, table
 
-    left, right = load_environment(args.left), load_environment(args.right)
-    allow = left.parity.allow if left.parity else []
-    diffs = parity(left, right, allow)
-    if args.output == "json":
+    a, b = load_environment(left), load_environment(right)
+    allow = a.parity.allow if a.parity else []
+    diffs = parity(a, b, allow)
+    if output == "json":
         print_json([asdict(d) for d in diffs])
     elif diffs:
-        print(table(["object", "path", left.name, right.name, "allowed"],
-                    [[d.obj, d.path, d.left, d.right, "yes" if d.allowed else "NO"] for d in diffs]))
+        click.echo(table(["object", "path", a.name, b.name, "allowed"],
+                         [[d.obj, d.path, d.left, d.right, "yes" if d.allowed else "NO"] for d in diffs]))
     bad = [d for d in diffs if not d.allowed]
-    if args.output != "json":
-        print(f"{len(diffs)} differences, {len(bad)} outside {left.name}'s parity.allow {allow}")
-    return EXIT_FAILED if bad else EXIT_OK
+    if output != "json":
+        click.echo(f"{len(diffs)} differences, {len(bad)} outside {a.name}'s parity.allow {allow}")
+    ctx.exit(EXIT_FAILED if bad else EXIT_OK)
 
 
-def _cmd_image_build(args: argparse.Namespace) -> int:
-    from shipyard.image import build_image
-    from shipyard.output import info
-
-    record = build_image(args.bento, args.registry, echo=info)
-    print(f"{record.reference}")
-    info(f"image {record.tag} ({record.size_bytes / 1e6:.0f} MB) from {record.bento}, model {record.model}, "
-         f"built and pushed in {record.build_seconds:.1f}s")
-    return EXIT_OK
-
-
-def _cmd_image_list(args: argparse.Namespace) -> int:
-    from shipyard.image import list_images
-    from shipyard.output import print_json, table
-
-    records = list_images()
-    if args.output == "json":
-        print_json([{**asdict(r), "digest": r.digest} for r in records])
-    else:
-        print(table(["bento", "model", "digest", "size", "built"],
-                    [[r.bento, r.model, r.reference, f"{r.size_bytes / 1e6:.0f}MB", r.built_at] for r in records]))
-    return EXIT_OK
-
-
-def _cmd_verify(args: argparse.Namespace) -> int:
-    from shipyard.config import SUITES, load_environment
+@cli.command()
+@click.argument("env")
+@click.option("--suite", "suites", multiple=True, help="run only this suite (repeatable); default: every suite of the project")
+@TARGET
+@click.option("--short", is_flag=True, help="seconds-long load/stress and fewer contract cases (for trying it out)")
+@OUTPUT
+@click.pass_context
+def verify(ctx: click.Context, env: str, suites: tuple[str, ...], target: str | None, short: bool, output: str) -> None:
+    """Run the staged suites against ENV: smoke first (a failed smoke stops the run), the
+    project's own suites, contract, load and stress; judge the gates of its environment.yaml and
+    store a verdict (JSON) and a report (HTML) for the exact image digest or Bento. Exit 0 only
+    when every gate passed."""
+    from shipyard.config import load_environment
     from shipyard.harness.report import summary
-    from shipyard.harness.run import verify
+    from shipyard.harness.run import verify as run_verify
     from shipyard.output import info, print_json
 
-    env = load_environment(args.env)
-    requested = None
-    if args.suite:
-        unknown = [s for s in args.suite if s not in SUITES]
-        if unknown:
-            raise UsageError(f"unknown suite {', '.join(unknown)}: choose from {', '.join(SUITES)}")
-        requested = args.suite
     overrides = {}
-    if args.short:
+    if short:
         overrides = {"load": {"duration_s": 10}, "contract": {"examples": 200},
                      "stress": {"step_s": 3, "overload_s": 10, "recovery_s": 10, "peak_users": 48}}
-    verdict, path = verify(env, requested, args.target, overrides, progress=info)
-    if args.output == "json":
+    verdict, path = run_verify(load_environment(env), list(suites) or None, target, overrides, progress=info)
+    if output == "json":
         print_json(verdict)
     else:
-        print(summary(verdict))
-        print(f"verdict: {path}\nreport:  {path.with_suffix('.html')}")
-    return EXIT_OK if verdict["passed"] else EXIT_FAILED
+        click.echo(summary(verdict))
+        click.echo(f"verdict: {path}\nreport:  {path.with_suffix('.html')}")
+    ctx.exit(EXIT_OK if verdict["passed"] else EXIT_FAILED)
 
 
-def _print_release(doc: dict) -> None:
+def _print_release(doc: dict[str, Any]) -> None:
     check = "; ".join(f"{', '.join(c['suites'])} {'passed' if c['passed'] else 'FAILED'}" for c in doc.get("post_deploy", []))
-    print(f"release {doc['seq']} ({doc['kind']}) in {doc['environment']}: {doc['subject']} -> {doc['outcome']}"
-          + (f"; post-deploy {check}" if check else "") + (f"; {doc['note']}" if doc.get("note") else ""))
+    click.echo(f"release {doc['seq']} ({doc['kind']}) in {doc['environment']}: {doc['subject']} -> {doc['outcome']}"
+               + (f"; post-deploy {check}" if check else "") + (f"; {doc['note']}" if doc.get("note") else ""))
 
 
-def _cmd_promote(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("source", default="staging")
+@click.argument("destination", required=False)
+@TARGET
+@click.option("--dry-run", is_flag=True, help="print the plan and the gates that allow it; change nothing")
+@click.option("--approve", is_flag=True, help="the acceptance sign-off, when promotion.requires_approval")
+@click.pass_context
+def promote(ctx: click.Context, source: str, destination: str | None, target: str | None, dry_run: bool,
+            approve: bool) -> None:
+    """Deploy to DESTINATION (default: SOURCE's promotion.to) exactly the image digest or Bento
+    running in SOURCE (default staging), only with a passing, fresh verdict for it, parity between
+    the two and the promotion lock; run the post-deploy suites there and roll back by itself when
+    they fail. Records a release either way."""
     from shipyard.output import info
-    from shipyard.release import promote
+    from shipyard.release import promote as run_promote
 
-    outcome = promote(args.source, args.destination, args.target, args.dry_run, args.approve, progress=info)
-    if args.dry_run:
-        print("plan (nothing changed):\n  " + "\n  ".join(outcome.plan))
-        return EXIT_OK
+    outcome = run_promote(source, destination, target, dry_run, approve, progress=info)
+    if dry_run:
+        click.echo("plan (nothing changed):\n  " + "\n  ".join(outcome.plan))
+        return
     _print_release(outcome.release)
     if outcome.rollback:
         _print_release(outcome.rollback)
-    return EXIT_OK if outcome.ok else EXIT_FAILED
+    ctx.exit(EXIT_OK if outcome.ok else EXIT_FAILED)
 
 
-def _cmd_rollback(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("env")
+@click.option("--to", "to_seq", type=click.IntRange(min=0), help="release sequence number (see `shipyard history`)")
+@TARGET
+@click.pass_context
+def rollback(ctx: click.Context, env: str, to_seq: int | None, target: str | None) -> None:
+    """Return ENV to the previous successful release's subject (or release N's), check it with
+    smoke and record it as a release."""
     from shipyard.output import info
-    from shipyard.release import rollback
+    from shipyard.release import rollback as run_rollback
 
-    outcome = rollback(args.env, args.to, args.target, progress=info)
+    outcome = run_rollback(env, to_seq, target, progress=info)
     _print_release(outcome.release)
-    return EXIT_OK if outcome.ok else EXIT_FAILED
+    ctx.exit(EXIT_OK if outcome.ok else EXIT_FAILED)
 
 
-def _cmd_history(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("env")
+@TARGET
+@OUTPUT
+def history(env: str, target: str | None, output: str) -> None:
+    """Every promotion and rollback recorded in ENV, oldest first."""
     from shipyard.config import load_environment
     from shipyard.output import print_json, table
     from shipyard.release import releases
     from shipyard.targets import target_for
 
-    history = releases(target_for(load_environment(args.env), args.target))
-    if args.output == "json":
-        print_json(history)
-        return EXIT_OK
-    print(table(["seq", "kind", "subject", "previous", "model", "verdict", "outcome", "by", "at"],
-                [[r["seq"], r["kind"], r["subject"].split("@")[-1][:19], (r["previous"] or "-").split("@")[-1][:19],
-                  r["model_version"] or "-", (r["verdict"] or {}).get("finished_at", "-"), r["outcome"],
-                  r["by"].split(":")[0], r["at"]] for r in history]))
-    return EXIT_OK
+    records = releases(target_for(load_environment(env), target))
+    if output == "json":
+        print_json(records)
+        return
+    click.echo(table(["seq", "kind", "subject", "previous", "model", "verdict", "outcome", "by", "at"],
+                     [[r["seq"], r["kind"], r["subject"].split("@")[-1][:19], (r["previous"] or "-").split("@")[-1][:19],
+                       r["model_version"] or "-", (r["verdict"] or {}).get("finished_at", "-"), r["outcome"],
+                       r["by"].split(":")[0], r["at"]] for r in records]))
 
 
-def _stored_model(tag: str):
-    from service.model import load_from_store
-
-    try:
-        return load_from_store(tag)
-    except LookupError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _cmd_batch(args: argparse.Namespace) -> int:
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("source")
+@click.argument("output")
+@click.option("--target", type=click.Choice(["local", "kubernetes"]), default="local", show_default=True,
+              help="local: the project's batch hook here; kubernetes: a Job in --env's namespace from its "
+                   "batch CronJob, with the image the environment runs (input up to 900 KiB)")
+@click.option("--env", help="kubernetes: environment whose namespace runs the Job")
+@click.option("--timeout", type=POSITIVE, default=600, show_default=True, help="kubernetes: seconds to wait for the Job")
+@click.option("--rejects", help="rejects CSV (default: <output stem>.rejects.csv)")
+@click.argument("hook_args", nargs=-1, type=click.UNPROCESSED)
+def batch(source: str, output: str, target: str, env: str | None, timeout: float, rejects: str | None,
+          hook_args: tuple[str, ...]) -> None:
+    """Score the file SOURCE into OUTPUT with the project's batch entry point (shipyard.yaml
+    hooks.batch; further options go to it, e.g. --model): rows in = scored + rejected, rejects
+    with row, field and rule. Local runs it here; kubernetes runs it as a Job in the environment."""
     from pathlib import Path
 
+    if target == "local":
+        run_hook("batch", [source, output, *(["--rejects", rejects] if rejects else []), *hook_args])
+    from shipyard.config import load_environment
     from shipyard.output import info
+    from shipyard.targets import KubernetesTarget
+    from shipyard.targets.batch import run_batch_job
 
-    output = Path(args.output)
-    rejects = Path(args.rejects) if args.rejects else output.with_name(output.stem + ".rejects.csv")
-    started = time.monotonic()
-    if args.target == "kubernetes":
-        from shipyard.config import load_environment
-        from shipyard.targets import KubernetesTarget, run_batch_job
-
-        if not args.env:
-            raise UsageError("--target kubernetes needs --env: the Job runs in that environment's namespace")
-        job = run_batch_job(KubernetesTarget(load_environment(args.env)), Path(args.input), output, rejects,
-                            progress=info, timeout_s=args.timeout)
-        print(f"{job.rows} rows in = {job.scored} scored ({output}) + {job.rejected} rejected ({rejects}) "
-              f"by job/{job.job} in {job.seconds:.1f}s")
-        return EXIT_OK
-    from service.batch import score_file
-
-    model = _stored_model(args.model)
-    signal.signal(signal.SIGTERM, _interrupt)  # a Job's pod being stopped: clean up like Ctrl-C
-
-    def progress(rows: int, scored: int, rejected: int) -> None:
-        info(f"{rows} rows: {scored} scored, {rejected} rejected ({rows / max(time.monotonic() - started, 1e-9):.0f} rows/s)")
-
-    result = score_file(Path(args.input), output, rejects, model.pipeline, model.threshold, model.tag,
-                        args.chunk_rows, progress)
-    print(f"{result.rows} rows in = {result.scored} scored ({result.output}) + {result.rejected} rejected "
-          f"({result.rejects}) in {time.monotonic() - started:.1f}s")
-    return EXIT_OK
-
-
-def _cmd_edge_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from service.edge import PARITY_TOLERANCE, export
-    from shipyard.output import info, table
-    from shipyard.paths import state_dir
-
-    model = _stored_model(args.model)
-    output = Path(args.output) if args.output else state_dir() / "edge" / f"{model.tag.replace(':', '-')}.onnx"
-    info(f"exporting {model.tag} to ONNX and checking it against scikit-learn on the model's holdout")
-    result = export(model.pipeline, model.tag, model.threshold, model.holdout(), output)
-    p = result.parity
-    print(table(["check", "value"], [
-        ["file", f"{result.path} ({result.size_bytes / 1024:.1f} KiB)"],
-        ["holdout rows", str(p.rows)],
-        ["max |p_onnx - p_sklearn|", f"{p.max_abs_diff:.2e} (allowed {PARITY_TOLERANCE:.0e})"],
-        ["decision agreement", f"{p.decision_agreement:.2%}"],
-        ["1-row latency, onnxruntime (p50)", f"{result.latency_ms_p50:.3f} ms"],
-        ["1-row latency, scikit-learn (p50)", f"{result.sklearn_latency_ms_p50:.3f} ms"],
-    ]))
-    return EXIT_OK
+    if not env:
+        raise UsageError("--target kubernetes needs --env: the Job runs in that environment's namespace")
+    if hook_args:
+        raise UsageError(f"{' '.join(hook_args)}: the Job runs with the model its environment runs; "
+                         "options for the batch hook apply to --target local")
+    out = Path(output)
+    rejected_to = Path(rejects) if rejects else out.with_name(out.stem + ".rejects.csv")
+    job = run_batch_job(KubernetesTarget(load_environment(env)), Path(source), out, rejected_to,
+                        progress=info, timeout_s=timeout)
+    click.echo(f"{job.rows} rows in = {job.scored} scored ({out}) + {job.rejected} rejected ({rejected_to}) "
+               f"by job/{job.job} in {job.seconds:.1f}s")
 
 
 def _age(started_at: str) -> str:
@@ -280,253 +369,85 @@ def _age(started_at: str) -> str:
     return f"{seconds}s"
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
-    from shipyard.config import known_environments, load_environment
-    from shipyard.output import print_json, table
-    from shipyard.targets import target_for
+@cli.command()
+@click.argument("env", required=False)
+@TARGET
+@OUTPUT
+def status(env: str | None, target: str | None, output: str) -> None:
+    """What each environment (or ENV) serves: state, Bento, model, where, age, and why a release
+    that is not ready is not."""
+    from shipyard.config import ConfigError, known_environments, load_environment
+    from shipyard.output import info, print_json, table
+    from shipyard.targets import Status, target_for
 
-    from shipyard.config import ConfigError
-    from shipyard.output import info
-    from shipyard.targets import Status
-
-    if args.env:
-        statuses = [target_for(load_environment(args.env), args.target).status()]
+    if env:
+        statuses = [target_for(load_environment(env), target).status()]
     else:
         # One broken environment.yaml must not hide the others: it gets a row and an error line.
         statuses = []
         for name in known_environments():
             try:
-                statuses.append(target_for(load_environment(name), args.target).status())
+                statuses.append(target_for(load_environment(name), target).status())
             except ConfigError as exc:
                 info(f"error: {exc}")
-                statuses.append(Status(name, args.target or "?", "invalid"))
-    if args.output == "json":
+                statuses.append(Status(name, target or "?", "invalid"))
+    if output == "json":
         print_json([asdict(s) for s in statuses])
-    else:
-        print(table(
-            ["environment", "target", "state", "bento", "model", "where", "age"],
-            [[s.environment, s.target, s.state, s.bento, s.model,
-              s.url or (s.image.split("@")[-1][:19] + "..." if s.image else ""), _age(s.started_at)] for s in statuses],
-        ))
-        for s in statuses:  # why a release is not ready, workload by workload
-            for problem in s.problems:
-                print(f"{s.environment}: {problem}")
-    return EXIT_OK
+        return
+    click.echo(table(
+        ["environment", "target", "state", "bento", "model", "where", "age"],
+        [[s.environment, s.target, s.state, s.bento, s.model,
+          s.url or (s.image.split("@")[-1][:19] + "..." if s.image else ""), _age(s.started_at)] for s in statuses],
+    ))
+    for s in statuses:
+        for problem in s.problems:
+            click.echo(f"{s.environment}: {problem}")
 
 
-def _cmd_stop(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("env")
+def stop(env: str) -> None:
+    """Stop ENV's local server (SIGTERM, then SIGKILL after 15 s)."""
     from shipyard.config import load_environment
     from shipyard.targets import target_for
 
-    env = load_environment(args.env)
-    if target_for(env, "local").stop():
-        print(f"{env.name}: stopped")
-    else:
-        print(f"{env.name}: was not running")
-    return EXIT_OK
+    environment = load_environment(env)
+    click.echo(f"{environment.name}: {'stopped' if target_for(environment, 'local').stop() else 'was not running'}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="shipyard",
-        description=(
-            "Take a fraud-scoring model from training to production with evidence: "
-            "train -> build (Bento) -> deploy to an environment -> status/stop."
-        ),
-        epilog="Exit codes: 0 success, 1 a step or check failed, 2 bad usage or input.",
-    )
-    parser.add_argument("--version", action="version", version=f"shipyard {__version__}")
-    verbs = parser.add_subparsers(dest="verb", metavar="<verb>", required=True)
+def _handlers() -> dict[type[Exception], int]:
+    from shipyard.bento import BuildError
+    from shipyard.config import ConfigError
+    from shipyard.harness.run import VerifyError
+    from shipyard.image import ImageError
+    from shipyard.kubectl import ClusterError
+    from shipyard.manifests import ManifestError
+    from shipyard.project import ProjectError
+    from shipyard.release import PromotionRefused
+    from shipyard.targets import TargetError
 
-    p = verbs.add_parser("train", help="generate data, train the model, save it to the model store",
-                         description="Generates the seeded transaction data set and its representative "
-                                     "sample, trains the pipeline, evaluates it on a holdout and saves it "
-                                     "with its metrics and data hash to the BentoML model store.")
-    p.add_argument("--seed", type=_non_negative_int, default=7, help="random seed for data and training (default 7)")
-    p.add_argument("--rows", type=_rows, default=200_000, help="rows in the full data set (default 200000, min 2000)")
-    p.set_defaults(func=_cmd_train)
-
-    p = verbs.add_parser("build", help="build the Bento from bentofile.yaml",
-                         description="Builds the Bento (service code + the latest trained model + pinned "
-                                     "requirements) from bentofile.yaml.")
-    p.set_defaults(func=_cmd_build)
-
-    p = verbs.add_parser("image", help="build, push and list OCI images of the Bento",
-                         description="OCI images of the Bento, pushed to a registry and referred to by digest.")
-    image_verbs = p.add_subparsers(dest="image_verb", metavar="<action>", required=True)
-    q = image_verbs.add_parser("build", help="containerize the Bento, push it, print its digest",
-                               description="Runs `bentoml containerize` on the Bento (base image and template "
-                                           "from bentofile.yaml), pushes it to the registry and prints the "
-                                           "repository digest (name@sha256:...) the registry reports.")
-    q.add_argument("--bento", default="fraud_scorer:latest", help="Bento tag (default fraud_scorer:latest)")
-    q.add_argument("--registry", help="registry host:port (default $SHIPYARD_REGISTRY or 127.0.0.1:5000)")
-    q.set_defaults(func=_cmd_image_build)
-    q = image_verbs.add_parser("list", help="images built, with Bento, model and digest",
-                               description="Lists the images `shipyard image build` pushed.")
-    q.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
-    q.set_defaults(func=_cmd_image_list)
-
-    p = verbs.add_parser("deploy", help="serve a Bento in an environment",
-                         description="Serves the Bento in the environment defined by "
-                                     "environments/<env>/environment.yaml and waits until /readyz answers.")
-    p.add_argument("env", help="environment name (a folder under environments/)")
-    p.add_argument("--target", choices=["local", "kubernetes"], help="override environment.yaml's target")
-    p.add_argument("--bento", default="fraud_scorer:latest", help="local target: Bento tag (default fraud_scorer:latest)")
-    p.add_argument("--image", help="kubernetes target: image name@sha256:... (default: the last `shipyard image build`)")
-    p.add_argument("--dry-run", action="store_true", help="kubernetes target: show what would change (server-side), change nothing")
-    p.add_argument("--timeout", type=_positive_float, default=300, help="kubernetes target: rollout timeout in seconds (default 300)")
-    p.set_defaults(func=_cmd_deploy)
-
-    p = verbs.add_parser("diff", help="compare two environments' manifests against the parity allow-list",
-                         description="Renders both environments with the same image and shows every difference; "
-                                     "exits 1 when one falls outside the first environment's parity.allow.")
-    p.add_argument("left", help="environment whose parity.allow applies (e.g. staging)")
-    p.add_argument("right", help="environment to compare with (e.g. production)")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
-    p.set_defaults(func=_cmd_diff)
-
-    p = verbs.add_parser("verify", help="run the staged suites against an environment and record a verdict",
-                         description="Runs smoke, integration, contract, acceptance, load and stress against the "
-                                     "environment (smoke first; a failed smoke stops the run), judges the gates "
-                                     "of its environment.yaml, and stores a verdict (JSON) and a report (HTML) "
-                                     "for the exact image digest or Bento. Exit 0 only when every gate passed.")
-    p.add_argument("env", help="environment name")
-    p.add_argument("--suite", action="append", help="run only this suite (repeatable): "
-                                                    "smoke, integration, contract, acceptance, load, stress")
-    p.add_argument("--target", choices=["local", "kubernetes"], help="override environment.yaml's target")
-    p.add_argument("--short", action="store_true", help="seconds-long load/stress and fewer contract cases (for trying it out)")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
-    p.set_defaults(func=_cmd_verify)
-
-    p = verbs.add_parser("promote", help="promote the verified subject of one environment to the next",
-                         description="Deploys to <destination> exactly the image digest (or Bento) running in "
-                                     "<source>, only with a passing, fresh verdict for it, parity between the "
-                                     "two and the promotion lock; runs the post-deploy suites there and rolls "
-                                     "back by itself when they fail. Records a release either way.")
-    p.add_argument("source", nargs="?", default="staging", help="environment to promote from (default staging)")
-    p.add_argument("destination", nargs="?", help="environment to promote to (default: source's promotion.to)")
-    p.add_argument("--target", choices=["local", "kubernetes"], help="override environment.yaml's target")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and the gates that allow it; change nothing")
-    p.add_argument("--approve", action="store_true", help="the acceptance sign-off, when promotion.requires_approval")
-    p.set_defaults(func=_cmd_promote)
-
-    p = verbs.add_parser("rollback", help="return an environment to a previous release",
-                         description="Deploys the previous successful release's subject (or release N's), "
-                                     "checks it with smoke and records it as a release.")
-    p.add_argument("env", help="environment name")
-    p.add_argument("--to", type=_non_negative_int, help="release sequence number (see `shipyard history`)")
-    p.add_argument("--target", choices=["local", "kubernetes"], help="override environment.yaml's target")
-    p.set_defaults(func=_cmd_rollback)
-
-    p = verbs.add_parser("history", help="releases of an environment",
-                         description="Every promotion and rollback recorded in the environment, oldest first.")
-    p.add_argument("env", help="environment name")
-    p.add_argument("--target", choices=["local", "kubernetes"], help="override environment.yaml's target")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
-    p.set_defaults(func=_cmd_history)
-
-    p = verbs.add_parser("batch", help="score a file of transactions: predictions and rejects out",
-                         description="Validates every row of a CSV, JSON Lines or Parquet file with the "
-                                     "service's schema, scores valid rows in chunks with the model, writes "
-                                     "predictions and a rejects file (row, field, rule, reason). Streams the "
-                                     "input (bounded memory) and prints progress. Rows in = scored + rejected, "
-                                     "checked; outputs appear only when complete, so an interrupted run "
-                                     "(Ctrl-C, SIGTERM) leaves nothing that looks finished: run it again.")
-    p.add_argument("input", help="transactions: .csv (header row), .jsonl/.ndjson or .parquet")
-    p.add_argument("output", help="predictions to write: .csv or .parquet")
-    p.add_argument("--rejects", help="rejects CSV (default: <output stem>.rejects.csv)")
-    p.add_argument("--model", default="fraud_detector:latest", help="local: model tag (default fraud_detector:latest)")
-    p.add_argument("--target", choices=["local", "kubernetes"], default="local",
-                   help="local (default): score here; kubernetes: a Job in --env's namespace, from its CronJob, "
-                        "with the image and model the environment runs (input up to 900 KiB)")
-    p.add_argument("--env", help="kubernetes: environment whose namespace runs the Job")
-    p.add_argument("--timeout", type=_positive_float, default=600, help="kubernetes: seconds to wait for the Job")
-    p.add_argument("--chunk-rows", type=_rows, default=50_000, help="rows read, validated and scored at once "
-                                                                  "(default 50000, min 2000)")
-    p.set_defaults(func=_cmd_batch)
-
-    p = verbs.add_parser("edge", help="export the model for devices (ONNX) with a parity check",
-                         description="Edge mode: the model as an ONNX file for onnxruntime on a device.")
-    edge_verbs = p.add_subparsers(dest="edge_verb", required=True, metavar="<edge verb>")
-    q = edge_verbs.add_parser("export", help="convert the model to ONNX; write it only if it matches scikit-learn",
-                              description="Converts the trained pipeline to ONNX (input schema and threshold in its "
-                                          "metadata), scores the model's whole holdout with both onnxruntime and "
-                                          "scikit-learn, and writes the file only when every probability agrees "
-                                          "within 1e-5 and every decision is the same. Prints size and latency.")
-    q.add_argument("--model", default="fraud_detector:latest", help="model tag (default fraud_detector:latest)")
-    q.add_argument("-o", "--output", help="ONNX file to write (default .shipyard/edge/<model>-<version>.onnx)")
-    q.set_defaults(func=_cmd_edge_export)
-
-    p = verbs.add_parser("status", help="show what each environment serves",
-                         description="Shows, per environment, its state, Bento, model, URL and age.")
-    p.add_argument("env", nargs="?", help="one environment (default: all)")
-    p.add_argument("--target", choices=["local", "kubernetes"], help="override environment.yaml's target")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
-    p.set_defaults(func=_cmd_status)
-
-    p = verbs.add_parser("stop", help="stop an environment's local server",
-                         description="Stops the environment's local server (SIGTERM, then SIGKILL after 15 s).")
-    p.add_argument("env", help="environment name")
-    p.set_defaults(func=_cmd_stop)
-    return parser
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
-    return value
-
-
-def _rows(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 2000:
-        raise argparse.ArgumentTypeError(f"must be >= 2000 so the holdout has fraud cases, got {value}")
-    return value
+    return {ConfigError: EXIT_USAGE, UsageError: EXIT_USAGE, ProjectError: EXIT_USAGE, BuildError: EXIT_FAILED,
+            TargetError: EXIT_FAILED, ImageError: EXIT_FAILED, ClusterError: EXIT_FAILED, ManifestError: EXIT_FAILED,
+            VerifyError: EXIT_FAILED, PromotionRefused: EXIT_FAILED}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     configure_environment()
-    args = build_parser().parse_args(argv)
-    from shipyard.bento import BuildError
-    from shipyard.config import ConfigError
-    from shipyard.image import ImageError
-    from shipyard.kubectl import ClusterError
-    from shipyard.manifests import ManifestError
-    from shipyard.harness.run import VerifyError
-    from service.batch import BatchError
-    from service.edge import EdgeError
-    from shipyard.release import PromotionRefused
-    from shipyard.targets import TargetError
-
-    handlers: dict[type[Exception], int] = {ConfigError: EXIT_USAGE, UsageError: EXIT_USAGE,
-                                            BuildError: EXIT_FAILED, TargetError: EXIT_FAILED,
-                                            ImageError: EXIT_FAILED, ClusterError: EXIT_FAILED,
-                                            ManifestError: EXIT_FAILED, VerifyError: EXIT_FAILED,
-                                            PromotionRefused: EXIT_FAILED, BatchError: EXIT_FAILED,
-                                            EdgeError: EXIT_FAILED}
-    func: Callable[[argparse.Namespace], int] = args.func
+    handlers = _handlers()
     try:
-        return func(args)
+        result = cli.main(args=list(argv) if argv is not None else None, prog_name="shipyard", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        print("interrupted", file=sys.stderr)
+        return 130
     except tuple(handlers) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return handlers[type(exc)]
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return result if isinstance(result, int) else EXIT_OK
 
 
 if __name__ == "__main__":

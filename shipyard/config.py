@@ -14,11 +14,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shipyard.paths import environments_dir
+from shipyard.project import NAME_PATTERN, Project, current_project
 
 _CLOSED = ConfigDict(extra="forbid")
-NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-SUITES = ("smoke", "integration", "contract", "acceptance", "load", "stress")
-Suite = Literal["smoke", "integration", "contract", "acceptance", "load", "stress"]
+# A suite's name: a built-in one or one the project declares in shipyard.yaml (checked on load).
+Suite = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class ConfigError(Exception):
@@ -103,7 +103,15 @@ def _describe(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_environment(name: str) -> Environment:
+def _unknown_suites(env: Environment, project: Project) -> list[str]:
+    known = set(project.suite_names)
+    named = [("suites", s) for s in env.suites] + [("gates", s) for s in env.gates]
+    named += [("promotion.post_deploy_suites", s) for s in (env.promotion.post_deploy_suites if env.promotion else [])]
+    return [f"  {where}.{suite}: unknown suite; this project's suites are {', '.join(project.suite_names)}"
+            for where, suite in named if suite not in known]
+
+
+def load_environment(name: str, project: Project | None = None) -> Environment:
     """Reads and validates environments/<name>/environment.yaml; ConfigError says what is wrong."""
     path = environment_file(name)
     if not path.is_file():
@@ -121,4 +129,7 @@ def load_environment(name: str) -> Environment:
         raise ConfigError(f"{path} is invalid:\n{_describe(exc)}") from exc
     if env.name != name:
         raise ConfigError(f"{path}: name: is {env.name!r} but the folder is {name!r}; they must match")
+    unknown = _unknown_suites(env, project or current_project())
+    if unknown:
+        raise ConfigError(f"{path} is invalid:\n" + "\n".join(unknown))
     return env

@@ -17,16 +17,16 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from shipyard.bento import BuildError, resolve_bento
-from shipyard.paths import PROJECT_ROOT, state_dir
+from shipyard.paths import state_dir
+from shipyard.project import command_line, current_project
 
 DEFAULT_REGISTRY = "127.0.0.1:5000"
-REPOSITORY = "fraud-scorer"
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.index.v1+json",
@@ -49,7 +49,8 @@ class ImageRecord:
     size_bytes: int
     built_at: str
     build_seconds: float
-    broker: str = ""  # the stream broker's image (scripts/image/build-redis), pinned by digest
+    # shipyard.yaml's companions, each pinned by digest: name -> registry/repository@sha256:...
+    companions: dict[str, str] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -81,9 +82,9 @@ def _record(record: ImageRecord) -> None:
 
 
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, echo: Callable[[str], None] | None = None,
-         cwd: Path = PROJECT_ROOT) -> str:
+         cwd: Path | None = None) -> str:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, **(env or {})), cwd=cwd)
+                            env=dict(os.environ, **(env or {})), cwd=cwd or current_project().root)
     lines = []
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -131,27 +132,44 @@ def check_registry(registry: str) -> None:
                          "or set SHIPYARD_REGISTRY to your registry") from exc
 
 
-def ensure_base_image(echo: Callable[[str], None]) -> None:
-    """Builds shipyard's base image when the bentofile names it and it is missing."""
-    import yaml
-
-    base = (yaml.safe_load((PROJECT_ROOT / "bentofile.yaml").read_text()).get("docker") or {}).get("base_image", "")
-    if not base.startswith("shipyard-base:"):
-        return  # the user's choice (an official image, say): docker pulls it
-    echo(f"ensuring base image {base} (scripts/image/build-base)")
-    _run([str(PROJECT_ROOT / "scripts/image/build-base")], "building the base image")
+def prepare(echo: Callable[[str], None]) -> None:
+    """The project's `image.prepare` command (e.g. building the base image its bentofile names)."""
+    command = current_project().image.prepare
+    if command:
+        echo(f"preparing: {' '.join(command)}")
+        _run(command_line(command), "image.prepare")
 
 
-def build_image(bento_tag: str = "fraud_scorer:latest", registry: str | None = None,
+def build_companions(registry: str, echo: Callable[[str], None]) -> dict[str, str]:
+    """Each companion's build command; its last output line is the pushed image, pinned by digest."""
+    from shipyard.manifests import ImageRef
+
+    pinned = {}
+    for companion in current_project().companions:
+        echo(f"ensuring the companion image {companion.name} ({' '.join(companion.build)})")
+        out = _run(command_line(companion.build), f"building the companion {companion.name}",
+                   env={"SHIPYARD_REGISTRY": registry}).strip().splitlines()
+        reference = out[-1].strip() if out else ""
+        try:
+            ImageRef.parse(reference)
+        except Exception as exc:  # noqa: BLE001 - said with the command's name below
+            raise ImageError(f"companion {companion.name}: its build command must print name@sha256:... on its "
+                             f"last line, printed {reference!r}") from exc
+        pinned[companion.name] = reference
+    return pinned
+
+
+def build_image(bento_tag: str | None = None, registry: str | None = None,
                 echo: Callable[[str], None] = lambda _: None) -> ImageRecord:
     """containerize -> push -> digest confirmed by the registry -> recorded."""
     registry = registry or registry_address()
     bento = resolve_bento(bento_tag)
     check_docker()
     check_registry(registry)
-    ensure_base_image(echo)
+    prepare(echo)
+    repository = current_project().image.repository
     version = bento.tag.split(":", 1)[1]
-    image = f"{registry}/{REPOSITORY}:{version}"
+    image = f"{registry}/{repository}:{version}"
     started = time.monotonic()
     echo(f"containerizing {bento.tag} as {image}")
     # containerize copies the Bento to a temporary folder and reads a dockerfile_template only
@@ -162,7 +180,7 @@ def build_image(bento_tag: str = "fraud_scorer:latest", registry: str | None = N
              "bentoml containerize", env={"DOCKER_BUILDKIT": "0", "TMPDIR": scratch}, echo=echo, cwd=Path(scratch))
     echo(f"pushing {image}")
     _run(["docker", "push", image], "docker push", echo=echo)
-    digest = registry_digest(registry, REPOSITORY, version)
+    digest = registry_digest(registry, repository, version)
     if not DIGEST_RE.match(digest or ""):
         raise ImageError(f"registry {registry} returned no usable digest for {image}: {digest!r}")
     local = subprocess.run(["docker", "image", "inspect", "-f", "{{json .RepoDigests}}", image],
@@ -171,13 +189,11 @@ def build_image(bento_tag: str = "fraud_scorer:latest", registry: str | None = N
         raise ImageError(f"the registry's digest {digest} differs from docker's {local.strip()}")
     size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image],
                               capture_output=True, text=True, check=True).stdout.strip())
-    echo("ensuring the stream broker's image (scripts/image/build-redis)")
-    broker = _run([str(PROJECT_ROOT / "scripts/image/build-redis")], "building the broker image",
-                  env={"SHIPYARD_REGISTRY": registry}).strip().splitlines()[-1]
+    companions = build_companions(registry, echo)
     record = ImageRecord(
-        bento=bento.tag, model=bento.model_tag, reference=f"{registry}/{REPOSITORY}@{digest}", tag=image,
+        bento=bento.tag, model=bento.model_tag, reference=f"{registry}/{repository}@{digest}", tag=image,
         size_bytes=size, built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        build_seconds=round(time.monotonic() - started, 1), broker=broker,
+        build_seconds=round(time.monotonic() - started, 1), companions=companions,
     )
     _record(record)
     return record
@@ -189,7 +205,7 @@ __all__ = ["BuildError", "ImageError", "ImageRecord", "build_image", "list_image
 def resolve_deployable(reference: str | None) -> tuple[str, dict[str, str]]:
     """The image to deploy (given, or the last one built) once its registry confirms the digest,
     with the Bento and model it carries as annotations when shipyard built it."""
-    from shipyard.manifests import ANNOTATION_BROKER, ImageRef
+    from shipyard.manifests import ImageRef, companion_annotation
 
     if reference is None:
         records = list_images()
@@ -205,9 +221,10 @@ def resolve_deployable(reference: str | None) -> tuple[str, dict[str, str]]:
         raise ImageError(f"registry {registry} serves {served} for {ref.digest}")
     record = next((r for r in list_images() if r.reference == str(ref)), None)
     notes = {"shipyard.dev/bento": record.bento, "shipyard.dev/model": record.model} if record else {}
-    # The broker does not depend on the scorer: an image built elsewhere gets the latest one built here.
-    broker = record.broker if record and record.broker else next(
-        (r.broker for r in reversed(list_images()) if r.broker), "")
-    if broker:
-        notes[ANNOTATION_BROKER] = broker
+    # Companions do not depend on the Bento: an image built elsewhere gets the latest ones built here.
+    for companion in current_project().companions:
+        pinned = next((r.companions[companion.name] for r in ([record] if record else []) + list_images()[::-1]
+                       if companion.name in r.companions), "")
+        if pinned:
+            notes[companion_annotation(companion.name)] = pinned
     return str(ref), notes

@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from shipyard.paths import PROJECT_ROOT
 
 
 class ClusterError(Exception):
@@ -22,9 +21,18 @@ class ClusterError(Exception):
 
 
 def kubectl_path() -> str:
-    """`SHIPYARD_KUBECTL`, else kubectl on PATH, else the local cluster's own build."""
+    """`SHIPYARD_KUBECTL`, else kubectl on PATH, else the local cluster's own build (in
+    `SHIPYARD_CLUSTER_STATE`, or the project's state folder)."""
+    from shipyard.project import ProjectError, current_project
+
+    try:
+        project = current_project()
+        own = str(project.path(project.state) / "cluster" / "bin" / "kubectl")
+    except ProjectError:
+        own = None
+    cluster_state = os.environ.get("SHIPYARD_CLUSTER_STATE")
     for candidate in (os.environ.get("SHIPYARD_KUBECTL"), shutil.which("kubectl"),
-                      str(PROJECT_ROOT / ".shipyard" / "cluster" / "bin" / "kubectl")):
+                      cluster_state and str(Path(cluster_state) / "bin" / "kubectl"), own):
         if candidate and Path(candidate).exists():
             return candidate
     raise ClusterError("kubectl not found: install it, set SHIPYARD_KUBECTL, or run `make cluster-up`")

@@ -19,13 +19,11 @@ import yaml
 
 from shipyard import kubectl
 from shipyard.config import Environment, environments_dir
-from shipyard.paths import PROJECT_ROOT
+from shipyard.project import current_project
 
-IMAGE_NAME = "127.0.0.1:5000/fraud-scorer"  # as named by k8s/base's images: newName
-BROKER_IMAGE_NAME = "127.0.0.1:5000/shipyard-redis"
-# The stream broker's image travels with the scorer's image record as this annotation, so a
-# promotion deploys the very broker image the verdict was given with.
-ANNOTATION_BROKER = "shipyard.dev/broker-image"
+# Each companion's image (shipyard.yaml `companions`) travels with the Bento's image record as an
+# annotation, so a promotion deploys the very companion images the verdict was given with.
+ANNOTATION_COMPANION = "shipyard.dev/companion-"
 PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 KUBERNETES_VERSION = "1.34.0"
 CHECKOV_VERSION = "3.3.30"
@@ -60,20 +58,27 @@ def overlay_dir(env_name: str) -> Path:
     return path
 
 
+def companion_annotation(name: str) -> str:
+    return ANNOTATION_COMPANION + name
+
+
 def render(env_name: str, image: ImageRef | None = None, annotations: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The environment's objects, images pinned by digest (a placeholder digest when none)."""
-    image = image or ImageRef(IMAGE_NAME, PLACEHOLDER_DIGEST)
+    project = current_project()
+    image = image or ImageRef(project.kubernetes.image, PLACEHOLDER_DIGEST)
     annotations = annotations or {}
-    broker = ImageRef.parse(annotations[ANNOTATION_BROKER]) if ANNOTATION_BROKER in annotations \
-        else ImageRef(BROKER_IMAGE_NAME, PLACEHOLDER_DIGEST)
+    images = [{"name": project.kubernetes.image, "newName": image.name, "digest": image.digest}]
+    for companion in project.companions:
+        key = companion_annotation(companion.name)
+        pinned = ImageRef.parse(annotations[key]) if key in annotations else ImageRef(companion.image, PLACEHOLDER_DIGEST)
+        images.append({"name": companion.image, "newName": pinned.name, "digest": pinned.digest})
     with tempfile.TemporaryDirectory(prefix="shipyard-render-") as tmp:
         wrapper: dict[str, Any] = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
             # kustomize refuses absolute paths to bases; a relative one from the scratch folder works.
             "resources": [os.path.relpath(overlay_dir(env_name), tmp)],
-            "images": [{"name": IMAGE_NAME, "newName": image.name, "digest": image.digest},
-                       {"name": BROKER_IMAGE_NAME, "newName": broker.name, "digest": broker.digest}],
+            "images": images,
         }
         if annotations:
             wrapper["patches"] = [{
@@ -110,18 +115,37 @@ def validate(objects: list[dict[str, Any]], version: str = KUBERNETES_VERSION) -
 
 
 def scanner_path() -> str:
-    """checkov from its own venv (scripts/install-scanner), installed on first use."""
+    """checkov from a virtual environment of its own under the cache, installed on first use: its
+    pins conflict with BentoML's (packaging, python-dateutil), so it never shares the project's."""
     explicit = os.environ.get("SHIPYARD_CHECKOV")
     if explicit:
         return explicit
-    result = subprocess.run([str(PROJECT_ROOT / "scripts" / "install-scanner")], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ManifestError(f"could not install the scanner (scripts/install-scanner): {result.stderr.strip()}")
-    return result.stdout.strip().splitlines()[-1]
+    cache = Path(os.environ.get("SHIPYARD_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shipyard")
+    venv = cache / "tools" / f"checkov-{CHECKOV_VERSION}"
+    checkov = venv / "bin" / "checkov"
+    if not checkov.exists():
+        import shutil
+        import sys
+
+        print(f"installing checkov {CHECKOV_VERSION} into {venv}", file=sys.stderr)
+        shutil.rmtree(venv, ignore_errors=True)
+        python = shutil.which("python3") or sys.executable
+        for cmd in ([python, "-m", "venv", str(venv)],
+                    [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                     f"checkov=={CHECKOV_VERSION}"]):
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode != 0:
+                shutil.rmtree(venv, ignore_errors=True)
+                raise ManifestError(f"could not install the scanner ({' '.join(cmd)}): {result.stderr.strip()[-800:]}")
+    return str(checkov)
 
 
 def scan_exceptions() -> dict[str, str]:
-    data = yaml.safe_load((PROJECT_ROOT / "k8s" / "checkov-exceptions.yaml").read_text()) or {}
+    """The checks the project skips on purpose (shipyard.yaml kubernetes.scan_exceptions), each with its reason."""
+    project = current_project()
+    if not project.kubernetes.scan_exceptions:
+        return {}
+    data = yaml.safe_load(project.path(project.kubernetes.scan_exceptions).read_text()) or {}
     return {e["check"]: e["reason"] for e in data.get("exceptions", [])}
 
 

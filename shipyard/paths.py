@@ -1,8 +1,9 @@
 """Where shipyard keeps its state, and the process environment every step runs under.
 
 Everything a run produces (data, BentoML's model and Bento stores, local servers' logs and PIDs)
-lives under one state folder so a checkout is self-contained and `rm -rf .shipyard` resets it.
-Users who already have a BentoML home keep it: BENTOML_HOME is only set when absent.
+lives under the project's state folder (shipyard.yaml `state`, default `.shipyard/`) so a checkout
+is self-contained and `rm -rf .shipyard` resets it. Users who already have a BentoML home keep it:
+BENTOML_HOME is only set when absent.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from shipyard.project import ProjectError, current_project
 
 
 def state_dir() -> Path:
-    """`SHIPYARD_STATE`, or `.shipyard/` in the project."""
-    return Path(os.environ.get("SHIPYARD_STATE", PROJECT_ROOT / ".shipyard")).resolve()
+    """`SHIPYARD_STATE`, or the project's state folder."""
+    explicit = os.environ.get("SHIPYARD_STATE")
+    return Path(explicit).resolve() if explicit else current_project().path(current_project().state)
 
 
 def data_dir() -> Path:
@@ -23,10 +25,18 @@ def data_dir() -> Path:
 
 
 def environments_dir() -> Path:
-    return Path(os.environ.get("SHIPYARD_ENVIRONMENTS", PROJECT_ROOT / "environments")).resolve()
+    explicit = os.environ.get("SHIPYARD_ENVIRONMENTS")
+    return Path(explicit).resolve() if explicit else current_project().path(current_project().environments)
 
 
 def configure_environment() -> None:
-    """Sets the variables BentoML reads at import time; call before importing bentoml."""
-    os.environ.setdefault("BENTOML_HOME", str(state_dir() / "bentoml"))
+    """Sets the variables BentoML reads at import time; call before importing bentoml.
+
+    Outside a project (`shipyard init`, `--help`) there is no state folder yet: nothing is set."""
+    try:
+        home = state_dir() / "bentoml"
+    except ProjectError:
+        return
+    os.environ.setdefault("SHIPYARD_STATE", str(state_dir()))
+    os.environ.setdefault("BENTOML_HOME", str(home))
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")

@@ -14,7 +14,6 @@ import getpass
 import os
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -44,29 +43,21 @@ class Outcome:
 def _locked(target, env_name: str) -> Iterator[None]:
     """The environment's promotion lock for the duration of a release, or PromotionRefused."""
     holder = _who()
-    held = target.acquire_lock(LOCK, holder, LOCK_TTL_S)
+    held = target.lock.acquire(LOCK, holder, LOCK_TTL_S)
     if held is not None:
         raise PromotionRefused(f"another promotion to {env_name} is in progress, held by {held}; wait for it to finish")
     try:
         yield
     finally:
-        target.release_lock(LOCK, holder)
+        target.lock.release(LOCK, holder)
 
 
 def _who() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}"
 
 
-def _subject_matches(verdict: dict[str, Any], subject: str) -> bool:
-    return subject in (verdict["subject"].get("image"), verdict["subject"].get("bento"))
-
-
-def _age_h(stamp: str) -> float:
-    return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds() / 3600
-
-
 def releases(target) -> list[dict[str, Any]]:
-    return sorted(target.get_records("release"), key=lambda r: r["seq"])
+    return sorted(target.records.list("release"), key=lambda r: r["seq"])
 
 
 def _record(target, env: Environment, kind: str, subject: str, previous: str, verdict: dict | None,
@@ -81,7 +72,7 @@ def _record(target, env: Environment, kind: str, subject: str, previous: str, ve
                     "finished_at": verdict["finished_at"], "passed": verdict["passed"]} if verdict else None,
         "post_deploy": checks, "approved": approved, "by": _who(), "at": now(), "outcome": outcome, "note": note,
     }
-    doc["record"] = target.put_record("release", f"{seq:05d}", doc)
+    doc["record"] = target.records.put("release", f"{seq:05d}", doc)
     return doc
 
 
@@ -96,58 +87,35 @@ def _post_deploy(env: Environment, target_kind: str | None, suites: list[str],
 
 def promote(source: str, destination: str | None, target_kind: str | None = None, dry_run: bool = False,
             approve: bool = False, progress: Callable[[str], None] = lambda _: None) -> Outcome:
+    from shipyard.paths import environments_dir
+    from shipyard.policy import PromotionFacts, refusal
     from shipyard.targets import target_for
 
     src = load_environment(source)
     if src.promotion is None:
-        raise PromotionRefused(f"{source} has no promotion section in its environment.yaml: nothing may be promoted from it")
+        raise PromotionRefused(refusal(PromotionFacts(src, destination or "", "")) or "")
     dst_name = destination or src.promotion.to
     if dst_name != src.promotion.to:
-        raise PromotionRefused(f"{source} promotes to {src.promotion.to}, not {dst_name} (promotion.to)")
+        raise PromotionRefused(refusal(PromotionFacts(src, dst_name, "")) or "")
     dst = load_environment(dst_name)
     src_target, dst_target = target_for(src, target_kind), target_for(dst, target_kind)
-
     subject = src_target.subject()
-    if not subject:
-        raise PromotionRefused(f"nothing is running in {source}: deploy and verify it first")
-    src_status = src_target.status()
-    if src_status.state != "ready":
-        raise PromotionRefused(f"{source} is {src_status.state}: "
-                               + "; ".join(src_status.problems or (src_status.state,))
-                               + f"; fix it and run `shipyard deploy {source}` and `shipyard verify {source}` again")
-    verdicts = [v for v in src_target.get_records("verdict")]
-    if not verdicts:
-        raise PromotionRefused(f"no verdict for {source}: run `shipyard verify {source}`")
-    verdict = verdicts[-1]
-    if not _subject_matches(verdict, subject):
-        verified = verdict["subject"].get("image") or verdict["subject"].get("bento")
-        raise PromotionRefused(f"the latest verdict of {source} is for {verified}, but {source} now runs {subject}: "
-                               f"it changed since it was verified; run `shipyard verify {source}`")
-    judged = {s["name"] for s in verdict["suites"]}
-    missing = [suite for suite in src.gates if suite not in judged]
-    if missing:
-        raise PromotionRefused(f"the verdict for {subject} did not run {', '.join(missing)}, which {source} gates: "
-                               f"run `shipyard verify {source}` with every suite")
-    if not verdict["passed"]:
-        failed = [f"{g['suite']}.{g['metric']} ({g['reason']})" for g in verdict["gates"] if not g["passed"]]
-        raise PromotionRefused(f"the verdict for {subject} failed: {', '.join(failed) or 'a suite did not pass'}; "
-                               "fix it, redeploy and verify again")
-    age = _age_h(verdict["finished_at"])
-    if age > src.promotion.max_verdict_age_h:
-        raise PromotionRefused(f"the verdict is {age:.1f} h old (promotion.max_verdict_age_h is "
-                               f"{src.promotion.max_verdict_age_h:g}): run `shipyard verify {source}` again")
-    from shipyard.paths import environments_dir
-
-    if src.parity and all((environments_dir() / e / "kustomization.yaml").is_file() for e in (source, dst_name)):
+    facts = PromotionFacts(src, dst_name, subject, approved=approve, dry_run=dry_run)
+    if subject:
+        status = src_target.status()
+        facts = PromotionFacts(src, dst_name, subject, status.state, status.problems,
+                               src_target.records.list("verdict"), approved=approve, dry_run=dry_run)
+    if refusal(facts) is None and src.parity and all(
+            (environments_dir() / e / "kustomization.yaml").is_file() for e in (source, dst_name)):
         from shipyard.manifests import parity
 
-        bad = [d for d in parity(src, dst, src.parity.allow) if not d.allowed]
-        if bad:
-            raise PromotionRefused(f"{source} and {dst_name} differ outside parity.allow "
-                                   f"({bad[0].obj} {bad[0].path}): see `shipyard diff {source} {dst_name}`")
-    if src.promotion.requires_approval and not approve and not dry_run:
-        raise PromotionRefused(f"promotion to {dst_name} requires approval (the user acceptance sign-off): "
-                               "re-run with --approve once the verdict and report were reviewed")
+        breaks = [f"{d.obj} {d.path}" for d in parity(src, dst, src.parity.allow) if not d.allowed]
+        facts = PromotionFacts(src, dst_name, subject, facts.source_state, facts.source_problems, facts.verdicts,
+                               breaks, approve, dry_run)
+    refused = refusal(facts)
+    if refused:
+        raise PromotionRefused(refused)
+    verdict = facts.verdicts[-1]
 
     previous = dst_target.subject()
     plan = [f"from {source}: {subject}", f"to {dst_name}: {previous or '(nothing running)'} -> {subject}",

@@ -42,11 +42,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The real `shipyard` command in a subprocess, as a user runs it."""
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+            cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess:
+    """The real `shipyard` command in a subprocess, as a user runs it (from the project's root)."""
     return subprocess.run(
         [sys.executable, "-m", "shipyard.cli", *args],
-        cwd=PROJECT_ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=timeout,
     )
 
 

@@ -1,9 +1,11 @@
-"""Running one suite: pytest suites (smoke, integration, contract, acceptance) and locust suites
-(load, stress). Each returns what it measured; judging is gates.py's job.
+"""Running one suite, the way a tester would, and reading its reports: pytest suites (smoke and
+contract, which shipyard brings, and the project's own) through their JUnit XML, whose test-suite
+properties carry the measured values; locust suites (load, stress, or the project's) through their
+CSV statistics; a project's command through its exit code and a JSON object on its last line.
+Judging is gates.py's job.
 
-The suites are ordinary test files under tests/staged/ that testers can run on their own
-(`SHIPYARD_TARGET_URL=... pytest tests/staged/smoke`, `locust -f tests/staged/load/locustfile.py`);
-the harness runs exactly those, the way a tester would, and reads their reports.
+The built-in suites live beside this module (staged/); testers can run them by hand too:
+`SHIPYARD_TARGET_URL=... pytest -p shipyard.harness.staged.plugin <shipyard>/harness/staged/smoke`.
 """
 
 from __future__ import annotations
@@ -13,19 +15,22 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipyard.paths import PROJECT_ROOT
+from shipyard.project import Project, SuiteSpec, command_line
 
-STAGED = PROJECT_ROOT / "tests" / "staged"
-PYTEST_SUITES = ("smoke", "integration", "contract", "acceptance")
-LOCUST_SUITES = ("load", "stress")
-ORDER = ("smoke", "integration", "contract", "acceptance", "load", "stress")
+STAGED = Path(__file__).resolve().parent / "staged"
+PLUGIN = "shipyard.harness.staged.plugin"
+BUILTIN: dict[str, SuiteSpec] = {
+    "smoke": SuiteSpec(runner="pytest", path=str(STAGED / "smoke")),
+    "contract": SuiteSpec(runner="pytest", path=str(STAGED / "contract")),
+    "load": SuiteSpec(runner="locust", path=str(STAGED / "load" / "locustfile.py")),
+    "stress": SuiteSpec(runner="locust", path=str(STAGED / "stress" / "locustfile.py")),
+}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "contract": {"examples": 100, "seed": 7},  # schemathesis' --max-examples: per operation and phase
     "load": {"users": 32, "spawn_rate": 32, "duration_s": 60, "rps_per_user": 10},
@@ -47,45 +52,70 @@ def settings(suite: str, configured: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS.get(suite, {}), **configured}
 
 
-def run_suite(suite: str, url: str, configured: dict[str, Any], context: dict[str, str], workdir: Path) -> SuiteResult:
+def spec_for(project: Project, suite: str) -> SuiteSpec:
+    """A built-in suite's spec, or the project's own with its path made absolute."""
+    if suite in BUILTIN:
+        return BUILTIN[suite]
+    own = project.suites[suite]
+    return own.model_copy(update={"path": str(project.path(own.path))}) if own.path else own
+
+
+def run_suite(project: Project, suite: str, url: str, configured: dict[str, Any], context: dict[str, str],
+              workdir: Path) -> SuiteResult:
     started = time.monotonic()
     opts = settings(suite, configured)
-    if suite in PYTEST_SUITES:
-        result = _run_pytest(suite, url, opts, context, workdir)
+    spec = spec_for(project, suite)
+    env = dict(os.environ, SHIPYARD_TARGET_URL=url, **context,
+               **{f"SHIPYARD_SUITE_{k.upper()}": str(v) for k, v in opts.items()})
+    if spec.runner == "pytest":
+        result = _run_pytest(project, suite, spec, env, workdir)
+    elif spec.runner == "locust":
+        result = _run_locust(project, suite, spec, url, opts, env, workdir)
     else:
-        result = _run_locust(suite, url, opts, workdir)
+        result = _run_command(project, suite, spec, env)
     result.seconds = round(time.monotonic() - started, 1)
     return result
 
 
-def _env(url: str, opts: dict[str, Any], context: dict[str, str], metrics_file: Path) -> dict[str, str]:
-    env = dict(os.environ, SHIPYARD_TARGET_URL=url, SHIPYARD_SUITE_METRICS=str(metrics_file))
-    env.update({f"SHIPYARD_SUITE_{k.upper()}": str(v) for k, v in opts.items()})
-    env.update(context)
-    return env
-
-
-def _run_pytest(suite: str, url: str, opts: dict[str, Any], context: dict[str, str], workdir: Path) -> SuiteResult:
-    junit, metrics_file = workdir / f"{suite}.xml", workdir / f"{suite}.metrics.json"
-    cmd = [sys.executable, "-m", "pytest", str(STAGED / suite), "-q", "-p", "no:cacheprovider",
-           f"--junitxml={junit}", "-o", "addopts=", "-o", "testpaths="]
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=_env(url, opts, context, metrics_file),
-                          capture_output=True, text=True, timeout=1800)
-    passed, failed, failures = _junit(junit)
-    metrics: dict[str, float | None] = {"passed": passed, "failed": failed}
-    if metrics_file.exists():
-        metrics.update(json.loads(metrics_file.read_text()))
+def _run_pytest(project: Project, suite: str, spec: SuiteSpec, env: dict[str, str], workdir: Path) -> SuiteResult:
+    junit = workdir / f"{suite}.xml"
+    cmd = [sys.executable, "-m", "pytest", str(spec.path), "-q", "-p", "no:cacheprovider", "-p", PLUGIN,
+           f"--junitxml={junit}", "-o", "addopts=", "-o", "testpaths=", "-o", "junit_family=xunit2",
+           f"--rootdir={project.root}"]
+    proc = subprocess.run(cmd, cwd=project.root, env=env, capture_output=True, text=True, timeout=1800)
+    passed, failed, failures, properties = _junit(junit)
+    metrics: dict[str, float | None] = {"passed": passed, "failed": failed, **properties}
     status = "passed" if proc.returncode == 0 else ("failed" if failed else "error")
-    details = {"failures": failures}
+    details: dict[str, Any] = {"failures": failures}
     if status == "error":
         details["output"] = (proc.stdout + proc.stderr)[-2000:]
     return SuiteResult(suite, status, 0.0, metrics, details)
 
 
-def _junit(path: Path) -> tuple[int, int, list[dict[str, str]]]:
+def _run_command(project: Project, suite: str, spec: SuiteSpec, env: dict[str, str]) -> SuiteResult:
+    assert spec.command is not None
+    proc = subprocess.run(command_line(spec.command), cwd=project.root, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    lines = proc.stdout.strip().splitlines()
+    metrics: dict[str, float | None] = {}
+    if lines:
+        try:
+            last = json.loads(lines[-1])
+            metrics = {k: _num(v) for k, v in last.items()} if isinstance(last, dict) else {}
+        except ValueError:
+            pass
+    status = "passed" if proc.returncode == 0 else "failed"
+    return SuiteResult(suite, status, 0.0, metrics,
+                       {"output": (proc.stdout + proc.stderr)[-2000:]} if status != "passed" else {})
+
+
+def _junit(path: Path) -> tuple[int, int, list[dict[str, str]], dict[str, float | None]]:
+    """Passed and failed tests, each failure's message, and the test-suite properties (the last
+    value recorded under a name wins)."""
     if not path.exists():
-        return 0, 0, []
+        return 0, 0, [], {}
     root = ET.parse(path).getroot()
+    properties = {p.get("name", ""): _num(p.get("value")) for p in root.iter("property")}
     passed = failed = 0
     failures = []
     for case in root.iter("testcase"):
@@ -101,29 +131,32 @@ def _junit(path: Path) -> tuple[int, int, list[dict[str, str]]]:
             failures.append({"test": case.get("name", ""), "message": message[:4000]})
         elif case.find("skipped") is None:
             passed += 1
-    return passed, failed, failures
+    return passed, failed, failures, properties
 
 
 # --- locust ---------------------------------------------------------------------------------
 
-def _run_locust(suite: str, url: str, opts: dict[str, Any], workdir: Path) -> SuiteResult:
+def _run_locust(project: Project, suite: str, spec: SuiteSpec, url: str, opts: dict[str, Any], env: dict[str, str],
+                workdir: Path) -> SuiteResult:
     prefix = workdir / suite
-    locustfile = STAGED / suite / "locustfile.py"
-    cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--host", url,
+    cmd = [sys.executable, "-m", "locust", "-f", str(spec.path), "--headless", "--host", url,
            "--csv", str(prefix), "--csv-full-history", "--only-summary", "--loglevel", "WARNING",
            "--exit-code-on-error", "0", "--stop-timeout", "5"]
-    if suite == "load":
-        cmd += ["-u", str(opts["users"]), "-r", str(opts["spawn_rate"]), "-t", f"{opts['duration_s']}s"]
+    shaped = suite == "stress"  # its locustfile's load shape sets users and time
+    if not shaped:
+        for flag, key in (("-u", "users"), ("-r", "spawn_rate")):
+            if key in opts:
+                cmd += [flag, str(opts[key])]
+        cmd += ["-t", f"{opts.get('duration_s', 60)}s"]
     report = workdir / f"{suite}_report.json"
-    env = dict(os.environ, SHIPYARD_STRESS_REPORT=str(report),
-               **{f"SHIPYARD_SUITE_{k.upper()}": str(v) for k, v in opts.items()})
-    limit = (float(opts.get("duration_s", 0)) + _stress_seconds(opts) + 120) if suite == "load" else _stress_seconds(opts) + 120
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=limit)
+    env = dict(env, SHIPYARD_STRESS_REPORT=str(report))
+    limit = (_stress_seconds(opts) if shaped else float(opts.get("duration_s", 60))) + 120
+    proc = subprocess.run(cmd, cwd=project.root, env=env, capture_output=True, text=True, timeout=limit)
     history = _history(Path(f"{prefix}_stats_history.csv"))
     total = _aggregated(Path(f"{prefix}_stats.csv"))
     if not total or not history:
         return SuiteResult(suite, "error", 0.0, {}, {"output": (proc.stdout + proc.stderr)[-2000:]})
-    if suite == "load":
+    if not shaped:
         return SuiteResult(suite, "passed", 0.0, _load_metrics(total), {"history": history})
     if not report.exists():
         return SuiteResult(suite, "error", 0.0, {}, {"output": (proc.stdout + proc.stderr)[-2000:]})

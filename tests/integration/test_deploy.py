@@ -412,11 +412,11 @@ def test_two_managers_that_both_saw_the_lease_expire_cannot_both_take_it(deploye
             patch.setenv("KUBECONFIG", str(KUBECONFIG))
             target = KubernetesTarget(load_environment("production"))
             seen = json.loads(kubectl("-n", ns, "get", "lease", name, "-o", "json").stdout)
-            first = target.take_over_lease(seen, "alice@desk:2", 600)
-            second = target.take_over_lease(seen, "bob@desk:3", 600)
+            first = target.lock.take_over(seen, "alice@desk:2", 600)
+            second = target.lock.take_over(seen, "bob@desk:3", 600)
             assert (first, second) == (True, False)
             holder = json.loads(kubectl("-n", ns, "get", "lease", name, "-o", "json").stdout)["spec"]["holderIdentity"]
             assert holder == "alice@desk:2"
-            assert target.acquire_lock("race", "carol@desk:4", 600) == "alice@desk:2"
+            assert target.lock.acquire("race", "carol@desk:4", 600) == "alice@desk:2"
     finally:
         kubectl("-n", ns, "delete", "lease", name, "--ignore-not-found")

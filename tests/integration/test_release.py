@@ -188,13 +188,13 @@ def test_refused_while_another_promotion_holds_the_lock(pair, built_bento):
         patch.setenv("SHIPYARD_ENVIRONMENTS", env["SHIPYARD_ENVIRONMENTS"])
         patch.setenv("SHIPYARD_STATE", env["SHIPYARD_STATE"])
         prod = LocalTarget(load_environment("prod"))
-        assert prod.acquire_lock("promotion", "alice@release-desk:4242", 60) is None
+        assert prod.lock.acquire("promotion", "alice@release-desk:4242", 60) is None
         try:
             result = run_cli("promote", "stage", env=env)
             assert result.returncode == 1 and "held by alice@release-desk:4242" in result.stderr
             assert serving("prod", env) == ""
         finally:
-            prod.release_lock("promotion", "alice@release-desk:4242")
+            prod.lock.release("promotion", "alice@release-desk:4242")
     assert run_cli("promote", "stage", env=env, timeout=600).returncode == 0
 
 

@@ -28,7 +28,10 @@ class StandInTarget:
     state: str = "ready"
     problems: tuple[str, ...] = ()
     fails: dict[str, str] = field(default_factory=dict)
-    records: dict[str, list[dict]] = field(default_factory=dict)
+    kept: dict[str, list[dict]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.records, self.lock = self, self
 
     def subject(self) -> str:
         return self.subject_now
@@ -41,17 +44,18 @@ class StandInTarget:
             raise TargetError(self.fails[subject])
         self.subject_now = subject
 
-    def get_records(self, kind: str) -> list[dict]:
-        return self.records.get(kind, [])
+    # records and lock, in memory
+    def list(self, kind: str) -> list[dict]:
+        return self.kept.get(kind, [])
 
-    def put_record(self, kind: str, name: str, doc: dict) -> str:
-        self.records.setdefault(kind, []).append(doc)
+    def put(self, kind: str, name: str, doc: dict) -> str:
+        self.kept.setdefault(kind, []).append(doc)
         return f"{kind}/{name}"
 
-    def acquire_lock(self, name: str, holder: str, ttl_s: float) -> str | None:
+    def acquire(self, name: str, holder: str, ttl_s: float) -> str | None:
         return None
 
-    def release_lock(self, name: str, holder: str) -> None:
+    def release(self, name: str, holder: str) -> None:
         pass
 
 
@@ -81,7 +85,7 @@ def _targets(monkeypatch, staging: StandInTarget, production: StandInTarget) -> 
 def test_a_source_with_a_workload_not_ready_is_refused_naming_it(envs, monkeypatch):
     staging = StandInTarget("staging", VERIFIED, state="not ready: stream-worker 0/2 ready",
                             problems=("deployment/stream-worker: 0/2 ready, stream-worker-1: CrashLoopBackOff",),
-                            records={"verdict": [_verdict(VERIFIED)]})
+                            kept={"verdict": [_verdict(VERIFIED)]})
     _targets(monkeypatch, staging, StandInTarget("production", PREVIOUS))
     with pytest.raises(release.PromotionRefused, match=r"staging is not ready.*deployment/stream-worker.*CrashLoopBackOff"):
         release.promote("staging", None, "kubernetes")
@@ -89,7 +93,7 @@ def test_a_source_with_a_workload_not_ready_is_refused_naming_it(envs, monkeypat
 
 def test_a_failed_deploy_names_the_failing_workload_before_rolling_back(envs, monkeypatch):
     cause = "deployment/stream-worker in app-production did not become ready: 0/2 ready, w-1: CrashLoopBackOff"
-    staging = StandInTarget("staging", VERIFIED, records={"verdict": [_verdict(VERIFIED)]})
+    staging = StandInTarget("staging", VERIFIED, kept={"verdict": [_verdict(VERIFIED)]})
     production = StandInTarget("production", PREVIOUS, fails={VERIFIED: cause})
     _targets(monkeypatch, staging, production)
     monkeypatch.setattr(release, "_post_deploy", lambda *a, **k: {"suites": [], "passed": True, "record": "",

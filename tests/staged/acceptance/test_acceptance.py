@@ -9,25 +9,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.staged.conftest import _METRICS
-
 SCENARIOS = yaml.safe_load((Path(__file__).parent / "scenarios.yaml").read_text())["scenarios"]
 _FAILED: list[str] = []
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
-def test_scenario(client, scenario):
+def test_scenario(client, record, scenario):
     resp = client.post("/score", json=scenario["transaction"])
-    _METRICS["scenarios"] = len(SCENARIOS)
+    record("scenarios", len(SCENARIOS))
     ok = resp.status_code == 200 and scenario["expect"] in ("any", resp.json()["decision"])
     if not ok:
         _FAILED.append(scenario["name"])
-    _METRICS["scenario_failures"] = len(_FAILED)
+    record("scenario_failures", len(_FAILED))
     assert resp.status_code == 200, resp.text
     assert ok, f"{scenario['name']}: expected {scenario['expect']}, got {resp.json()['decision']} ({resp.json()['probability']:.3f})"
 
 
-def test_model_quality_on_the_representative_sample(client):
+def test_model_quality_on_the_representative_sample(client, record):
     import numpy as np
     import pandas as pd
     from sklearn.metrics import precision_score, recall_score, roc_auc_score
@@ -47,9 +45,7 @@ def test_model_quality_on_the_representative_sample(client):
         for score in resp.json():
             proba.append(score["probability"])
             decided.append(score["decision"] == "fraud")
-    _METRICS.update({
-        "rows": len(records),
-        "roc_auc": float(roc_auc_score(labels, np.array(proba))),
-        "precision": float(precision_score(labels, np.array(decided), zero_division=0)),
-        "recall": float(recall_score(labels, np.array(decided))),
-    })
+    record("rows", len(records))
+    record("roc_auc", float(roc_auc_score(labels, np.array(proba))))
+    record("precision", float(precision_score(labels, np.array(decided), zero_division=0)))
+    record("recall", float(recall_score(labels, np.array(decided))))

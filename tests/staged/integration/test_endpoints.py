@@ -3,6 +3,8 @@ headers."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.staged.conftest import VALID
@@ -42,3 +44,21 @@ def test_oversized_list_and_wrong_content_type(client):
 def test_response_headers(client):
     resp = client.post("/score", json=VALID)
     assert resp.headers["content-type"].startswith("application/json")
+
+
+def test_an_invalid_request_is_rejected_naming_the_field(client):
+    resp = client.post("/score", json={**VALID, "amount": -1})
+    assert resp.status_code == 400 and resp.json()["fields"][0]["field"] == "amount"
+
+
+def test_decisions_are_counted_in_the_metrics(client):
+    client.post("/score", json=VALID)
+    assert "shipyard_decisions_total" in client.get("/metrics").text
+
+
+def test_model_version_is_the_expected_one(client):
+    expected = os.environ.get("SHIPYARD_EXPECTED_MODEL")
+    served = client.post("/score", json=VALID).json()["model_version"]
+    assert served.startswith("fraud_detector:")
+    if expected:
+        assert served == expected, f"serving {served}, the environment should run {expected}"

@@ -22,10 +22,10 @@ def _contend(state: str, who: str, start, tried, results) -> None:
 
     target = LocalTarget(Environment(name="prod"))
     start.wait()
-    results[who] = target.acquire_lock("promotion", who, 60)
+    results[who] = target.lock.acquire("promotion", who, 60)
     tried.wait()  # the winner keeps the lock until every contender has tried
     if results[who] is None:
-        target.release_lock("promotion", who)
+        target.lock.release("promotion", who)
 
 
 def test_exactly_one_of_many_simultaneous_managers_holds_the_lock(tmp_path: Path):
@@ -56,7 +56,7 @@ def test_a_holder_that_dies_releases_the_lock(tmp_path: Path, monkeypatch):
     holding, hold_forever = ctx.Event(), ctx.Event()
 
     def holder() -> None:
-        LocalTarget(Environment(name="prod")).acquire_lock("promotion", "doomed@desk:2", 60)
+        LocalTarget(Environment(name="prod")).lock.acquire("promotion", "doomed@desk:2", 60)
         holding.set()
         hold_forever.wait(60)
 
@@ -64,8 +64,8 @@ def test_a_holder_that_dies_releases_the_lock(tmp_path: Path, monkeypatch):
     proc.start()
     assert holding.wait(30)
     mine = LocalTarget(Environment(name="prod"))
-    assert mine.acquire_lock("promotion", "me", 60) == "doomed@desk:2"
+    assert mine.lock.acquire("promotion", "me", 60) == "doomed@desk:2"
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(30)
-    assert mine.acquire_lock("promotion", "me", 60) is None  # no expiry to wait for
-    mine.release_lock("promotion", "me")
+    assert mine.lock.acquire("promotion", "me", 60) is None  # no expiry to wait for
+    mine.lock.release("promotion", "me")

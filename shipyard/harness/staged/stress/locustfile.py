@@ -6,10 +6,10 @@ adding throughput (under 10 % more answers per second) or `peak_users` is reache
 the best step are the saturation load. Then `overload_factor` (3) x those users for `overload_s`
 (30 s), then `start_users` again for `recovery_s`.
 
-Real-time fraud scoring rejects what it cannot answer in time, so a 503 with Retry-After is the
-designed answer under overload, counted apart ("/score [rejected]"), not an error. Each user is a
-client like service/client.py: after a 503 it waits what Retry-After says before its next
-request (a client that ignores it is an open-loop storm; bench/run.py's sweep measures that).
+A real-time service rejects what it cannot answer in time, so a 503 with Retry-After is the
+designed answer under overload, counted apart ("<route> [rejected]"), not an error. Each user is a
+well-behaved client: after a 503 it waits what Retry-After says before its next request (a client
+that ignores it is an open-loop storm). Bodies and routes as in the load suite.
 Measured, and
 written as JSON to SHIPYARD_STRESS_REPORT (printed when run by hand):
 - answered_p99_ms: p99 of 200 answers during the overload phase (must stay under the deadline);
@@ -19,20 +19,20 @@ written as JSON to SHIPYARD_STRESS_REPORT (printed when run by hand):
 - recovery_s: seconds from the end of the overload until the first 2-second window at normal load
   with p95 <= p95_ms_limit and no rejection or error.
 
-    locust -f tests/staged/stress/locustfile.py --headless --host http://127.0.0.1:3001
+    SHIPYARD_SAMPLES=tests/staged/samples.json \
+        locust -f <shipyard>/harness/staged/stress/locustfile.py --headless --host http://127.0.0.1:3001
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import time
 
 from locust import FastHttpUser, LoadTestShape, events, task
 
 from shipyard.harness.stress import Phases, Sample, answered_rps, summarize
-from tests.staged.load.locustfile import POOL
+from shipyard.harness.staged.load.locustfile import next_request  # also plans the routes at test start
 
 
 def _setting(name: str, default: float) -> float:
@@ -50,7 +50,7 @@ P95_LIMIT = _setting("p95_ms_limit", 100)
 SAMPLES: list[Sample] = []
 
 
-class Scorer(FastHttpUser):
+class ApiClient(FastHttpUser):
     retry_after_s = 0.0
 
     def wait_time(self) -> float:
@@ -58,12 +58,13 @@ class Scorer(FastHttpUser):
         return wait
 
     @task
-    def score(self) -> None:
-        with self.client.post("/score", json=random.choice(POOL), name="/score", catch_response=True) as response:
+    def call(self) -> None:
+        route, body = next_request()
+        with self.client.post(route, json=body, name=route, catch_response=True) as response:
             if response.status_code == 200:
                 response.success()
             elif response.status_code == 503 and response.headers.get("Retry-After", "").isdigit():
-                response.request_meta["name"] = "/score [rejected]"
+                response.request_meta["name"] = f"{route} [rejected]"
                 self.retry_after_s = float(response.headers["Retry-After"])
                 response.success()
             else:

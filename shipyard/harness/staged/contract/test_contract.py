@@ -19,7 +19,7 @@ import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from tests.staged.conftest import setting
+from shipyard.harness.staged.plugin import setting
 
 EXAMPLES = int(setting("examples", "100"))  # per operation and phase
 SEED = int(setting("seed", "7"))

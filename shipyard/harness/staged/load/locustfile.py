@@ -1,0 +1,50 @@
+"""Load: the expected demand, for a fixed time. Users, spawn rate and duration come from the
+command line (`shipyard verify` passes environment.yaml's suites.load); each user sends
+SHIPYARD_SUITE_RPS_PER_USER requests per second (suites.load.rps_per_user), so the offered load
+is users x that rate, as real clients offer it, rather than as fast as the server answers.
+
+Bodies are the project's samples (shipyard.yaml traffic.samples, else the OpenAPI document's
+examples), routes chosen by traffic.weights:
+
+    SHIPYARD_SAMPLES=tests/staged/samples.json SHIPYARD_SUITE_RPS_PER_USER=10 \\
+        locust -f <shipyard>/harness/staged/load/locustfile.py --headless -u 32 -r 32 -t 60s --host http://127.0.0.1:3001
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+from locust import FastHttpUser, constant, constant_throughput, events, task
+
+from shipyard.harness.staged.traffic import examples_for, load_samples, weights
+
+RPS_PER_USER = float(os.environ.get("SHIPYARD_SUITE_RPS_PER_USER", "0"))
+PLAN: dict[str, Any] = {}  # route -> bodies, and the weighted route list: filled once the host is known
+
+
+@events.test_start.add_listener
+def _plan(environment, **_: object) -> None:
+    """Reads the served document once, before any user starts."""
+    import httpx
+
+    document = httpx.get(f"{environment.host.rstrip('/')}/docs.json", timeout=30).json()
+    bodies = {route: examples for route, examples in examples_for(document, load_samples()).items() if examples}
+    shares = weights(sorted(bodies))
+    PLAN["bodies"] = bodies
+    PLAN["routes"], PLAN["weights"] = list(shares), list(shares.values())
+
+
+def next_request() -> tuple[str, Any]:
+    route = random.choices(PLAN["routes"], PLAN["weights"])[0]
+    return route, random.choice(PLAN["bodies"][route])
+
+
+class ApiUser(FastHttpUser):
+    wait_time = constant_throughput(RPS_PER_USER) if RPS_PER_USER > 0 else constant(0)
+
+    @task
+    def call(self) -> None:
+        route, body = next_request()
+        self.client.post(route, json=body, name=route)

@@ -1,0 +1,216 @@
+"""shipyard.yaml: what the toolkit cannot guess about a BentoML project, validated.
+
+The file is found by walking up from the working directory, as bentoml finds bentofile.yaml and
+kustomize a kustomization.yaml, so every shipyard command works from anywhere inside a project.
+Every other fact comes from the project's own files: the Bento's name and build context from the
+bentofile (its `service` and `include`), the APIs from the served OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+PROJECT_FILE = "shipyard.yaml"
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# The suites the toolkit brings for any Bento; a project adds its own under `suites:`.
+BUILTIN_SUITES = ("smoke", "contract", "load", "stress")
+_CLOSED = ConfigDict(extra="forbid")
+
+
+class ProjectError(Exception):
+    """No shipyard.yaml, or an invalid one: the message names the file, the key and the rule."""
+
+
+Command = Annotated[list[str], Field(min_length=1)]
+
+
+def _command(value: object) -> object:
+    """A command as a list of words, or one string split like a shell would (no shell runs it)."""
+    return shlex.split(value) if isinstance(value, str) else value
+
+
+class Image(BaseModel):
+    model_config = _CLOSED
+    # Pushed as $SHIPYARD_REGISTRY/<repository>:<bento version>; deployed by digest only.
+    repository: Annotated[str, Field(pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")]
+    # Run before `bentoml containerize`, from the project root: e.g. build the base image the
+    # bentofile names when it is not a public one.
+    prepare: Command | None = None
+
+    _split = field_validator("prepare", mode="before")(_command)
+
+
+class Companion(BaseModel):
+    """An image the release needs beside the Bento's (the example's stream broker). Its build
+    command prints the pushed reference (name@sha256:...) on its last line; deploy pins it."""
+
+    model_config = _CLOSED
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    image: str  # the image name as the Kubernetes base writes it
+    build: Command
+
+    _split = field_validator("build", mode="before")(_command)
+
+
+class Kubernetes(BaseModel):
+    model_config = _CLOSED
+    base: str = "k8s/base"
+    image: str  # the image name of the Bento's container as the base writes it; pinned by digest at deploy
+    workload: Annotated[str, Field(pattern=NAME_PATTERN)]  # the Deployment serving the Bento
+    service: Annotated[str, Field(pattern=NAME_PATTERN)]  # its Service: what suites and rollouts watch
+    port: Annotated[int, Field(ge=1, le=65535)] = 80
+    scan_exceptions: str | None = None  # checkov checks skipped on purpose, each with its reason
+    batch_cronjob: Annotated[str | None, Field(pattern=NAME_PATTERN)] = None  # template of batch Jobs
+
+
+class Traffic(BaseModel):
+    """What smoke, load and stress send: example bodies per route, and how often each route is
+    called under load."""
+
+    model_config = _CLOSED
+    samples: str | None = None  # JSON: {"/route": [body, ...]}; default: the OpenAPI document's examples
+    weights: dict[str, Annotated[float, Field(gt=0)]] = {}  # default: every sampled route, equally
+
+
+class SuiteSpec(BaseModel):
+    """A suite the project brings. pytest: a folder of tests (values to gate reach the verdict
+    through `record_testsuite_property`); locust: a locustfile; command: exit 0 passes, and a JSON
+    object on its last output line gives the measured values."""
+
+    model_config = _CLOSED
+    runner: Literal["pytest", "locust", "command"]
+    path: str | None = None
+    command: Command | None = None
+
+    _split = field_validator("command", mode="before")(_command)
+
+    @model_validator(mode="after")
+    def _what_to_run(self) -> "SuiteSpec":
+        if self.runner == "command" and not self.command:
+            raise ValueError("runner command needs `command`")
+        if self.runner != "command" and not self.path:
+            raise ValueError(f"runner {self.runner} needs `path`")
+        return self
+
+
+class Project(BaseModel):
+    """One BentoML project. Only `image` and `kubernetes` are required; the rest has defaults."""
+
+    model_config = _CLOSED
+    bentofile: str = "bentofile.yaml"
+    environments: str = "environments"
+    state: str = ".shipyard"
+    image: Image
+    kubernetes: Kubernetes
+    traffic: Traffic = Traffic()
+    # Project commands run from the project root (`shipyard <name> [args]`). `batch` is also the
+    # entry point each batch Job runs: `<batch> INPUT OUTPUT --rejects FILE [--archive]`.
+    hooks: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Command] = {}
+    companions: list[Companion] = []
+    suites: dict[Annotated[str, Field(pattern=NAME_PATTERN)], SuiteSpec] = {}
+
+    _root: Path = PrivateAttr(default=Path("."))
+
+    @field_validator("hooks", mode="before")
+    @classmethod
+    def _split_hooks(cls, value: object) -> object:
+        return {k: _command(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("suites")
+    @classmethod
+    def _not_builtin(cls, value: dict[str, SuiteSpec]) -> dict[str, SuiteSpec]:
+        clash = sorted(set(value) & set(BUILTIN_SUITES))
+        if clash:
+            raise ValueError(f"{', '.join(clash)} are built-in suites; name the project's own suite differently")
+        return value
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def path(self, relative: str) -> Path:
+        """A path from shipyard.yaml, relative to the project root (or absolute)."""
+        return (self._root / relative).resolve()
+
+    @property
+    def suite_names(self) -> tuple[str, ...]:
+        """Every suite in run order: smoke first, the project's own, then contract, load, stress."""
+        return ("smoke", *self.suites, "contract", "load", "stress")
+
+    def bentofile_data(self) -> dict:
+        path = self.path(self.bentofile)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise ProjectError(f"{self.path(PROJECT_FILE)}: bentofile: cannot read {path}: {exc.strerror}") from None
+        if not isinstance(data, dict) or not data.get("service"):
+            raise ProjectError(f"{path}: a bentofile needs `service` (module:Class)")
+        return data
+
+    @property
+    def bento_name(self) -> str:
+        """The Bento's name as BentoML derives it: the bentofile's `name`, else the service's."""
+        data = self.bentofile_data()
+        return str(data.get("name") or data["service"].split(":")[-1]).lower()
+
+
+def command_line(command: list[str]) -> list[str]:
+    """A command from shipyard.yaml as run: a leading `python`/`python3` is this very interpreter,
+    so hooks run in the environment shipyard runs in, activated or not."""
+    import sys
+
+    return [sys.executable, *command[1:]] if command[0] in ("python", "python3") else list(command)
+
+
+def _describe(exc: ValidationError) -> str:
+    return "\n".join(f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
+
+
+def find_project_file(start: Path | None = None) -> Path:
+    """`SHIPYARD_PROJECT` (the file or its folder), else shipyard.yaml here or in a parent folder."""
+    explicit = os.environ.get("SHIPYARD_PROJECT")
+    if explicit:
+        path = Path(explicit).resolve()
+        path = path / PROJECT_FILE if path.is_dir() else path
+        if not path.is_file():
+            raise ProjectError(f"SHIPYARD_PROJECT is {explicit!r} but {path} does not exist")
+        return path
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_FILE).is_file():
+            return folder / PROJECT_FILE
+    raise ProjectError(f"no {PROJECT_FILE} in {here} or any folder above it: run `shipyard init` in your BentoML "
+                       "project (the folder holding bentofile.yaml), or cd into one")
+
+
+def read_project(path: Path) -> Project:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ProjectError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProjectError(f"{path}: must be a mapping of keys to values")
+    try:
+        project = Project.model_validate(raw)
+    except ValidationError as exc:
+        raise ProjectError(f"{path} is invalid:\n{_describe(exc)}") from None
+    project._root = path.parent.resolve()
+    return project
+
+
+@lru_cache(maxsize=8)
+def _cached(path: Path, mtime_ns: int) -> Project:
+    return read_project(path)
+
+
+def current_project() -> Project:
+    """The project the working directory (or SHIPYARD_PROJECT) is in."""
+    path = find_project_file()
+    return _cached(path, path.stat().st_mtime_ns)

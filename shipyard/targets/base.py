@@ -1,0 +1,65 @@
+"""What every target offers the pipeline: the typed seam between the release steps and where an
+environment runs. The local and the Kubernetes targets implement it in their own modules."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from shipyard.config import Environment
+
+Progress = Callable[[str], None]
+
+
+class TargetError(Exception):
+    """The target could not do what was asked; the CLI maps it to exit code 1."""
+
+
+@dataclass(frozen=True)
+class Status:
+    environment: str
+    target: str
+    state: str  # local: ready | starting | stopped | dead; kubernetes: ready | absent | not ready: ...
+    bento: str = ""
+    model: str = ""
+    url: str = ""
+    pid: int | None = None
+    started_at: str = ""
+    image: str = ""
+    # kubernetes: every workload of the release that is not ready, with its reason
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where suites send traffic, and what they are judging (recorded in the verdict)."""
+
+    url: str
+    subject: dict[str, str] = field(default_factory=dict)
+
+
+class Records(Protocol):
+    """Evidence kept with the environment it is about: verdicts and releases."""
+
+    def location(self, kind: str, name: str) -> str: ...
+    def put(self, kind: str, name: str, doc: dict) -> str: ...
+    def list(self, kind: str) -> list[dict]: ...
+
+
+class Lock(Protocol):
+    """One release manager at a time per environment."""
+
+    def acquire(self, name: str, holder: str, ttl_s: float) -> str | None: ...
+    def release(self, name: str, holder: str) -> None: ...
+
+
+class Target(Protocol):
+    env: Environment
+    records: Records
+    lock: Lock
+
+    def status(self) -> Status: ...
+    def subject(self) -> str: ...
+    def roll_to(self, subject: str, progress: Progress = ...) -> None: ...
+    def endpoint(self) -> AbstractContextManager[Endpoint]: ...

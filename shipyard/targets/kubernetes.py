@@ -1,0 +1,338 @@
+"""The Kubernetes target: an environment in its namespace on the cluster of the current kubeconfig
+context. Deploys render, validate, scan and parity-check the manifests first, then apply them
+server-side and watch every Deployment of the release until it is ready or says why not.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from shipyard.config import Environment
+from shipyard.project import current_project
+from shipyard.targets.base import Endpoint, Status, TargetError
+from shipyard.targets.records import ConfigMapRecords, LeaseLock
+
+if TYPE_CHECKING:
+    from shipyard.manifests import ImageRef
+
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=shipyard"
+ANNOTATION_BENTO = "shipyard.dev/bento"
+ANNOTATION_MODEL = "shipyard.dev/model"
+# Pod states that will not resolve by waiting: report them instead of running into the timeout.
+_STUCK = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
+          "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+
+
+def _pod_problem(pod: dict) -> str | None:
+    """A pod state that will not resolve by waiting, in the kubelet's words, or None."""
+    for cs in pod.get("status", {}).get("containerStatuses", []):
+        waiting = cs.get("state", {}).get("waiting") or {}
+        if waiting.get("reason") in _STUCK:
+            return f"{waiting['reason']}: {waiting.get('message', '')[:300]}".rstrip(": ")
+        if cs.get("restartCount", 0) >= 2 and not cs.get("ready"):
+            return f"restarted {cs['restartCount']} times"
+    return None
+
+
+@dataclass(frozen=True)
+class WorkloadHealth:
+    name: str
+    ready: bool
+    stuck: bool  # waiting will not help (crash loop, image pull failure)
+    summary: str
+
+
+@dataclass(frozen=True)
+class KubernetesDeploy:
+    environment: str
+    namespace: str
+    image: str
+    changed: bool
+    ready: int
+    desired: int
+    seconds: float
+    checks: list[str]
+
+
+class KubernetesTarget:
+    """Runs an environment in its namespace on the cluster of the current kubeconfig context."""
+
+    def __init__(self, env: Environment) -> None:
+        if not env.namespace:
+            raise TargetError(f"environment {env.name!r} has no namespace in its environment.yaml")
+        self.env = env
+        self.namespace = env.namespace
+        self.project = current_project()
+        self.workload = self.project.kubernetes.workload  # the Deployment serving the Bento
+        self.records = ConfigMapRecords(env.namespace)
+        self.lock = LeaseLock(env.namespace)
+
+    def preflight(self, image: "ImageRef", annotations: dict[str, str], progress: Callable[[str], None]) -> tuple[list[dict], list[str]]:
+        """Render, validate, scan and parity-check: everything that happens before the cluster."""
+        from shipyard import manifests
+        from shipyard.config import load_environment
+
+        checks = []
+        objects = manifests.render(self.env.name, image, annotations)
+        manifests.validate(objects)
+        checks.append(f"schema: {len(objects)} objects valid for Kubernetes {manifests.KUBERNETES_VERSION}")
+        progress(checks[-1])
+        scan = manifests.scan(objects)
+        if scan.failed:
+            raise manifests.ManifestError("the scanner failed these checks (fix them, or write each down with its "
+                                          f"reason in {self.project.kubernetes.scan_exceptions or 'a file named by shipyard.yaml kubernetes.scan_exceptions'}):\n  " + "\n  ".join(scan.failed))
+        checks.append(f"scan: checkov {manifests.CHECKOV_VERSION}, {scan.passed} checks passed, 0 failed, "
+                      f"{len(scan.skipped)} written exceptions")
+        progress(checks[-1])
+        if self.env.parity:
+            other = load_environment(self.env.parity.with_)
+            diffs = manifests.parity(self.env, other, self.env.parity.allow)
+            bad = [d for d in diffs if not d.allowed]
+            if bad:
+                raise manifests.ManifestError(
+                    f"{self.env.name} is no longer a clone of {other.name}; differences outside parity.allow:\n  "
+                    + "\n  ".join(f"{d.obj} {d.path}: {d.left!r} vs {d.right!r}" for d in bad)
+                    + f"\n(see: shipyard diff {self.env.name} {other.name})")
+            checks.append(f"parity with {other.name}: {len(diffs)} differences, all allowed")
+            progress(checks[-1])
+        return objects, checks
+
+    def deploy(self, image: "ImageRef", annotations: dict[str, str], progress: Callable[[str], None] = lambda _: None,
+               dry_run: bool = False, timeout_s: float = 300) -> KubernetesDeploy:
+        from shipyard import kubectl, manifests
+
+        started = time.monotonic()
+        missing = [c.name for c in self.project.companions if manifests.companion_annotation(c.name) not in annotations]
+        if missing:
+            raise TargetError(f"no image is known for the companion {', '.join(missing)} of {image}: run "
+                              "`shipyard image build` once (it builds and records the images shipyard.yaml's "
+                              "companions name)")
+        objects, checks = self.preflight(image, annotations, progress)
+        kubectl.check_reachable()
+        rendered = manifests.to_yaml(objects)
+        if dry_run and kubectl.get_json("namespace", self.namespace) is None:
+            # Nothing to diff against: a server-side dry run needs the namespace to exist.
+            progress(f"namespace {self.namespace} does not exist yet; deploying would create:")
+            for obj in objects:
+                progress(f"  {obj['kind']}/{obj['metadata']['name']}")
+            return KubernetesDeploy(self.env.name, self.namespace, str(image), True, 0, 0,
+                                    time.monotonic() - started, checks)
+        if dry_run:
+            diff = kubectl.run("diff", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
+                               input_text=rendered, check=False)
+            if diff.returncode > 1:
+                raise TargetError(f"server-side dry run failed: {diff.stderr.strip()}")
+            progress(diff.stdout.strip() or "no changes")
+            return KubernetesDeploy(self.env.name, self.namespace, str(image), bool(diff.stdout.strip()), 0, 0,
+                                    time.monotonic() - started, checks)
+        before = kubectl.get_json("deployment", self.workload, "-n", self.namespace)
+        progress(f"applying {len(objects)} objects to namespace {self.namespace} (server-side)")
+        kubectl.run("apply", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
+                    input_text=rendered)
+        after = kubectl.get_json("deployment", self.workload, "-n", self.namespace)
+        changed = before is None or before["metadata"]["generation"] != after["metadata"]["generation"]
+        ready, desired = self._wait_for_rollout(str(image), progress, timeout_s)
+        self._wait_for_companions(objects, progress, max(30.0, timeout_s - (time.monotonic() - started)))
+        return KubernetesDeploy(self.env.name, self.namespace, str(image), changed, ready, desired,
+                                time.monotonic() - started, checks)
+
+    def _wait_for_rollout(self, image: str, progress: Callable[[str], None], timeout_s: float) -> tuple[int, int]:
+        from shipyard import kubectl
+
+        deadline = time.monotonic() + timeout_s
+        last, stuck_since = "", None
+        while True:
+            dep = kubectl.get_json("deployment", self.workload, "-n", self.namespace) or {}
+            spec, st = dep.get("spec", {}), dep.get("status", {})
+            want = spec.get("replicas", 1)
+            updated, available = st.get("updatedReplicas", 0), st.get("availableReplicas", 0)
+            total = st.get("replicas", 0)
+            line = f"rollout: {updated}/{want} updated, {available}/{want} available"
+            if line != last:
+                progress(line)
+                last = line
+            if st.get("observedGeneration", 0) >= dep["metadata"]["generation"] and updated == want \
+                    and total == want and available == want:
+                return available, want
+            problem = self._new_pod_problem(image)
+            if problem:
+                stuck_since = stuck_since or time.monotonic()
+                if time.monotonic() - stuck_since > 20:
+                    raise TargetError(self._failure(image, problem))
+            else:
+                stuck_since = None
+            if time.monotonic() > deadline:
+                raise TargetError(self._failure(image, f"not ready within {timeout_s:g}s"))
+            time.sleep(1)
+
+    def _wait_for_companions(self, objects: list[dict], progress: Callable[[str], None], timeout_s: float) -> None:
+        """The other Deployments of the release (the stream broker and workers) must be ready too.
+
+        A companion whose pods are stuck (crash loop, image pull) fails the deploy after a short
+        grace period, naming the workload and the pod's own last words, instead of running into
+        the timeout: that is what the release manager needs to read first."""
+        names = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] != self.workload]
+        deadline = time.monotonic() + timeout_s
+        stuck_since: dict[str, float] = {}
+        pending = list(names)
+        while pending:
+            for name in list(pending):
+                health = self._workload_health(name)
+                if health.ready:
+                    progress(f"{name}: ready ({health.summary})")
+                    pending.remove(name)
+                    stuck_since.pop(name, None)
+                elif health.stuck:
+                    since = stuck_since.setdefault(name, time.monotonic())
+                    if time.monotonic() - since > 20:
+                        raise TargetError(f"deployment/{name} in {self.namespace} did not become ready: {health.summary}")
+                else:
+                    stuck_since.pop(name, None)
+            if pending and time.monotonic() > deadline:
+                reasons = "; ".join(f"deployment/{n}: {self._workload_health(n).summary}" for n in pending)
+                raise TargetError(f"not ready within {timeout_s:g}s in {self.namespace}: {reasons}")
+            if pending:
+                time.sleep(1)
+
+    def _workload_health(self, name: str, dep: dict | None = None) -> "WorkloadHealth":
+        """Is one Deployment of the release ready, and if not, why (from its pods, not a guess)."""
+        from shipyard import kubectl
+
+        dep = dep if dep is not None else kubectl.get_json("deployment", name, "-n", self.namespace)
+        if dep is None:
+            return WorkloadHealth(name, False, False, "absent")
+        want = dep["spec"].get("replicas", 1)
+        st = dep.get("status", {})
+        ready, updated = st.get("readyReplicas", 0), st.get("updatedReplicas", 0)
+        current = st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 0)
+        summary = f"{ready}/{want} ready" + (f", {updated}/{want} updated" if updated < want else "")
+        if current and ready == want and updated == want and st.get("replicas", 0) == want:
+            return WorkloadHealth(name, True, False, summary)
+        selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"].get("matchLabels", {}).items())
+        pods = (kubectl.get_json("pods", "-n", self.namespace, "-l", selector) or {}).get("items", [])
+        for pod in pods:
+            problem = _pod_problem(pod)
+            if problem:
+                pod_name = pod["metadata"]["name"]
+                last = kubectl.run("logs", pod_name, "-n", self.namespace, "--previous", "--tail=3",
+                                   check=False).stdout.strip().splitlines()
+                said = f"; its last log line: {last[-1][:300]}" if last else ""
+                return WorkloadHealth(name, False, True, f"{summary}, {pod_name}: {problem}{said}")
+        for pod in pods:  # running but failing its readiness probe: the probe's own words
+            statuses = pod.get("status", {}).get("containerStatuses", [])
+            if statuses and all(cs.get("state", {}).get("running") for cs in statuses) \
+                    and not all(cs.get("ready") for cs in statuses):
+                events = (kubectl.get_json("events", "-n", self.namespace, "--field-selector",
+                                           f"involvedObject.name={pod['metadata']['name']},reason=Unhealthy") or {})
+                latest = sorted(events.get("items", []), key=lambda e: e.get("lastTimestamp") or "")[-1:]
+                if latest:
+                    return WorkloadHealth(name, False, False, f"{summary}, {pod['metadata']['name']}: "
+                                                              f"{latest[0].get('message', '')[:300]}")
+        return WorkloadHealth(name, False, False, summary + ("" if current else ", rollout in progress"))
+
+    def _new_pods(self, image: str) -> list[dict]:
+        from shipyard import kubectl
+
+        dep = kubectl.get_json("deployment", self.workload, "-n", self.namespace) or {}
+        labels = dep.get("spec", {}).get("selector", {}).get("matchLabels", {})
+        if not labels:
+            return []
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        pods = (kubectl.get_json("pods", "-n", self.namespace, "-l", selector) or {}).get("items", [])
+        return [p for p in pods if p["spec"]["containers"][0]["image"] == image]
+
+    def _new_pod_problem(self, image: str) -> str | None:
+        for pod in self._new_pods(image):
+            problem = _pod_problem(pod)
+            if problem:
+                return f"{pod['metadata']['name']}: {problem}"
+        return None
+
+    def _failure(self, image: str, reason: str) -> str:
+        from shipyard import kubectl
+
+        lines = [f"rollout of {image} to {self.namespace} failed: {reason}"]
+        for pod in self._new_pods(image)[:3]:
+            name = pod["metadata"]["name"]
+            events = kubectl.get_json("events", "-n", self.namespace, "--field-selector",
+                                      f"involvedObject.name={name}") or {}
+            for ev in sorted(events.get("items", []), key=lambda e: e.get("lastTimestamp") or "")[-4:]:
+                lines.append(f"  {name}: {ev.get('reason')}: {ev.get('message', '')[:200]}")
+        lines.append("the previous ReplicaSet keeps serving (maxUnavailable 0); fix the image or the probe and deploy again")
+        return "\n".join(lines)
+
+    # --- what promotion needs: the running subject, rolling to one, records, a lock -----------
+
+    def subject(self) -> str:
+        """What the API serves here (an image name@sha256:...), or "" when nothing does.
+
+        Whether the rest of the release is healthy is status()'s question, not this one's: a
+        rollback must know what production serves even while one of its workers is down."""
+        from shipyard import kubectl
+
+        dep = kubectl.get_json("deployment", self.workload, "-n", self.namespace)
+        if dep is None or dep.get("status", {}).get("readyReplicas", 0) == 0:
+            return ""
+        return dep["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    def roll_to(self, subject: str, progress: Callable[[str], None] = lambda _: None) -> None:
+        from shipyard.image import resolve_deployable
+        from shipyard.manifests import ImageRef
+
+        reference, notes = resolve_deployable(subject)
+        self.deploy(ImageRef.parse(reference), notes, progress)
+
+    def status(self) -> Status:
+        """Ready only when every Deployment of the release is; otherwise the state names the
+        workloads that are not, so a crash-looping worker cannot hide behind a healthy API."""
+        from shipyard import kubectl
+
+        deps = (kubectl.get_json("deployments", "-n", self.namespace, "-l", MANAGED_SELECTOR) or {}).get("items", [])
+        dep = next((d for d in deps if d["metadata"]["name"] == self.workload), None)
+        if dep is None:
+            return Status(self.env.name, "kubernetes", "absent")
+        health = [self._workload_health(d["metadata"]["name"], d) for d in deps]
+        problems = tuple(f"deployment/{h.name}: {h.summary}" for h in health if not h.ready)
+        state = "ready" if not problems else "not ready: " + ", ".join(h.name for h in health if not h.ready)
+        notes = dep["metadata"].get("annotations", {})
+        return Status(self.env.name, "kubernetes", state, notes.get(ANNOTATION_BENTO, ""),
+                      notes.get(ANNOTATION_MODEL, ""), "", None,
+                      dep["metadata"]["creationTimestamp"].replace("Z", "+00:00"),
+                      dep["spec"]["template"]["spec"]["containers"][0]["image"], problems)
+
+    @contextmanager
+    def endpoint(self) -> Iterator[Endpoint]:
+        """The environment's Service through a kubectl port-forward on a free loopback port."""
+        from shipyard import kubectl
+        from shipyard.targets.local import port_in_use
+
+        st = self.status()
+        if st.state != "ready":
+            raise TargetError(f"{self.env.name} is {st.state} on Kubernetes"
+                              + (f" ({'; '.join(st.problems)})" if st.problems else "")
+                              + f": fix it and run `shipyard deploy {self.env.name} --target kubernetes`")
+        service, port = self.project.kubernetes.service, self.project.kubernetes.port
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            local_port = sock.getsockname()[1]
+        forward = subprocess.Popen([kubectl.kubectl_path(), "-n", self.namespace, "port-forward", f"service/{service}",
+                                    f"{local_port}:{port}", "--address", "127.0.0.1"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 30
+            while not port_in_use(local_port):
+                if forward.poll() is not None or time.monotonic() > deadline:
+                    said = forward.stderr.read().decode()[-300:] if forward.stderr and forward.poll() is not None else ""
+                    raise TargetError(f"port-forward to {self.namespace}/{service} failed: {said}")
+                time.sleep(0.2)
+            yield Endpoint(f"http://127.0.0.1:{local_port}",
+                           {"image": st.image, "digest": st.image.rsplit("@", 1)[-1], "bento": st.bento,
+                            "model_version": st.model})
+        finally:
+            forward.terminate()
+            forward.wait(timeout=10)

@@ -1,0 +1,170 @@
+"""Records and locks, kept with the environment they are about: files and a kernel lock under the
+state folder for the local target; ConfigMaps and a Lease in the namespace on Kubernetes, so two
+release managers on two machines see the same history and the same lock."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from shipyard.targets.base import TargetError
+
+
+class FileRecords:
+    """One JSON file per record: <folder>/<kind>/<name>.json, written atomically."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def location(self, kind: str, name: str) -> str:
+        return str(self.folder / kind / f"{name}.json")
+
+    def put(self, kind: str, name: str, doc: dict) -> str:
+        """Stores doc (with its own location in `record`) and returns that location."""
+        path = Path(self.location(kind, name))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**doc, "record": str(path)}, indent=2))
+        tmp.replace(path)
+        return str(path)
+
+    def list(self, kind: str) -> list[dict]:
+        folder = self.folder / kind
+        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+class FileLock:
+    """An flock on a file per lock: the kernel grants it to one process at a time and drops it
+    when the holder exits, however it exits. So there is no expiry to race on (ttl_s is for locks
+    that outlive their holders) and nothing is ever deleted: a file-exists lock with a timeout let
+    two managers that both saw it expire delete each other's."""
+
+    def __init__(self, folder: Path, prefix: str) -> None:
+        self.folder, self.prefix = folder, prefix
+        self._held: dict[str, int] = {}  # lock name -> the open, flocked file descriptor
+
+    def acquire(self, name: str, holder: str, ttl_s: float) -> str | None:
+        """Takes the lock (None) or names its holder."""
+        path = self.folder / f"{self.prefix}-{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            try:
+                return json.loads(path.read_text()).get("holder") or "another process"
+            except (OSError, ValueError):  # the holder is writing its name this very moment
+                return "another process"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"holder": holder, "since": time.time()}).encode(), 0)
+        self._held[name] = fd
+        return None
+
+    def release(self, name: str, holder: str) -> None:
+        fd = self._held.pop(name, None)
+        if fd is None:
+            return
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+class ConfigMapRecords:
+    """A ConfigMap per record in the environment's namespace, so the evidence lives with what it judged."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def location(self, kind: str, name: str) -> str:
+        return f"configmap/shipyard-{kind}-{name}".lower()[:263] + f" in {self.namespace}"
+
+    def put(self, kind: str, name: str, doc: dict) -> str:
+        from shipyard import kubectl
+
+        location = self.location(kind, name)
+        cm = {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": location.split("/", 1)[1].split(" ", 1)[0], "namespace": self.namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "shipyard", "shipyard.dev/record": kind}},
+            "data": {"record.json": json.dumps({**doc, "record": location}, indent=2)},
+        }
+        kubectl.run("apply", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
+                    input_text=json.dumps(cm))
+        return location
+
+    def list(self, kind: str) -> list[dict]:
+        from shipyard import kubectl
+
+        items = (kubectl.get_json("configmaps", "-n", self.namespace, "-l", f"shipyard.dev/record={kind}") or {}).get("items", [])
+        return sorted((json.loads(i["data"]["record.json"]) for i in items), key=lambda d: d.get("finished_at", d.get("at", "")))
+
+
+class LeaseLock:
+    """A coordination.k8s.io Lease: created by one release manager, refused to the next."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def acquire(self, name: str, holder: str, ttl_s: float) -> str | None:
+        from shipyard import kubectl
+
+        lease_name = f"shipyard-{name}"
+        now = datetime.now(timezone.utc)
+        lease = self._lease(lease_name, holder, ttl_s)
+        holder_now = "unknown"
+        for _ in range(3):
+            created = kubectl.run("create", "-f", "-", input_text=json.dumps(lease), check=False)
+            if created.returncode == 0:
+                return None
+            if "AlreadyExists" not in created.stderr:
+                raise TargetError(f"could not take the promotion lock: {created.stderr.strip()}")
+            current = kubectl.get_json("lease", lease_name, "-n", self.namespace)
+            if current is None:
+                continue
+            spec = current.get("spec", {})
+            holder_now = spec.get("holderIdentity", "unknown")
+            renewed = datetime.fromisoformat(spec.get("renewTime", "1970-01-01T00:00:00Z").replace("Z", "+00:00"))
+            if (now - renewed).total_seconds() < spec.get("leaseDurationSeconds", 0):
+                return holder_now
+            if self.take_over(current, holder, ttl_s):
+                return None
+            # Another manager took the expired lease first: read who, and say so.
+        return holder_now
+
+    def _lease(self, name: str, holder: str, ttl_s: float, resource_version: str | None = None) -> dict:
+        """A Lease held by `holder` from now; with a resource_version, a write that only succeeds
+        over that exact version."""
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        metadata = {"name": name, "namespace": self.namespace}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
+                "spec": {"holderIdentity": holder, "leaseDurationSeconds": int(ttl_s), "acquireTime": now,
+                         "renewTime": now}}
+
+    def take_over(self, seen: dict, holder: str, ttl_s: float) -> bool:
+        """Replaces an expired Lease only if it is still the version `seen` (client-go's leader
+        election does the same): of two managers that both saw it expire, the API server lets
+        exactly one write and answers the other Conflict. Deleting and re-creating it instead let
+        both hold it."""
+        from shipyard import kubectl
+
+        lease = self._lease(seen["metadata"]["name"], holder, ttl_s, seen["metadata"]["resourceVersion"])
+        replaced = kubectl.run("replace", "-f", "-", input_text=json.dumps(lease), check=False)
+        if replaced.returncode == 0:
+            return True
+        if "Conflict" in replaced.stderr or "has been modified" in replaced.stderr or "NotFound" in replaced.stderr:
+            return False
+        raise TargetError(f"could not take over the expired promotion lock: {replaced.stderr.strip()}")
+
+    def release(self, name: str, holder: str) -> None:
+        from shipyard import kubectl
+
+        current = kubectl.get_json("lease", f"shipyard-{name}", "-n", self.namespace)
+        if current and current.get("spec", {}).get("holderIdentity") == holder:
+            kubectl.run("delete", "lease", f"shipyard-{name}", "-n", self.namespace, check=False)

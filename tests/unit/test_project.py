@@ -1,0 +1,76 @@
+"""shipyard.yaml: found by walking up, validated with errors naming the key, and what it derives
+from the project's own files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipyard.bento import build_context
+from shipyard.project import ProjectError, command_line, find_project_file, read_project
+
+MINIMAL = ("image: {repository: ticket-router}\n"
+           "kubernetes: {image: ticket-router, workload: ticket-router, service: ticket-router}\n")
+
+
+def _project(tmp_path: Path, text: str = MINIMAL) -> Path:
+    (tmp_path / "shipyard.yaml").write_text(text)
+    return tmp_path / "shipyard.yaml"
+
+
+def test_found_from_any_folder_below_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("SHIPYARD_PROJECT", raising=False)
+    path = _project(tmp_path)
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert find_project_file(deep) == path
+
+
+def test_outside_a_project_the_error_names_shipyard_init(tmp_path, monkeypatch):
+    monkeypatch.delenv("SHIPYARD_PROJECT", raising=False)
+    with pytest.raises(ProjectError, match="run `shipyard init`"):
+        find_project_file(tmp_path)
+
+
+@pytest.mark.parametrize("text,says", [
+    ("kubernetes: {image: x, workload: x, service: x}\n", "image: Field required"),
+    (MINIMAL + "hooks: {Train: python -m x}\n", "hooks.Train.[key]: String should match pattern"),
+    (MINIMAL + "suites: {smoke: {runner: pytest, path: t}}\n", "smoke are built-in suites"),
+    (MINIMAL + "suites: {perf: {runner: command}}\n", "runner command needs `command`"),
+    (MINIMAL + "suites: {perf: {runner: jmeter, path: x}}\n", "suites.perf.runner"),
+    (MINIMAL + "colour: blue\n", "colour: Extra inputs are not permitted"),
+    ("- a list\n", "must be a mapping"),
+])
+def test_errors_name_the_key_and_the_rule(tmp_path, text, says):
+    with pytest.raises(ProjectError) as info:
+        read_project(_project(tmp_path, text))
+    assert says in str(info.value) and "shipyard.yaml" in str(info.value)
+
+
+def test_the_suites_run_smoke_first_then_the_projects_then_contract_load_stress(tmp_path):
+    project = read_project(_project(tmp_path, MINIMAL + "suites: {accept: {runner: pytest, path: t}, "
+                                                        "perf: {runner: command, command: ./perf.sh --fast}}\n"))
+    assert project.suite_names == ("smoke", "accept", "perf", "contract", "load", "stress")
+    assert project.suites["perf"].command == ["./perf.sh", "--fast"]
+
+
+def test_a_python_hook_runs_in_shipyards_own_interpreter():
+    import sys
+
+    assert command_line(["python", "-m", "router.train"]) == [sys.executable, "-m", "router.train"]
+    assert command_line(["./train.sh"]) == ["./train.sh"]
+
+
+def test_the_bento_name_and_build_context_come_from_the_bentofile(tmp_path):
+    project = read_project(_project(tmp_path))
+    (tmp_path / "bentofile.yaml").write_text("service: 'router.service:TicketRouter'\ninclude: ['router/*.py']\n")
+    (tmp_path / "router").mkdir()
+    for name in ("service.py", "schemas.py"):
+        (tmp_path / "router" / name).write_text("")
+    (tmp_path / "router" / "notes.txt").write_text("")
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "big.py").write_text("")
+    assert project.bento_name == "ticketrouter"
+    assert [p.relative_to(tmp_path).as_posix() for p in build_context(project)] == [
+        "bentofile.yaml", "router/schemas.py", "router/service.py"]
