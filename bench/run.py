@@ -294,7 +294,7 @@ def main() -> None:
     print("shipyard: the served Bento ...", file=sys.stderr)
     port = free_port()
     env = {"SHIPYARD_MODEL": trained.tag, "SHIPYARD_WORKERS": "1", "OMP_NUM_THREADS": "1"}
-    with server([sys.executable, "-m", "bentoml", "serve", "service.service:FraudScorer", "--host", "127.0.0.1",
+    with server([sys.executable, "-m", "bentoml", "serve", "bench.served:FraudScorer", "--host", "127.0.0.1",
                  "--port", str(port)], env, port) as (url, pid):
         result["shipyard"] = measure_server(url, bodies, lists, args.quick)
         result["shipyard_worker_rss_mb"] = worker_rss_mb(pid)

@@ -1,7 +1,9 @@
 """The real-time fraud-scoring service (BentoML 1.4).
 
-Kept short on purpose: schemas live in service.schemas, the model in service.model, the error
-contract in service.errors. The model is loaded once per worker; the APIs are thin. Every answer
+Kept short on purpose: schemas live in service.schemas, the model in service.model. The error
+contract, the OpenAPI document, admission control and the worker's runtime are shipyard's serving
+layer, which `shipyard build` wraps around this service: nothing here imports it. The model is
+loaded once per worker; the APIs are thin. Every answer
 is validated against the output schema before it leaves: a model that produces NaN, an out-of-range
 probability or the wrong number of rows gets a 500 with a stable body and a metric, never a
 silently wrong score.
@@ -18,14 +20,10 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 
-from service import overload, runtime
 from service.edge import ONNX_FILE, EdgeModel
-from service.errors import ErrorContractMiddleware, error_body
-from service.openapi import OpenAPIMiddleware
 from service.schemas import MODEL_NAME, Score, Transaction, TransactionBatch
 
 logger = logging.getLogger("shipyard.service")
-runtime.install()  # before BentoML builds the worker's app: see service/runtime.py
 
 
 class ServiceArguments(BaseModel):
@@ -40,11 +38,6 @@ MODEL_TAG = bentoml.use_arguments(ServiceArguments).model
 output_failures = bentoml.metrics.Counter(
     name="shipyard_output_validation_failures_total",
     documentation="Predictions withheld because they broke the output contract.",
-    labelnames=["reason"],
-)
-rejections = bentoml.metrics.Counter(
-    name="shipyard_overload_rejections_total",
-    documentation="Requests refused with 503 because they could not be answered within their deadline.",
     labelnames=["reason"],
 )
 decisions = bentoml.metrics.Counter(
@@ -80,7 +73,6 @@ class FraudScorer:
         self.model_version = str(info.tag)
         if self.model.model_version != self.model_version:
             raise RuntimeError(f"{ONNX_FILE} belongs to {self.model.model_version}, not {self.model_version}")
-        runtime.freeze_startup_heap()
 
     def __is_ready__(self) -> bool:
         return self.model is not None
@@ -112,7 +104,8 @@ class FraudScorer:
             output_failures.labels(reason=exc.reason).inc()
             logger.error("output contract violated (%s): %s", exc.reason, exc)
             return JSONResponse(
-                error_body("output_validation_failed", f"the model's answer broke the output contract ({exc.reason})"),
+                {"error": "output_validation_failed",  # the error contract's body (shipyard's serving layer)
+                 "message": f"the model's answer broke the output contract ({exc.reason})"},
                 status_code=500,
             )
         for score in scores:
@@ -129,10 +122,3 @@ class FraudScorer:
     async def score_batch(self, transactions: TransactionBatch, /) -> list[Score]:
         """Score a client-sent list of 1..1000 transactions, answered in the same order."""
         return self._answer(transactions.root)
-
-
-# The first added is the outermost (Starlette): admission runs first, so a refused request costs
-# no body parsing; then the error contract guards what is admitted.
-FraudScorer.add_asgi_middleware(overload.DeadlineMiddleware, api_paths=("/score", "/score_batch"), rejections=rejections)
-FraudScorer.add_asgi_middleware(ErrorContractMiddleware, api_paths=("/score", "/score_batch"))
-FraudScorer.add_asgi_middleware(OpenAPIMiddleware, service=FraudScorer)

@@ -1,4 +1,10 @@
-"""The `build` step: the Bento from the project's bentofile, with the model versions it packs."""
+"""The `build` step: the Bento from the project's bentofile, with the model versions it packs and
+shipyard's serving layer (shipyard_serving) wrapped around the project's service.
+
+The project's code imports nothing of shipyard: the build context gets a copy of the serving
+layer and an entry module that imports the project's service, installs the layer on it and
+exports it under its own name; the bentofile in the context points BentoML at that entry.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,11 @@ from contextlib import chdir
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from shipyard.project import Project, current_project
+
+ENTRY_MODULE = "shipyard_entry"
 
 
 class BuildError(Exception):
@@ -58,6 +68,7 @@ def build_bento(project: Project | None = None) -> BuiltBento:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
         bentofile = Path(ctx) / project.path(project.bentofile).relative_to(project.root)
+        _wrap_service(project, Path(ctx), bentofile)
         # BentoML reads the docker template only below the working directory: build from the context.
         with chdir(ctx):
             try:
@@ -67,6 +78,28 @@ def build_bento(project: Project | None = None) -> BuiltBento:
                 raise BuildError(f"{exc}:{train} save the model the service loads to the model store") from None
     models = [str(m.tag) for m in bento.info.all_models]
     return BuiltBento(str(bento.tag), models[0] if models else "", bento.path)
+
+
+def _wrap_service(project: Project, ctx: Path, bentofile: Path) -> None:
+    """The serving layer and the entry module into the context; the bentofile pointed at them."""
+    import shipyard_serving
+
+    data = project.bentofile_data()
+    module, _, name = str(data["service"]).partition(":")
+    if not name:
+        raise BuildError(f"{project.bentofile}: service must be module:Class, not {data['service']!r}")
+    layer = Path(shipyard_serving.__file__).parent
+    (ctx / "shipyard_serving").mkdir()
+    for source in layer.glob("*.py"):
+        shutil.copy2(source, ctx / "shipyard_serving" / source.name)
+    (ctx / f"{ENTRY_MODULE}.py").write_text(
+        f'"""Written by `shipyard build`: {data["service"]} with shipyard\'s serving layer installed."""\n\n'
+        f"import shipyard_serving\nfrom {module} import {name} as _service\n\n"
+        f"{name} = shipyard_serving.install(_service)\n")
+    data["service"] = f"{ENTRY_MODULE}:{name}"
+    if data.get("include"):
+        data["include"] = [*data["include"], f"{ENTRY_MODULE}.py", "shipyard_serving/*.py"]
+    bentofile.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def resolve_bento(tag: str | None = None) -> BuiltBento:

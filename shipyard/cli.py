@@ -94,8 +94,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--force-base", is_flag=True, hidden=True)
-def init(force_base: bool) -> None:
+def init() -> None:
     """Make the BentoML project in this folder a shipyard project.
 
     Writes shipyard.yaml, environments/{staging,production}/ (environment.yaml with working gates
@@ -420,13 +419,14 @@ def _handlers() -> dict[type[Exception], int]:
     from shipyard.config import ConfigError
     from shipyard.harness.run import VerifyError
     from shipyard.image import ImageError
+    from shipyard.init import InitError
     from shipyard.kubectl import ClusterError
     from shipyard.manifests import ManifestError
     from shipyard.project import ProjectError
     from shipyard.release import PromotionRefused
     from shipyard.targets import TargetError
 
-    return {ConfigError: EXIT_USAGE, UsageError: EXIT_USAGE, ProjectError: EXIT_USAGE, BuildError: EXIT_FAILED,
+    return {ConfigError: EXIT_USAGE, UsageError: EXIT_USAGE, ProjectError: EXIT_USAGE, InitError: EXIT_USAGE, BuildError: EXIT_FAILED,
             TargetError: EXIT_FAILED, ImageError: EXIT_FAILED, ClusterError: EXIT_FAILED, ManifestError: EXIT_FAILED,
             VerifyError: EXIT_FAILED, PromotionRefused: EXIT_FAILED}
 

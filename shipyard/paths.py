@@ -1,9 +1,9 @@
 """Where shipyard keeps its state, and the process environment every step runs under.
 
-Everything a run produces (data, BentoML's model and Bento stores, local servers' logs and PIDs)
-lives under the project's state folder (shipyard.yaml `state`, default `.shipyard/`) so a checkout
-is self-contained and `rm -rf .shipyard` resets it. Users who already have a BentoML home keep it:
-BENTOML_HOME is only set when absent.
+Everything a run produces (verdicts, records, local servers' logs and PIDs, and the project's data)
+lives under the project's state folder (shipyard.yaml `state`, default `.shipyard/`), so
+`rm -rf .shipyard` resets it. BentoML's stores stay where BentoML keeps them unless shipyard.yaml
+puts them in the state folder too (`bentoml_home`); an explicit BENTOML_HOME always wins.
 """
 
 from __future__ import annotations
@@ -30,13 +30,15 @@ def environments_dir() -> Path:
 
 
 def configure_environment() -> None:
-    """Sets the variables BentoML reads at import time; call before importing bentoml.
+    """Sets the variables BentoML reads at import time; call before importing bentoml. Hooks and
+    servers inherit them, so everything a command starts shares its state folder and stores.
 
     Outside a project (`shipyard init`, `--help`) there is no state folder yet: nothing is set."""
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
     try:
-        home = state_dir() / "bentoml"
+        state, project = state_dir(), current_project()
     except ProjectError:
         return
-    os.environ.setdefault("SHIPYARD_STATE", str(state_dir()))
-    os.environ.setdefault("BENTOML_HOME", str(home))
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    os.environ.setdefault("SHIPYARD_STATE", str(state))
+    if project.bentoml_home:
+        os.environ.setdefault("BENTOML_HOME", str(state / project.bentoml_home))

@@ -107,6 +107,9 @@ class Project(BaseModel):
     bentofile: str = "bentofile.yaml"
     environments: str = "environments"
     state: str = ".shipyard"
+    # BentoML's home (model and Bento stores), relative to the state folder; unset: BentoML's own
+    # default (BENTOML_HOME, else ~/bentoml), where `bentoml build` and the project's code find them.
+    bentoml_home: str | None = None
     image: Image
     kubernetes: Kubernetes
     traffic: Traffic = Traffic()

@@ -177,7 +177,7 @@ class LocalTarget:
         version its Bento was built with, as it does in the image, not one trained since."""
         import bentoml
 
-        shared = Path(os.environ["BENTOML_HOME"])
+        shared = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")  # BentoML's own default
         home = self.dir / "bentoml-home"
         home.mkdir(parents=True, exist_ok=True)
         (shared / "bentos").mkdir(parents=True, exist_ok=True)

@@ -21,10 +21,10 @@ import bentoml
 from pydantic import Field
 from starlette.responses import JSONResponse
 
-from service.errors import ErrorContractMiddleware
-from service.openapi import OpenAPIMiddleware
 from service.schemas import Score, Transaction
 from service.service import MODEL_TAG, FraudScorer
+from shipyard_serving.errors import ErrorContractMiddleware
+from shipyard_serving.openapi import OpenAPIMiddleware
 
 _Inner = FraudScorer.inner
 SLOW_S = float(os.environ.get("BROKEN_SLOW_MS", "0")) / 1000

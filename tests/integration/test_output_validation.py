@@ -30,7 +30,7 @@ def broken_server(state_dir):
     env = dict(os.environ, SHIPYARD_MODEL=str(ref.tag), PYTHONPATH=str(PROJECT_ROOT))
     log = open(state_dir / "broken-server.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "service.service:FraudScorer", "--host", "127.0.0.1",
+        [sys.executable, "-m", "bentoml", "serve", "tests.integration.served_scorer:FraudScorer", "--host", "127.0.0.1",
          "--port", str(port)],
         cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )

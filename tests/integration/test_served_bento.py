@@ -162,7 +162,7 @@ def test_the_typed_client_speaks_the_published_document(client):
     """service/client.py sends Transaction, reads Score and the error contract: the very schemas served."""
     from pydantic import TypeAdapter
 
-    from service.errors import ErrorBody
+    from shipyard_serving.errors import ErrorBody
     from service.schemas import Transaction, TransactionBatch
 
     spec = client.get("/docs.json").json()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import error_detail_level, field_path, validation_body
+from shipyard_serving.errors import error_detail_level, field_path, validation_body
 
 ERRORS = [{"loc": ("amount",), "type": "greater_than", "msg": "Input should be greater than 0"},
           {"loc": (3, "hour"), "type": "less_than_equal", "msg": "Input should be less than or equal to 23"}]

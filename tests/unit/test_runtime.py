@@ -1,4 +1,4 @@
-"""service/runtime.py: the timeout middleware's timer ends with the request, and a request that
+"""shipyard_serving/runtime.py: the timeout middleware's timer ends with the request, and a request that
 overruns still gets BentoML's 504. Real asyncio loop, real BentoML middleware base class."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from service import runtime
+from shipyard_serving import runtime
 
 
 def _run(app, timeout: float) -> tuple[list[dict], list[asyncio.TimerHandle]]:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _whole_number(value: object) -> object:
+    """JSON Schema's `integer` includes 412.0; strict validation would refuse it, so exactly those
+    floats become ints and everything else is left for strict validation to judge."""
+    return int(value) if type(value) is float and value.is_integer() else value
 
 
 class Channel(str, Enum):
@@ -37,7 +45,8 @@ class Ticket(BaseModel):
     body: str = Field(min_length=1, max_length=5000)
     channel: Channel
     customer_tier: Tier = Tier.free
-    account_age_days: int = Field(default=0, ge=0, le=36500)
+    # A JSON boolean is not a number of days (lax mode reads false as 0), but 412.0 is an integer.
+    account_age_days: Annotated[int, Field(ge=0, le=36500, strict=True), BeforeValidator(_whole_number)] = 0
 
     def as_text(self) -> str:
         """The single string the model sees: the words plus tokens for the categorical fields.

@@ -17,13 +17,12 @@ It is built once per process, from the service object, for any BentoML service.
 from __future__ import annotations
 
 import inspect
-import json
 import typing
 from typing import Any, Awaitable, Callable
 
 from pydantic import TypeAdapter
 
-from service.errors import ErrorBody, send_json
+from .errors import ErrorBody, send_json
 
 OPENAPI_VERSION = "3.1.0"
 REF = "#/components/schemas/{model}"
@@ -136,13 +135,3 @@ class OpenAPIMiddleware:
             self._document = contract_document(self.service)
         await send_json(send, 200, self._document)
 
-
-def main() -> None:
-    """`python -m service.openapi`: print the document, for clients and reviewers."""
-    from service.service import FraudScorer
-
-    print(json.dumps(contract_document(FraudScorer), indent=2))
-
-
-if __name__ == "__main__":
-    main()

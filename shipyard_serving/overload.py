@@ -1,4 +1,5 @@
-"""Real-time admission control: a late fraud score is useless, so work that cannot finish within
+"""Real-time admission control: a late answer is useless (a fraud score after the authorisation
+timeout, say), so work that cannot finish within
 its deadline is refused at the door (503 + Retry-After) instead of queueing until the client has
 given up.
 
@@ -27,7 +28,7 @@ import os
 import time
 from typing import Any, Awaitable, Callable
 
-from service.errors import error_body, send_json
+from .errors import error_body, send_json
 
 DEADLINE_HEADER = b"x-deadline-ms"
 MIN_DEADLINE_MS, MAX_DEADLINE_MS = 0.1, 60_000
@@ -84,8 +85,7 @@ STATE = AdmissionState()
 class DeadlineMiddleware:
     """ASGI middleware for the scoring paths; health, metrics and docs pass untouched."""
 
-    def __init__(self, app: Callable, api_paths: tuple[str, ...] = ("/score", "/score_batch"),
-                 rejections: Any = None) -> None:
+    def __init__(self, app: Callable, api_paths: tuple[str, ...], rejections: Any = None) -> None:
         self.app = app
         self.api_paths = set(api_paths)
         self.rejections = rejections  # a prometheus Counter with a `reason` label, or None

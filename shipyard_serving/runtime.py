@@ -48,7 +48,7 @@ def _timeout_middleware_class() -> type:
                 await waiter
             except asyncio.TimeoutError:
                 if task.cancel():
-                    from service.errors import error_body
+                    from .errors import error_body
 
                     body = error_body("timeout", f"the request was not answered within {self.timeout:g} s")
                     await JSONResponse(body, status_code=504)(scope, receive, send)

@@ -1,0 +1,228 @@
+"""`shipyard init`: make an existing BentoML project a shipyard project, without touching its code.
+
+Writes shipyard.yaml, a hardened Kubernetes base for the Bento (one Deployment serving it on
+BentoML's port 3000, its Service, ServiceAccount without a token, PodDisruptionBudget,
+HorizontalPodAutoscaler and default-deny NetworkPolicies) and two environments, staging and
+production, whose overlays only patch (namespace, replicas, autoscaler bounds) and whose
+environment.yaml gates say what "good" means. Refuses to overwrite anything.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shipyard.project import PROJECT_FILE
+
+
+class InitError(Exception):
+    """This folder cannot be initialised as it is; the message says why and what to do."""
+
+
+def _k8s_name(bento_name: str) -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", bento_name.lower()).strip("-")[:40].strip("-")
+    return name or "bento"
+
+
+def _free_ports(count: int, start: int = 3100) -> list[int]:
+    """Loopback ports nothing listens on now, from `start` up: each environment gets its own."""
+    ports: list[int] = []
+    port = start
+    while len(ports) < count and port < 65000:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                ports.append(port)
+        port += 1
+    return ports
+
+
+def _dump(*docs: dict[str, Any], comment: str = "") -> str:
+    head = "".join(f"# {line}\n" if line else "#\n" for line in comment.splitlines())
+    return head + "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
+
+
+def _base(name: str) -> dict[str, str]:
+    """k8s/base for one Bento: complete and valid on its own, hardened for the restricted profile."""
+    labels = {"app.kubernetes.io/component": "api"}
+    container = {
+        "name": "bento", "image": name, "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": 3000, "protocol": "TCP"}],
+        "env": [{"name": "BENTOML_DO_NOT_TRACK", "value": "True"}],
+        "startupProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 120},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2, "failureThreshold": 2},
+        "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 2, "revisionHistoryLimit": 5, "minReadySeconds": 2,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "serviceAccountName": name, "automountServiceAccountToken": False,
+                "terminationGracePeriodSeconds": 30,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                               "whenUnsatisfiable": "ScheduleAnyway",
+                                               "labelSelector": {"matchLabels": labels}}],
+                "containers": [container],
+                "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "128Mi"}}],
+            }},
+        },
+    }
+    files = {
+        "serviceaccount.yaml": _dump({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name},
+                                      "automountServiceAccountToken": False},
+                                     comment="The pods' identity: they need no API access, so no token is mounted."),
+        "deployment.yaml": _dump(deployment, comment=(
+            "The Bento, served by BentoML on port 3000. The image is pinned by digest at deploy time.\n"
+            "maxUnavailable 0: a new pod must be Ready before an old one goes.")),
+        "service.yaml": _dump({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+                               "spec": {"type": "ClusterIP", "selector": labels,
+                                        "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}),
+        "pdb.yaml": _dump({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name},
+                           "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}}),
+        "hpa.yaml": _dump({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": name},
+                           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                                    "minReplicas": 2, "maxReplicas": 4,
+                                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                                        "type": "Utilization", "averageUtilization": 70}}}]}}),
+        "networkpolicy.yaml": _dump(
+            {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "default-deny"},
+             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}},
+            {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": f"{name}-http"},
+             "spec": {"podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress"],
+                      "ingress": [{"from": [{"podSelector": {}}], "ports": [{"port": "http", "protocol": "TCP"}]}]}},
+            comment="Nothing in or out by default; the API takes HTTP from pods of its own namespace."),
+        "kustomization.yaml": _dump({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+            "labels": [{"pairs": {"app.kubernetes.io/name": name}, "includeSelectors": True},
+                       {"pairs": {"app.kubernetes.io/managed-by": "shipyard"}}],
+            "resources": ["serviceaccount.yaml", "deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml",
+                          "networkpolicy.yaml"],
+        }, comment="The Bento's workload, complete and valid on its own; overlays (environments/<env>/) only patch."),
+    }
+    return {f"k8s/base/{file}": text for file, text in files.items()}
+
+
+def _environment(name: str, env: str, port: int, replicas: int, hpa: tuple[int, int]) -> dict[str, str]:
+    namespace = f"{name}-{env}"[:63]
+    staging = env == "staging"
+    settings: dict[str, Any] = {"name": env, "target": "local", "namespace": namespace, "local": {"port": port}}
+    if staging:
+        settings.update({
+            "parity": {"with": "production", "allow": ["spec.replicas", "namespace", "hpa.minReplicas", "hpa.maxReplicas"]},
+            "promotion": {"to": "production", "requires_approval": True, "max_verdict_age_h": 24,
+                          "post_deploy_suites": ["smoke"]},
+            "suites": {"contract": {"examples": 100, "seed": 7},
+                       "load": {"users": 8, "spawn_rate": 8, "duration_s": 20, "rps_per_user": 5},
+                       "stress": {"start_users": 4, "step_users": 8, "peak_users": 32, "step_s": 5,
+                                  "overload_factor": 3, "overload_s": 15, "recovery_s": 15, "p95_ms_limit": 250}},
+            "gates": {"smoke": {"failed": {"max": 0}, "apis_answered": {"min": 1}},
+                      "contract": {"server_errors": {"max": 0}, "contract_failures": {"max": 0},
+                                   "document_errors": {"max": 0}, "cases": {"min": 100}},
+                      "load": {"error_rate": {"max": 0.001}, "p99_ms": {"max": 250}, "rps": {"min": 30}},
+                      "stress": {"server_error_rate": {"max": 0.01}, "recovery_s": {"max": 10}}},
+        })
+    else:
+        settings["gates"] = {"smoke": {"failed": {"max": 0}, "apis_answered": {"min": 1}}}
+    environment = _dump(settings, comment=(
+        f"What is not Kubernetes YAML about {env}: where it runs (target; the port on 127.0.0.1 locally,\n"
+        "the namespace on Kubernetes), what \"good\" means (gates: a gate whose suite produced no data\n"
+        "fails) and, for staging, what may differ from production and how promotion works."))
+    kustomization = _dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": namespace,
+        "resources": ["../../k8s/base", "namespace.yaml"],
+        "patches": [
+            {"target": {"kind": "Deployment", "name": name},
+             "patch": f"- {{op: replace, path: /spec/replicas, value: {replicas}}}"},
+            {"target": {"kind": "HorizontalPodAutoscaler", "name": name},
+             "patch": f"- {{op: replace, path: /spec/minReplicas, value: {hpa[0]}}}\n"
+                      f"- {{op: replace, path: /spec/maxReplicas, value: {hpa[1]}}}"},
+        ],
+    }, comment=f"{env.capitalize()}: patches only; anything else differing from its sibling fails `shipyard diff`.")
+    namespace_doc = _dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "v1.34",
+        "pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/audit": "restricted"}}})
+    return {f"environments/{env}/environment.yaml": environment,
+            f"environments/{env}/kustomization.yaml": kustomization,
+            f"environments/{env}/namespace.yaml": namespace_doc}
+
+
+def _project_file(name: str, bentofile: str, samples: str | None) -> str:
+    traffic = (f"traffic:\n  samples: {samples}               # example bodies per route: {{\"/route\": [body, ...]}}\n"
+               if samples else
+               "traffic:\n  # samples: samples.json   # example bodies per route: {\"/route\": [body, ...]}; without it,\n"
+               "  #                          # smoke and load use the examples in the API's OpenAPI document\n"
+               "  weights: {}\n")
+    return (
+        "# What shipyard cannot guess about this project (written by `shipyard init`; edit freely).\n"
+        "# Every shipyard command finds this file by walking up from the working directory.\n"
+        f"bentofile: {bentofile}\n"
+        "environments: environments\n"
+        "state: .shipyard                # models, Bentos, verdicts, local servers\n"
+        "image:\n"
+        f"  repository: {name}      # pushed as $SHIPYARD_REGISTRY/{name}, deployed by digest\n"
+        "kubernetes:\n"
+        "  base: k8s/base\n"
+        f"  image: {name}           # the Bento's image as k8s/base names it\n"
+        f"  workload: {name}        # the Deployment serving the Bento\n"
+        f"  service: {name}\n"
+        "  port: 80\n"
+        + traffic +
+        "# hooks:                    # `shipyard <name> [args]` runs these, e.g.\n"
+        "#   train: python -m mypackage.train\n"
+        "# suites:                   # your own suites, run after smoke and gated like the built-in ones\n"
+        "#   acceptance: {runner: pytest, path: tests/acceptance}\n"
+    )
+
+
+def init_project(folder: Path, bentofile: str = "bentofile.yaml") -> list[str]:
+    """Writes the files and returns what to tell the user; InitError when it cannot."""
+    from shipyard.project import ProjectError, read_project
+
+    folder = folder.resolve()
+    bento_path = folder / bentofile
+    if not bento_path.is_file():
+        raise InitError(f"no {bentofile} in {folder}: run `shipyard init` in a BentoML project folder "
+                        "(the one you run `bentoml build` in)")
+    data = yaml.safe_load(bento_path.read_text()) or {}
+    if not isinstance(data, dict) or not data.get("service"):
+        raise InitError(f"{bento_path}: a bentofile needs `service` (module:Class)")
+    bento_name = str(data.get("name") or data["service"].split(":")[-1]).lower()
+    name = _k8s_name(bento_name)
+    samples = "samples.json" if (folder / "samples.json").is_file() else None
+    staging_port, production_port = _free_ports(2)
+    files = {PROJECT_FILE: _project_file(name, bentofile, samples), **_base(name),
+             **_environment(name, "staging", staging_port, 1, (1, 2)),
+             **_environment(name, "production", production_port, 2, (2, 4))}
+    existing = sorted(path for path in files if (folder / path).exists())
+    if existing:
+        raise InitError(f"not overwriting what exists in {folder}: {', '.join(existing)} (move it away, or edit it by hand)")
+    for path, text in files.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_text(text)
+    try:
+        read_project(folder / PROJECT_FILE)
+    except ProjectError as exc:  # a bug here, not the user's: say so plainly
+        raise InitError(f"shipyard init wrote an invalid {PROJECT_FILE}: {exc}") from None
+    lines = [f"wrote {path}" for path in files]
+    lines += ["", f"{bento_name}: staging on 127.0.0.1:{staging_port}, production on 127.0.0.1:{production_port} "
+                  "(local target; namespaces for Kubernetes in each environment.yaml)"]
+    if not samples:
+        lines.append("add samples.json ({\"/route\": [body, ...]}) and name it in shipyard.yaml traffic.samples, "
+                     "unless your APIs' input schemas carry examples")
+    lines += ["next:", "  shipyard build", "  shipyard deploy staging", "  shipyard verify staging",
+              "  shipyard promote staging --approve", "  shipyard history production",
+              "add .shipyard/ to .gitignore: it holds models, Bentos, verdicts and servers' logs"]
+    return lines
