@@ -239,6 +239,12 @@ def verify(ctx: click.Context, env: str, suites: tuple[str, ...], target: str | 
     from shipyard.harness.run import verify as run_verify
     from shipyard.output import info, print_json
 
+    from shipyard.project import current_project
+
+    known = current_project().suite_names
+    unknown = [s for s in suites if s not in known]
+    if unknown:
+        raise UsageError(f"unknown suite {', '.join(unknown)}: this project's suites are {', '.join(known)}")
     overrides = {}
     if short:
         overrides = {"load": {"duration_s": 10}, "contract": {"examples": 200},

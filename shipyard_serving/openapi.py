@@ -135,3 +135,20 @@ class OpenAPIMiddleware:
             self._document = contract_document(self.service)
         await send_json(send, 200, self._document)
 
+
+
+def main() -> None:
+    """`python -m shipyard_serving.openapi module:Service`: print a service's document, for
+    clients and reviewers (run where the service imports, e.g. a project's root)."""
+    import importlib
+    import json
+    import sys
+
+    if len(sys.argv) != 2 or ":" not in sys.argv[1]:
+        raise SystemExit("usage: python -m shipyard_serving.openapi module:Service   (e.g. service.service:FraudScorer)")
+    module, _, name = sys.argv[1].partition(":")
+    print(json.dumps(contract_document(getattr(importlib.import_module(module), name)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -190,7 +190,13 @@ class LocalTarget:
             import shutil
 
             shutil.rmtree(models)
-        for info in bentoml.get(bento).info.all_models:
+        try:
+            packed = bentoml.get(bento).info.all_models
+        except (bentoml.exceptions.NotFound, ValueError):
+            # Not a Bento but a service's import path (module:Class, served from source): it sees the store.
+            models.symlink_to(shared / "models", target_is_directory=True)
+            return home
+        for info in packed:
             name, version = str(info.tag).split(":")
             (models / name).mkdir(parents=True, exist_ok=True)
             (models / name / version).symlink_to(shared / "models" / name / version, target_is_directory=True)

@@ -60,7 +60,7 @@ def test_healthy_service_passes_every_gate(healthy, built_bento):
     assert verdict["passed"] and verdict["subject"]["bento"] == built_bento
     assert verdict["subject"]["model_version"].startswith("fraud_detector:")
     assert verdict["subject"]["training_data_hash"].startswith("sha256:")
-    assert [s["name"] for s in verdict["suites"]] == ["smoke", "integration", "contract", "acceptance", "load", "stress"]
+    assert [s["name"] for s in verdict["suites"]] == ["smoke", "integration", "acceptance", "contract", "load", "stress"]
     for gate in verdict["gates"]:
         assert gate["passed"] and gate["measured"] is not None, gate
     assert _gate(verdict, "contract", "cases")["measured"] >= 300
@@ -92,19 +92,39 @@ def broken(built_bento, trained_model, environments, state_dir):
 
 
 @pytest.fixture(scope="module")
+def impostor(built_bento, trained_model, environments, state_dir):
+    env, target = _serve_broken("impostor", {"BROKEN_MODEL_VERSION": "fraud_detector:impostor"},
+                                environments, state_dir, trained_model)
+    yield env
+    target.stop()
+
+
+def test_a_service_answering_with_another_model_fails_the_projects_integration_suite(impostor):
+    result = run_cli("verify", "impostor", "--suite", "integration", env=impostor, timeout=600)
+    verdict = _verdict(result)
+    assert result.returncode == 1 and not verdict["passed"]
+    said = json.dumps(verdict["suites"][0]["failures"])
+    assert "test_model_version_is_the_expected_one" in said and "fraud_detector:impostor" in said
+
+
+@pytest.fixture(scope="module")
 def slow(built_bento, trained_model, environments, state_dir):
     env, target = _serve_broken("slow", {"BROKEN_SLOW_MS": "400"}, environments, state_dir, trained_model)
     yield env
     target.stop()
 
 
-def test_wrong_model_version_fails_smoke_and_stops_the_run(broken):
+def test_a_broken_service_fails_smoke_and_stops_the_run(broken):
+    """Its valid examples get 5xx, and what it serves is not the Bento the environment should run
+    (a service from source): smoke says both, and nothing else runs."""
     result = run_cli("verify", "broken", env=broken, timeout=600)
     verdict = _verdict(result)
     assert result.returncode == 1 and not verdict["passed"]
     assert [s["name"] for s in verdict["suites"]] == ["smoke"]
     assert _gate(verdict, "smoke", "failed")["measured"] >= 1 and not _gate(verdict, "smoke", "failed")["passed"]
-    assert "model_version" in json.dumps(verdict["suites"][0]["failures"])
+    said = json.dumps(verdict["suites"][0]["failures"])
+    assert "a valid example was not answered 200" in said and "HTTP 500" in said
+    assert "the environment should run tests.integration.broken_service:Broken" in said
     later = _gate(verdict, "load", "p95_ms")
     assert not later["passed"] and later["reason"] == "no data: suite load did not run"
 

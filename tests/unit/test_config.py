@@ -70,3 +70,16 @@ def test_the_served_deadline_is_the_environments_deadline():
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     for name in ("staging", "production"):
         assert float(env["SHIPYARD_DEADLINE_MS"]) == load_environment(name).deadline_ms, name
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("name: dev\ngates: {acceptanse: {roc_auc: {min: 0.9}}}\n", "gates.acceptanse: unknown suite"),
+    ("name: dev\nsuites: {lod: {users: 3}}\n", "suites.lod: unknown suite"),
+    ("name: dev\npromotion: {to: prod, post_deploy_suites: [smok]}\n", "promotion.post_deploy_suites.smok: unknown suite"),
+])
+def test_a_suite_the_project_does_not_have_is_named_with_the_known_ones(envs, text, expected):
+    write(envs, "dev", text)
+    with pytest.raises(ConfigError) as info:
+        load_environment("dev")
+    assert expected in str(info.value)
+    assert "smoke, integration, acceptance, contract, load, stress" in str(info.value)  # this project's suites

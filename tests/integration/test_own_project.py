@@ -1,0 +1,128 @@
+"""A second BentoML project, not this repository's, taken through shipyard exactly as the README's
+"Use shipyard on your own BentoML project" section says, command by command.
+
+The project (tests/projects/ticket_router: a ticket router with its own schema, two routes and its
+own model, importing nothing of shipyard) is copied to a temporary folder outside the repository,
+gets a virtual environment of its own with shipyard installed from this repository as a user
+installs it (`pip install <path>`, not editable), and runs: init, its own training, build, deploy,
+a promotion refused for want of a verdict, verify, promotion, a second model through the same
+steps, history and rollback. The dependencies come from this repository's environment through a
+.pth file (the same pinned wheels; installing them again from the index would only cost minutes);
+shipyard itself is the copy pip installed, so nothing of the checkout is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.server
+TEMPLATE = PROJECT_ROOT / "tests" / "projects" / "ticket_router"
+SECTION = "## Use shipyard on your own BentoML project"
+
+
+def readme_commands() -> list[str]:
+    """The section's shell block, one command per line, comments kept (they say what to expect)."""
+    text = (PROJECT_ROOT / "README.md").read_text().split(SECTION, 1)[1]
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def _venv(root: Path) -> Path:
+    """The project's own environment: shipyard installed from this repository, not editable."""
+    venv = root / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "shipyard-test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return venv
+
+
+def _run(line: str, cwd: Path, env: dict[str, str], venv: Path) -> subprocess.CompletedProcess:
+    words = line.split("#", 1)[0].split()
+    if words[:2] == ["pip", "install"]:
+        words = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", str(PROJECT_ROOT)]
+    elif words[0] == "python":
+        words[0] = str(venv / "bin" / "python")
+    elif words[0] == "shipyard":
+        words[0] = str(venv / "bin" / "shipyard")
+    return subprocess.run(words, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def own_project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("own-project") / "ticket-router"
+    shutil.copytree(TEMPLATE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    assert PROJECT_ROOT not in root.parents
+    venv = _venv(root)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SHIPYARD_") and k not in ("BENTOML_HOME", "PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(BENTOML_HOME=str(root.parent / "bentoml-home"), PATH=f"{venv / 'bin'}:{env['PATH']}")
+    yield root, venv, env
+    for name in ("staging", "production"):
+        subprocess.run([str(venv / "bin" / "shipyard"), "stop", name], cwd=root, env=env, capture_output=True)
+
+
+def test_the_readme_walkthrough_takes_a_project_shipyard_has_never_seen(own_project):
+    root, venv, env = own_project
+    assert not re.search(r"\bshipyard\b", "\n".join(p.read_text() for p in (root / "router").glob("*.py")))
+    bentos: list[str] = []
+    for line in readme_commands():
+        result = _run(line, root, env, venv)
+        said = f"`{line}` exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        if "# refused" in line:
+            assert result.returncode == 1 and "no verdict for staging" in result.stderr, said
+            continue
+        assert result.returncode == 0, said
+        if line.startswith("pip install"):
+            installed = subprocess.run([str(venv / "bin" / "python"), "-c", "import shipyard; print(shipyard.__file__)"],
+                                       capture_output=True, text=True, env=env, cwd=root).stdout.strip()
+            assert installed.startswith(str(venv)), f"shipyard imported from {installed}, not the project's venv"
+        if line.startswith("shipyard build"):
+            bentos.append(re.search(r"bento (\S+)", result.stdout).group(1))
+        if line.startswith("shipyard verify"):
+            assert "verdict for staging: PASSED" in result.stdout, said
+    history = json.loads(_run("shipyard history production -o json", root, env, venv).stdout)
+    assert [(r["kind"], r["outcome"]) for r in history] == [("promote", "succeeded"), ("promote", "succeeded"),
+                                                             ("rollback", "succeeded")]
+    assert [r["subject"] for r in history] == [bentos[0], bentos[1], bentos[0]]
+    status = json.loads(_run("shipyard status production -o json", root, env, venv).stdout)
+    assert status[0]["bento"] == bentos[0] and status[0]["state"] == "ready"
+    # Nothing of it inside the repository, and the repository unchanged by it.
+    assert not (PROJECT_ROOT / "tests" / "projects" / "ticket_router" / "shipyard.yaml").exists()
+
+
+def test_what_init_writes_passes_the_checks_a_deploy_makes(tmp_path):
+    """Schema validation (Kubernetes 1.34, strict), the scanner (checkov, no exception written) and
+    parity between the two environments: what `shipyard deploy --target kubernetes` checks first."""
+    from tests.conftest import run_cli
+    from tests.integration.conftest import KUBECTL
+
+    root = tmp_path / "ticket-router"
+    shutil.copytree(TEMPLATE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"SHIPYARD_PROJECT": str(root), "SHIPYARD_STATE": str(tmp_path / "state"), "SHIPYARD_KUBECTL": str(KUBECTL)}
+    assert run_cli("init", cwd=root, env=env).returncode == 0
+    again = run_cli("init", cwd=root, env=env)
+    assert again.returncode == 2 and "not overwriting" in again.stderr and "shipyard.yaml" in again.stderr
+    check = ("from shipyard import manifests\n"
+             "for name in ('staging', 'production'):\n"
+             "    objects = manifests.render(name)\n"
+             "    manifests.validate(objects)\n"
+             "    scan = manifests.scan(objects)\n"
+             "    print(name, len(objects), scan.passed, scan.failed, scan.skipped)\n"
+             "    assert not scan.failed and not scan.skipped, scan.failed\n")
+    result = subprocess.run([sys.executable, "-c", check], cwd=root, env=dict(os.environ, **env),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    diff = run_cli("diff", "staging", "production", cwd=root, env=env)
+    assert diff.returncode == 0 and "0 outside staging's parity.allow" in diff.stdout, diff.stdout + diff.stderr
