@@ -363,16 +363,17 @@ def _non_negative_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m service.model` (the project's `train` hook: `shipyard train`): generates the
-    seeded transaction data set and its representative sample under the state folder's data/,
-    trains the pipeline, evaluates it on a holdout and saves it with its metrics and data hash to
-    the BentoML model store."""
+    """Generates the seeded transaction data set and its representative sample under the state
+    folder's data/, trains the pipeline, evaluates it on a holdout and saves it with its metrics and
+    data hash to the BentoML model store.
+
+    `python -m service.model`: the project's `train` hook (shipyard.yaml), run by `shipyard train`."""
     import argparse
     import os
     import sys
     import time
 
-    parser = argparse.ArgumentParser(prog="shipyard train", description=main.__doc__.split("\n\n")[0].replace("\n    ", " "))
+    parser = argparse.ArgumentParser(prog="shipyard train", description=" ".join(main.__doc__.split("\n\n")[0].split()))
     parser.add_argument("--seed", type=_non_negative_int, default=DEFAULT_SEED,
                         help=f"random seed for data and training (default {DEFAULT_SEED})")
     parser.add_argument("--rows", type=_rows, default=FULL_ROWS, help=f"rows in the full data set (default {FULL_ROWS}, min 2000)")

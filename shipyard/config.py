@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shipyard.paths import environments_dir
-from shipyard.project import NAME_PATTERN, Project, current_project
+from shipyard.project import NAME_PATTERN, Project, current_project, read_yaml_model
 
 _CLOSED = ConfigDict(extra="forbid")
 # A suite's name: a built-in one or one the project declares in shipyard.yaml (checked on load).
@@ -95,14 +94,6 @@ def known_environments() -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/environment.yaml")) if root.is_dir() else []
 
 
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  {where}: {err['msg']}")
-    return "\n".join(lines)
-
-
 def _unknown_suites(env: Environment, project: Project) -> list[str]:
     known = set(project.suite_names)
     named = [("suites", s) for s in env.suites] + [("gates", s) for s in env.gates]
@@ -117,16 +108,7 @@ def load_environment(name: str, project: Project | None = None) -> Environment:
     if not path.is_file():
         known = ", ".join(known_environments()) or "none"
         raise ConfigError(f"unknown environment {name!r}: {path} does not exist (known: {known})")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: must be a mapping of keys to values, got {type(raw).__name__}")
-    try:
-        env = Environment.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path} is invalid:\n{_describe(exc)}") from exc
+    env = read_yaml_model(path, Environment, ConfigError)
     if env.name != name:
         raise ConfigError(f"{path}: name: is {env.name!r} but the folder is {name!r}; they must match")
     unknown = _unknown_suites(env, project or current_project())

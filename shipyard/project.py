@@ -12,7 +12,7 @@ import os
 import shlex
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -193,17 +193,25 @@ def find_project_file(start: Path | None = None) -> Path:
                        "project (the folder holding bentofile.yaml), or cd into one")
 
 
-def read_project(path: Path) -> Project:
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml_model(path: Path, model: type[M], error: type[Exception]) -> M:
+    """A YAML file validated by a pydantic model; `error` names the file, each key and its rule."""
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ProjectError(f"{path}: not valid YAML: {exc}") from None
+        raise error(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise ProjectError(f"{path}: must be a mapping of keys to values")
+        raise error(f"{path}: must be a mapping of keys to values, got {type(raw).__name__}")
     try:
-        project = Project.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        raise ProjectError(f"{path} is invalid:\n{_describe(exc)}") from None
+        raise error(f"{path} is invalid:\n{_describe(exc)}") from None
+
+
+def read_project(path: Path) -> Project:
+    project = read_yaml_model(path, Project, ProjectError)
     project._root = path.parent.resolve()
     return project
 
