@@ -97,8 +97,14 @@ def _wrap_service(project: Project, ctx: Path, bentofile: Path) -> None:
         f"import shipyard_serving\nfrom {module} import {name} as _service\n\n"
         f"{name} = shipyard_serving.install(_service)\n")
     data["service"] = f"{ENTRY_MODULE}:{name}"
+    extra = [f"{ENTRY_MODULE}.py", "shipyard_serving/*.py"]
+    if project.image.base == "debian":
+        from shipyard import imagebase
+
+        data["docker"] = {**(data.get("docker") or {}), **imagebase.docker_options(project, ctx)}
+        extra.append(imagebase.TEMPLATE_IN_CONTEXT)
     if data.get("include"):
-        data["include"] = [*data["include"], f"{ENTRY_MODULE}.py", "shipyard_serving/*.py"]
+        data["include"] = [*data["include"], *extra]
     bentofile.write_text(yaml.safe_dump(data, sort_keys=False))
 
 

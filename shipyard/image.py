@@ -132,12 +132,19 @@ def check_registry(registry: str) -> None:
                          "or set SHIPYARD_REGISTRY to your registry") from exc
 
 
-def prepare(echo: Callable[[str], None]) -> None:
-    """The project's `image.prepare` command (e.g. building the base image its bentofile names)."""
-    command = current_project().image.prepare
-    if command:
-        echo(f"preparing: {' '.join(command)}")
-        _run(command_line(command), "image.prepare")
+def ensure_base(bento_path: str, echo: Callable[[str], None]) -> None:
+    """With shipyard.yaml image.base: debian, the Bento's base image, built here (cached by recipe)."""
+    project = current_project()
+    if project.image.base != "debian":
+        return
+    from shipyard import imagebase
+
+    command, requirements = imagebase.build_command(project, bento_path)
+    echo(f"ensuring the base image {imagebase.base_name(project)}:py3.11 (Debian packages, wheels downloaded here)")
+    try:
+        echo(f"base image: {_run(command, 'building the base image').strip().splitlines()[-1]}")
+    finally:
+        requirements.unlink(missing_ok=True)
 
 
 def build_companions(registry: str, echo: Callable[[str], None]) -> dict[str, str]:
@@ -166,7 +173,7 @@ def build_image(bento_tag: str | None = None, registry: str | None = None,
     bento = resolve_bento(bento_tag)
     check_docker()
     check_registry(registry)
-    prepare(echo)
+    ensure_base(bento.path, echo)
     repository = current_project().image.repository
     version = bento.tag.split(":", 1)[1]
     image = f"{registry}/{repository}:{version}"

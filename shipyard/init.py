@@ -173,6 +173,8 @@ def _project_file(name: str, bentofile: str, samples: str | None) -> str:
         "state: .shipyard                # models, Bentos, verdicts, local servers\n"
         "image:\n"
         f"  repository: {name}      # pushed as $SHIPYARD_REGISTRY/{name}, deployed by digest\n"
+        "  base: debian              # the base image built here from Debian packages (no registry pull);\n"
+        "                            # remove it to use the bentofile's docker.base_image instead\n"
         "kubernetes:\n"
         "  base: k8s/base\n"
         f"  image: {name}           # the Bento's image as k8s/base names it\n"

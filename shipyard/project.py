@@ -40,11 +40,12 @@ class Image(BaseModel):
     model_config = _CLOSED
     # Pushed as $SHIPYARD_REGISTRY/<repository>:<bento version>; deployed by digest only.
     repository: Annotated[str, Field(pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")]
-    # Run before `bentoml containerize`, from the project root: e.g. build the base image the
-    # bentofile names when it is not a public one.
-    prepare: Command | None = None
-
-    _split = field_validator("prepare", mode="before")(_command)
+    # debian: the Bento's base image is built here from Debian packages (shipyard/imagebase): no
+    # registry pull, no network inside the image build. Unset: the bentofile's own docker options.
+    base: Literal["debian"] | None = None
+    # With base debian: a complete pinned list of the image's Python packages (else the Bento's
+    # own requirements with BentoML and uv, and what they need, resolved when the base is built).
+    lock: str | None = None
 
 
 class Companion(BaseModel):

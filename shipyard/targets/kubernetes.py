@@ -70,7 +70,7 @@ class KubernetesTarget:
         self.project = current_project()
         self.workload = self.project.kubernetes.workload  # the Deployment serving the Bento
         self.records = ConfigMapRecords(env.namespace)
-        self.lock = LeaseLock(env.namespace)
+        self.lock = LeaseLock(env.namespace, self.make_namespace)
 
     def preflight(self, image: "ImageRef", annotations: dict[str, str], progress: Callable[[str], None]) -> tuple[list[dict], list[str]]:
         """Render, validate, scan and parity-check: everything that happens before the cluster."""
@@ -304,6 +304,18 @@ class KubernetesTarget:
                       notes.get(ANNOTATION_MODEL, ""), "", None,
                       dep["metadata"]["creationTimestamp"].replace("Z", "+00:00"),
                       dep["spec"]["template"]["spec"]["containers"][0]["image"], problems)
+
+    def make_namespace(self) -> None:
+        """The environment's Namespace as its manifests declare it (labels and all), alone: what a
+        first promotion needs before it can take the lock there."""
+        from shipyard import kubectl, manifests
+
+        namespaces = [o for o in manifests.render(self.env.name) if o["kind"] == "Namespace"]
+        if not namespaces:
+            raise TargetError(f"namespace {self.namespace} does not exist and {self.env.name}'s manifests declare "
+                              "none: create it, or add a Namespace to the overlay")
+        kubectl.run("apply", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
+                    input_text=manifests.to_yaml(namespaces))
 
     @contextmanager
     def endpoint(self) -> Iterator[Endpoint]:

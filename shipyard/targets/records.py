@@ -10,6 +10,7 @@ import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from shipyard.targets.base import TargetError
 
@@ -107,8 +108,9 @@ class ConfigMapRecords:
 class LeaseLock:
     """A coordination.k8s.io Lease: created by one release manager, refused to the next."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, make_namespace: Callable[[], None] = lambda: None) -> None:
         self.namespace = namespace
+        self.make_namespace = make_namespace  # the first promotion into an environment finds no namespace yet
 
     def acquire(self, name: str, holder: str, ttl_s: float) -> str | None:
         from shipyard import kubectl
@@ -121,6 +123,9 @@ class LeaseLock:
             created = kubectl.run("create", "-f", "-", input_text=json.dumps(lease), check=False)
             if created.returncode == 0:
                 return None
+            if "NotFound" in created.stderr and "namespaces" in created.stderr:
+                self.make_namespace()
+                continue
             if "AlreadyExists" not in created.stderr:
                 raise TargetError(f"could not take the promotion lock: {created.stderr.strip()}")
             current = kubectl.get_json("lease", lease_name, "-n", self.namespace)

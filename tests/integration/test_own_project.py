@@ -5,8 +5,9 @@ The project (tests/projects/ticket_router: a ticket router with its own schema, 
 own model, importing nothing of shipyard) is copied to a temporary folder outside the repository,
 gets a virtual environment of its own with shipyard installed from this repository as a user
 installs it (`pip install <path>`, not editable), and runs: init, its own training, build, deploy,
-a promotion refused for want of a verdict, verify, promotion, a second model through the same
-steps, history and rollback. The dependencies come from this repository's environment through a
+a promotion refused for want of a verdict, verify, promotion, then the same on the local
+Kubernetes cluster (the image built on a base from Debian packages, deployed by digest into the
+project's own namespaces), a second model through every step, history and rollback on both. The dependencies come from this repository's environment through a
 .pth file (the same pinned wheels; installing them again from the index would only cost minutes);
 shipyard itself is the copy pip installed, so nothing of the checkout is imported.
 """
@@ -25,8 +26,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT_ROOT
+from tests.integration.conftest import KUBECONFIG, KUBECTL
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.docker, pytest.mark.cluster]
 TEMPLATE = PROJECT_ROOT / "tests" / "projects" / "ticket_router"
 SECTION = "## Use shipyard on your own BentoML project"
 
@@ -50,6 +52,11 @@ def _venv(root: Path) -> Path:
 
 def _run(line: str, cwd: Path, env: dict[str, str], venv: Path) -> subprocess.CompletedProcess:
     words = line.split("#", 1)[0].split()
+    if words[0] == "export":  # the user's cluster: here, this repository's local one
+        name, _, _ = words[1].partition("=")
+        assert name == "KUBECONFIG", line
+        env[name] = str(KUBECONFIG)
+        return subprocess.CompletedProcess(words, 0, "", "")
     if words[:2] == ["pip", "install"]:
         words = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", str(PROJECT_ROOT)]
     elif words[0] == "python":
@@ -61,22 +68,32 @@ def _run(line: str, cwd: Path, env: dict[str, str], venv: Path) -> subprocess.Co
 
 @pytest.fixture(scope="module")
 def own_project(tmp_path_factory):
+    _delete_namespaces(wait=True)  # a previous run's records would be this run's history
     root = tmp_path_factory.mktemp("own-project") / "ticket-router"
     shutil.copytree(TEMPLATE, root, ignore=shutil.ignore_patterns("__pycache__"))
     assert PROJECT_ROOT not in root.parents
     venv = _venv(root)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SHIPYARD_") and k not in ("BENTOML_HOME", "PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(BENTOML_HOME=str(root.parent / "bentoml-home"), PATH=f"{venv / 'bin'}:{env['PATH']}")
+    # kubectl on PATH, as a user has it: the local cluster's own build.
+    env.update(BENTOML_HOME=str(root.parent / "bentoml-home"), PATH=f"{venv / 'bin'}:{KUBECTL.parent}:{env['PATH']}")
     yield root, venv, env
     for name in ("staging", "production"):
         subprocess.run([str(venv / "bin" / "shipyard"), "stop", name], cwd=root, env=env, capture_output=True)
+    _delete_namespaces(wait=False)
+
+
+def _delete_namespaces(wait: bool) -> None:
+    subprocess.run([str(KUBECTL), "--kubeconfig", str(KUBECONFIG), "delete", "namespace", "--ignore-not-found",
+                    f"--wait={str(wait).lower()}", "--timeout=180s", "ticket-router-staging", "ticket-router-production"],
+                   capture_output=True, timeout=240)
 
 
 def test_the_readme_walkthrough_takes_a_project_shipyard_has_never_seen(own_project):
     root, venv, env = own_project
     assert not re.search(r"\bshipyard\b", "\n".join(p.read_text() for p in (root / "router").glob("*.py")))
     bentos: list[str] = []
+    images: list[str] = []
     for line in readme_commands():
         result = _run(line, root, env, venv)
         said = f"`{line}` exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -90,14 +107,18 @@ def test_the_readme_walkthrough_takes_a_project_shipyard_has_never_seen(own_proj
             assert installed.startswith(str(venv)), f"shipyard imported from {installed}, not the project's venv"
         if line.startswith("shipyard build"):
             bentos.append(re.search(r"bento (\S+)", result.stdout).group(1))
+        if line.startswith("shipyard image build"):
+            images.append(result.stdout.strip().splitlines()[-1])
         if line.startswith("shipyard verify"):
             assert "verdict for staging: PASSED" in result.stdout, said
-    history = json.loads(_run("shipyard history production -o json", root, env, venv).stdout)
-    assert [(r["kind"], r["outcome"]) for r in history] == [("promote", "succeeded"), ("promote", "succeeded"),
-                                                             ("rollback", "succeeded")]
-    assert [r["subject"] for r in history] == [bentos[0], bentos[1], bentos[0]]
-    status = json.loads(_run("shipyard status production -o json", root, env, venv).stdout)
-    assert status[0]["bento"] == bentos[0] and status[0]["state"] == "ready"
+    kinds = [("promote", "succeeded"), ("promote", "succeeded"), ("rollback", "succeeded")]
+    for target, subjects in (("local", bentos), ("kubernetes", images)):
+        history = json.loads(_run(f"shipyard history production --target {target} -o json", root, env, venv).stdout)
+        assert [(r["kind"], r["outcome"]) for r in history] == kinds, target
+        assert [r["subject"] for r in history] == [subjects[0], subjects[1], subjects[0]], target
+        status = json.loads(_run(f"shipyard status production --target {target} -o json", root, env, venv).stdout)
+        assert status[0]["state"] == "ready", status
+    assert status[0]["image"] == images[0] and status[0]["bento"] == bentos[0]
     # Nothing of it inside the repository, and the repository unchanged by it.
     assert not (PROJECT_ROOT / "tests" / "projects" / "ticket_router" / "shipyard.yaml").exists()
 
@@ -106,7 +127,6 @@ def test_what_init_writes_passes_the_checks_a_deploy_makes(tmp_path):
     """Schema validation (Kubernetes 1.34, strict), the scanner (checkov, no exception written) and
     parity between the two environments: what `shipyard deploy --target kubernetes` checks first."""
     from tests.conftest import run_cli
-    from tests.integration.conftest import KUBECTL
 
     root = tmp_path / "ticket-router"
     shutil.copytree(TEMPLATE, root, ignore=shutil.ignore_patterns("__pycache__"))

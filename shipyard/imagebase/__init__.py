@@ -1,0 +1,58 @@
+"""Base images built here, from Debian packages, for projects whose shipyard.yaml says
+`image: {base: debian}`: no registry pull, no network inside the image build.
+
+`shipyard build` points the Bento at such a base (`shipyard-base-<repository>:py3.11`) and at
+the containerize template beside this module; `shipyard image build` builds the base first with
+`build-base` from the Bento's own Python requirements (or the project's lock file), plus BentoML
+and uv at the versions shipyard runs with.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from shipyard.project import Project
+
+HERE = Path(__file__).resolve().parent
+BUILD_BASE = HERE / "build-base"
+TEMPLATE = HERE / "Dockerfile.j2"
+TEMPLATE_IN_CONTEXT = "shipyard_dockerfile.j2"
+UV = "uv==0.13.9"  # what BentoML's containerize template needs (>= 0.13.4) to install offline
+
+
+def base_name(project: Project) -> str:
+    return f"shipyard-base-{project.image.repository.replace('/', '-')}"
+
+
+def docker_options(project: Project, ctx: Path) -> dict[str, str]:
+    """The bentofile's docker options for a Debian base: its name and the template, copied into the context."""
+    shutil.copy2(TEMPLATE, ctx / TEMPLATE_IN_CONTEXT)
+    return {"base_image": f"{base_name(project)}:py3.11", "dockerfile_template": TEMPLATE_IN_CONTEXT}
+
+
+def requirements(project: Project, bento_path: str) -> str:
+    """What the base holds: the project's lock file, or the Bento's requirements with BentoML and uv."""
+    if project.image.lock:
+        return project.path(project.image.lock).read_text()
+    import bentoml
+
+    import re
+
+    pins = {"bentoml": f"bentoml=={bentoml.__version__}", "uv": UV}
+    bento_requirements = Path(bento_path) / "env" / "python" / "requirements.txt"
+    if bento_requirements.is_file():
+        for line in bento_requirements.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line and not line.startswith("-"):
+                pins[re.split(r"[=<>!~\[; ]", line, maxsplit=1)[0].lower().replace("_", "-")] = line
+    return "\n".join(sorted(pins.values())) + "\n"
+
+
+def build_command(project: Project, bento_path: str) -> tuple[list[str], Path]:
+    """The build-base command line and the requirements file it reads (the caller removes it)."""
+    handle = tempfile.NamedTemporaryFile("w", prefix="shipyard-base-", suffix=".txt", delete=False)
+    with handle:
+        handle.write(requirements(project, bento_path))
+    return ["bash", str(BUILD_BASE), base_name(project), handle.name], Path(handle.name)
