@@ -163,7 +163,7 @@ def _project_file(name: str, bentofile: str, samples: str | None) -> str:
     traffic = (f"traffic:\n  samples: {samples}               # example bodies per route: {{\"/route\": [body, ...]}}\n"
                if samples else
                "traffic:\n  # samples: samples.json   # example bodies per route: {\"/route\": [body, ...]}; without it,\n"
-               "  #                          # smoke and load use the examples in the API's OpenAPI document\n"
+               "  #                          # the OpenAPI document's examples, else bodies generated from it\n"
                "  weights: {}\n")
     return (
         "# What shipyard cannot guess about this project (written by `shipyard init`; edit freely).\n"
@@ -222,8 +222,8 @@ def init_project(folder: Path, bentofile: str = "bentofile.yaml") -> list[str]:
     lines += ["", f"{bento_name}: staging on 127.0.0.1:{staging_port}, production on 127.0.0.1:{production_port} "
                   "(local target; namespaces for Kubernetes in each environment.yaml)"]
     if not samples:
-        lines.append("add samples.json ({\"/route\": [body, ...]}) and name it in shipyard.yaml traffic.samples, "
-                     "unless your APIs' input schemas carry examples")
+        lines.append("smoke, load and stress will send bodies generated from your APIs' schemas; for bodies like "
+                     "your real traffic, add samples.json ({\"/route\": [body, ...]}) as shipyard.yaml traffic.samples")
     lines += ["next:", "  shipyard build", "  shipyard deploy staging", "  shipyard verify staging",
               "  shipyard promote staging --approve", "  shipyard history production",
               "add .shipyard/ to .gitignore: it holds models, Bentos, verdicts and servers' logs"]

@@ -4,7 +4,6 @@ right suite and the right gate with the measured value in the verdict."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -2,7 +2,8 @@
 
 From the project's samples file (shipyard.yaml `traffic.samples`, passed as SHIPYARD_SAMPLES):
 `{"/route": [body, ...], ...}`, validated here so a typo names the route and the rule. A route
-without samples falls back to the examples in the served OpenAPI document.
+without samples falls back to the examples in the served OpenAPI document, and a route without
+those to bodies generated from its request schema (schemathesis' positive generation, seeded).
 """
 
 from __future__ import annotations
@@ -58,9 +59,42 @@ def document_examples(document: dict[str, Any], route: str) -> list[Any]:
     return examples
 
 
+GENERATED_PER_ROUTE = 10
+
+
+def generated_examples(document: dict[str, Any], routes: list[str], count: int = GENERATED_PER_ROUTE) -> dict[str, list[Any]]:
+    """Schema-valid request bodies for `routes`, generated from the document (schemathesis'
+    positive mode): what a route without samples or examples is sent. Seeded, so a run repeats."""
+    if not routes:
+        return {}
+    import hypothesis
+    import schemathesis
+    from schemathesis import GenerationMode
+
+    generated: dict[str, list[Any]] = {route: [] for route in routes}
+    schema = schemathesis.openapi.from_dict(document)
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.method.upper() != "POST" or operation.path not in generated:
+            continue
+        bodies = generated[operation.path]
+
+        @hypothesis.settings(max_examples=count, derandomize=True, database=None, deadline=None,
+                             phases=[hypothesis.Phase.generate], suppress_health_check=list(hypothesis.HealthCheck))
+        @hypothesis.given(operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+        def collect(case: Any) -> None:
+            bodies.append(case.body)
+
+        collect()
+    return generated
+
+
 def examples_for(document: dict[str, Any], samples: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    """Every API route with its examples: the samples file's, else the document's ([] if none)."""
-    return {route: samples.get(route) or document_examples(document, route) for route in api_routes(document)}
+    """Every API route with its bodies: the samples file's, else the document's examples, else
+    bodies generated from the route's request schema."""
+    found = {route: samples.get(route) or document_examples(document, route) for route in api_routes(document)}
+    generated = generated_examples(document, [route for route, bodies in found.items() if not bodies])
+    return {route: bodies or generated.get(route, []) for route, bodies in found.items()}
 
 
 def weights(routes: list[str]) -> dict[str, float]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from locust import FastHttpUser, constant, constant_throughput, events, task
 
-from shipyard.harness.staged.traffic import examples_for, load_samples, weights
+from shipyard.harness.staged.traffic import TrafficError, examples_for, load_samples, weights
 
 RPS_PER_USER = float(os.environ.get("SHIPYARD_SUITE_RPS_PER_USER", "0"))
 PLAN: dict[str, Any] = {}  # route -> bodies, and the weighted route list: filled once the host is known
@@ -31,6 +31,8 @@ def _plan(environment, **_: object) -> None:
 
     document = httpx.get(f"{environment.host.rstrip('/')}/docs.json", timeout=30).json()
     bodies = {route: examples for route, examples in examples_for(document, load_samples()).items() if examples}
+    if not bodies:
+        raise TrafficError("no API has a body to send: add a samples file (shipyard.yaml traffic.samples)")
     shares = weights(sorted(bodies))
     PLAN["bodies"] = bodies
     PLAN["routes"], PLAN["weights"] = list(shares), list(shares.values())
