@@ -145,7 +145,7 @@ def main() -> None:
     import sys
 
     if len(sys.argv) != 2 or ":" not in sys.argv[1]:
-        raise SystemExit("usage: python -m shipyard_serving.openapi module:Service   (e.g. service.service:FraudScorer)")
+        raise SystemExit("usage: python -m shipyard_serving.openapi module:Service   (e.g. myapp.service:MyService)")
     module, _, name = sys.argv[1].partition(":")
     print(json.dumps(contract_document(getattr(importlib.import_module(module), name)), indent=2))
 

@@ -1,5 +1,5 @@
-"""Real-time admission control: a late answer is useless (a fraud score after the authorisation
-timeout, say), so work that cannot finish within
+"""Real-time admission control: a late answer is useless (a decision that arrives after its
+caller's timeout), so work that cannot finish within
 its deadline is refused at the door (503 + Retry-After) instead of queueing until the client has
 given up.
 
