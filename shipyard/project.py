@@ -82,11 +82,13 @@ class Traffic(BaseModel):
 
 class SuiteSpec(BaseModel):
     """A suite the project brings. pytest: a folder of tests (values to gate reach the verdict
-    through `record_testsuite_property`); locust: a locustfile; command: exit 0 passes, and a JSON
-    object on its last output line gives the measured values."""
+    through `record_testsuite_property`); locust: a locustfile; schemathesis: every check against
+    the served OpenAPI document, like the built-in contract suite, with the suite's own settings
+    (`examples`, `seed` in environment.yaml); command: exit 0 passes, and a JSON object on its last
+    output line gives the measured values."""
 
     model_config = _CLOSED
-    runner: Literal["pytest", "locust", "command"]
+    runner: Literal["pytest", "locust", "schemathesis", "command"]
     path: str | None = None
     command: Command | None = None
 
@@ -96,8 +98,10 @@ class SuiteSpec(BaseModel):
     def _what_to_run(self) -> "SuiteSpec":
         if self.runner == "command" and not self.command:
             raise ValueError("runner command needs `command`")
-        if self.runner != "command" and not self.path:
+        if self.runner in ("pytest", "locust") and not self.path:
             raise ValueError(f"runner {self.runner} needs `path`")
+        if self.runner == "schemathesis" and (self.path or self.command):
+            raise ValueError("runner schemathesis takes no path or command: it reads the served OpenAPI document")
         return self
 
 

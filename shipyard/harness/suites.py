@@ -57,6 +57,8 @@ def spec_for(project: Project, suite: str) -> SuiteSpec:
     if suite in BUILTIN:
         return BUILTIN[suite]
     own = project.suites[suite]
+    if own.runner == "schemathesis":  # the contract suite's own file, with this suite's settings
+        return BUILTIN["contract"]
     return own.model_copy(update={"path": str(project.path(own.path))}) if own.path else own
 
 

@@ -74,3 +74,8 @@ def test_the_bento_name_and_build_context_come_from_the_bentofile(tmp_path):
     assert project.bento_name == "ticketrouter"
     assert [p.relative_to(tmp_path).as_posix() for p in build_context(project)] == [
         "bentofile.yaml", "router/schemas.py", "router/service.py"]
+
+
+def test_a_schemathesis_suite_takes_no_path(tmp_path):
+    with pytest.raises(ProjectError, match="runner schemathesis takes no path"):
+        read_project(_project(tmp_path, MINIMAL + "suites: {fuzz: {runner: schemathesis, path: x}}\n"))

@@ -44,3 +44,10 @@ def test_project_paths_are_the_projects_and_built_in_suites_are_shipyards(tmp_pa
     project = _project(tmp_path)
     assert spec_for(project, "accept").path == str(tmp_path / "tests" / "accept")
     assert spec_for(project, "smoke") is BUILTIN["smoke"] and Path(BUILTIN["smoke"].path).is_dir()
+
+
+def test_a_schemathesis_suite_is_the_contract_suite_with_its_own_settings(tmp_path):
+    (tmp_path / "shipyard.yaml").write_text(PROJECT + "  fuzz: {runner: schemathesis}\n")
+    project = read_project(tmp_path / "shipyard.yaml")
+    assert spec_for(project, "fuzz") is BUILTIN["contract"]
+    assert project.suite_names == ("smoke", "perf", "accept", "fuzz", "contract", "load", "stress")
