@@ -35,6 +35,9 @@ MIN_DEADLINE_MS, MAX_DEADLINE_MS = 0.1, 60_000
 _QUEUE_SHARE = 0.25  # of the deadline: the longest the event loop's queue may delay a request
 _PROBE_S = 0.005
 _SUSTAINED = 3  # probes
+# The floor is only measured by answers. When it refuses everything, one request in this long is let
+# through to measure it again: else a floor raised by a past overload would refuse for ever.
+_REMEASURE_S = 1.0
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -53,10 +56,16 @@ class AdmissionState:
         self.queue_delay_s = 0.0  # how late the event loop runs what is ready, sustained over a few probes
         self._recent: collections.deque[float] = collections.deque([0.0] * _SUSTAINED, maxlen=_SUSTAINED)
         self.floor_s = 0.0  # the fastest answer of late: drops at once, drifts up slowly
+        self.admitted_at = 0.0  # monotonic time of the last request let in
         self._probe: asyncio.Task | None = None
 
-    def admits(self, deadline_s: float) -> bool:
-        return self.queue_delay_s <= deadline_s * _QUEUE_SHARE and deadline_s >= self.floor_s
+    def admits(self, deadline_s: float, now: float) -> bool:
+        if self.queue_delay_s > deadline_s * _QUEUE_SHARE:
+            return False
+        if deadline_s >= self.floor_s or now - self.admitted_at >= _REMEASURE_S:
+            self.admitted_at = now
+            return True
+        return False
 
     def record(self, elapsed_s: float) -> None:
         self.floor_s = elapsed_s if elapsed_s < self.floor_s or not self.floor_s else \
@@ -108,7 +117,7 @@ class DeadlineMiddleware:
                                       f"to {MAX_DEADLINE_MS}", field="X-Deadline-Ms", rule="range"))
                 return
         STATE.start_probe()
-        if not STATE.admits(deadline_ms / 1000):
+        if not STATE.admits(deadline_ms / 1000, arrived):
             await self._reject(send, "queue_too_long" if deadline_ms / 1000 >= STATE.floor_s else "deadline_too_short",
                                deadline_ms)
             return
