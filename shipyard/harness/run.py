@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable
 
@@ -60,26 +61,23 @@ def verify(env: Environment, requested: list[str] | None = None, target_kind: st
     started = verdicts.now()
     results: list[SuiteResult] = []
     target = target_for(env, target_kind)
-    try:
-        opened = target.endpoint()
-        ep = opened.__enter__()
-    except TargetError as exc:
-        raise VerifyError(str(exc)) from None
-    subject = {**ep.subject, **_data_hash(ep.subject.get("model_version", ""))}
-    try:
-        with tempfile.TemporaryDirectory(prefix="shipyard-verify-") as tmp:
-            context = _context(project, env, subject)
-            for suite in suites:
-                progress(f"{suite}: running against {ep.url}")
-                configured = {**env.suites.get(suite, {}), **(overrides or {}).get(suite, {})}
-                result = run_suite(project, suite, ep.url, configured, context, Path(tmp))
-                results.append(result)
-                progress(f"{suite}: {result.status} in {result.seconds:.1f}s")
-                if suite == "smoke" and result.status != "passed":
-                    progress("smoke failed: stopping here, nothing else can be trusted")
-                    break
-    finally:
-        opened.__exit__(None, None, None)
+    with ExitStack() as stack:
+        try:
+            ep = stack.enter_context(target.endpoint())
+        except TargetError as exc:
+            raise VerifyError(str(exc)) from None
+        subject = {**ep.subject, **_data_hash(ep.subject.get("model_version", ""))}
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="shipyard-verify-"))
+        context = _context(project, env, subject)
+        for suite in suites:
+            progress(f"{suite}: running against {ep.url}")
+            configured = {**env.suites.get(suite, {}), **(overrides or {}).get(suite, {})}
+            result = run_suite(project, suite, ep.url, configured, context, Path(tmp))
+            results.append(result)
+            progress(f"{suite}: {result.status} in {result.seconds:.1f}s")
+            if suite == "smoke" and result.status != "passed":
+                progress("smoke failed: stopping here, nothing else can be trusted")
+                break
     measured = {r.name: r.metrics for r in results}
     judged = gate_eval.evaluate(env.gates, measured, {r.name for r in results if r.status != "error"}, suites)
     document = verdicts.build(env.name, target_kind or env.target, subject, results, judged, started, suites)

@@ -29,13 +29,15 @@ def test_metrics_and_openapi_are_reachable(client, document):
     assert api_routes(document), "the OpenAPI document lists no API (no POST operation)"
 
 
-def _routes(document):
+@pytest.fixture(scope="module")
+def routes(document):
+    """Every API with its bodies, worked out once (generating bodies from the schema takes a while)."""
     return examples_for(document, load_samples())
 
 
-def test_every_api_answers_a_valid_example(client, document, record):
+def test_every_api_answers_a_valid_example(client, routes, record):
     answered, missing, refused = 0, [], []
-    for route, examples in _routes(document).items():
+    for route, examples in routes.items():
         if not examples:
             missing.append(route)
             continue
@@ -59,10 +61,10 @@ def test_every_api_refuses_an_invalid_body_with_a_4xx(client, document):
     assert not wrong, "an invalid body was not refused with a 4xx:\n" + "\n".join(wrong)
 
 
-def test_the_served_bento_is_the_expected_one(client, document):
+def test_the_served_bento_is_the_expected_one(client, routes):
     """BentoML labels its request metrics with the Bento's version: compare it with the one the
     environment should run (after the requests above, so the series exist)."""
-    for route, examples in _routes(document).items():
+    for route, examples in routes.items():
         if examples:
             client.post(route, json=examples[0])
     served = set(re.findall(r'service_version="([^"]*)"', client.get("/metrics").text))
