@@ -112,10 +112,9 @@ def _type_csv_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _csv_chunks(source: Path, chunk_rows: int) -> Iterator[Chunk]:
+def _csv_chunks(source: Path, chunk_rows: int, start: int) -> Iterator[Chunk]:
     strings = {name: "str" for name, rule in RULES.items() if rule.kind == "str"}
     _check_header(list(pd.read_csv(source, nrows=0).columns), source)
-    start = 1
     with pd.read_csv(source, chunksize=chunk_rows, dtype=strings, keep_default_na=False, na_values=[""]) as reader:
         for frame in reader:
             frame = frame.drop(columns=[LABEL], errors="ignore").reset_index(drop=True)
@@ -123,24 +122,23 @@ def _csv_chunks(source: Path, chunk_rows: int) -> Iterator[Chunk]:
             start += len(frame)
 
 
-def _parquet_chunks(source: Path, chunk_rows: int) -> Iterator[Chunk]:
+def _parquet_chunks(source: Path, chunk_rows: int, start: int) -> Iterator[Chunk]:
     import pyarrow.parquet as pq
 
     file = pq.ParquetFile(source)
     _check_header(file.schema_arrow.names, source)
-    start = 1
     for batch in file.iter_batches(batch_size=chunk_rows):
         frame = batch.to_pandas().drop(columns=[LABEL], errors="ignore")
         yield Chunk(np.arange(start, start + len(frame)), frame)
         start += len(frame)
 
 
-def _jsonl_chunks(source: Path, chunk_rows: int) -> Iterator[Chunk]:
+def _jsonl_chunks(source: Path, chunk_rows: int, start: int) -> Iterator[Chunk]:
     rows: list[int] = []
     records: list[dict[str, Any]] = []
     unreadable: list[tuple[int, Rejection]] = []
     with source.open() as f:
-        for line_no, line in enumerate(f, start=1):
+        for line_no, line in enumerate(f, start=start):
             if not line.strip():
                 unreadable.append((line_no, Rejection("line", "json_invalid", "empty line")))
                 continue
@@ -162,15 +160,16 @@ def _jsonl_chunks(source: Path, chunk_rows: int) -> Iterator[Chunk]:
         yield Chunk(np.array(rows, dtype=np.int64), pd.DataFrame.from_records(records), records, unreadable)
 
 
-def read_chunks(source: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """Chunks of a CSV (header row), JSON Lines or Parquet file, in input order."""
+def read_chunks(source: Path, chunk_rows: int = CHUNK_ROWS, first_row: int = 1) -> Iterator[Chunk]:
+    """Chunks of a CSV (header row), JSON Lines or Parquet file, in input order, its rows numbered
+    from `first_row` (a shard of a larger input keeps the numbers of the whole)."""
     readers = {".csv": _csv_chunks, ".jsonl": _jsonl_chunks, ".ndjson": _jsonl_chunks, ".parquet": _parquet_chunks}
     suffix = source.suffix.lower()
     if suffix not in readers:
         raise BatchError(f"{source}: unsupported input format {suffix or '(none)'}; use {', '.join(INPUTS)}")
     if not source.is_file():
         raise BatchError(f"input {source} does not exist")
-    return readers[suffix](source, chunk_rows)
+    return readers[suffix](source, chunk_rows, first_row)
 
 
 @dataclass(frozen=True)
@@ -244,10 +243,11 @@ class _Writer:
 
 
 def score_file(source: Path, output: Path, rejects: Path, pipeline: Any, threshold: float, model_version: str,
-               chunk_rows: int = CHUNK_ROWS, progress: Callable[[int, int, int], None] = lambda *_: None) -> BatchResult:
+               chunk_rows: int = CHUNK_ROWS, progress: Callable[[int, int, int], None] = lambda *_: None,
+               first_row: int = 1) -> BatchResult:
     if output.suffix.lower() not in OUTPUTS:
         raise BatchError(f"{output}: unsupported output format {output.suffix or '(none)'}; use {', '.join(OUTPUTS)}")
-    chunks = read_chunks(source, chunk_rows)
+    chunks = read_chunks(source, chunk_rows, first_row)
     partial_out, partial_rej = output.with_name(output.name + ".partial"), rejects.with_name(rejects.name + ".partial")
     rows = scored = rejected = 0
     try:
@@ -285,29 +285,19 @@ def score_file(source: Path, output: Path, rejects: Path, pipeline: Any, thresho
     return BatchResult(rows, scored, rejected, output, rejects)
 
 
-ARCHIVE_BEGIN, ARCHIVE_END = "-----BEGIN SHIPYARD BATCH OUTPUTS-----", "-----END SHIPYARD BATCH OUTPUTS-----"
+def _first_row(text: str) -> int:
+    import argparse
 
-
-def archive_to_text(paths: list[Path]) -> str:
-    """The outputs as base64 of a tar.gz between markers: how a Job hands its files back through
-    its log when the cluster offers no shared volume (shipyard's batch protocol: shipyard reads
-    them back from the log)."""
-    import base64
-    import io
-    import tarfile
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path in paths:
-            tar.add(path, arcname=path.name)
-    encoded = base64.encodebytes(buffer.getvalue()).decode()
-    return f"{ARCHIVE_BEGIN}\n{encoded}{ARCHIVE_END}\n"
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1 (got {text!r})")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m service.batch` (the project's `batch` hook): `shipyard batch` runs it here, and
-    every batch Job runs it inside the image. Prints a summary line; with --archive (a Job) also
-    the JSON summary and the outputs, archived, that shipyard reads back from the Job's log."""
+    each shard of a batch Job runs it inside the image, on its share of the input, with shipyard's
+    shard protocol: `--first-row` numbers the rows as in the whole input, progress goes to stderr
+    as JSON lines, and `--summary` is written last, when the outputs are in place."""
     import argparse
     import signal
     import sys
@@ -323,12 +313,20 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"model tag (default {MODEL_NAME}:latest)")
     parser.add_argument("--chunk-rows", type=_rows, default=CHUNK_ROWS,
                         help=f"rows read, validated and scored at once (default {CHUNK_ROWS}, min 2000)")
-    parser.add_argument("--archive", action="store_true", help="print the outputs, archived, to stdout at the end")
+    parser.add_argument("--first-row", type=_first_row, default=1,
+                        help="the number of the input's first row (a shard of a larger input; default 1)")
+    parser.add_argument("--summary", type=Path,
+                        help='when done, write {"rows", "scored", "rejected"} here as JSON (a shard\'s completion mark)')
     args = parser.parse_args(argv)
     from service.model import load_from_store
 
     def interrupted(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
+
+    def progress(rows: int, scored: int, rejected: int) -> None:
+        line = json.dumps({"rows": rows, "scored": scored, "rejected": rejected}) if args.summary \
+            else f"{rows} rows: {scored} scored, {rejected} rejected"
+        print(line, file=sys.stderr, flush=True)
 
     signal.signal(signal.SIGTERM, interrupted)
     rejects = args.rejects or args.output.with_name(args.output.stem + ".rejects.csv")
@@ -336,8 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = load_from_store(args.model)
         result = score_file(args.input, args.output, rejects, model.pipeline, model.threshold, model.tag,
-                            args.chunk_rows, lambda rows, scored, rejected: print(
-                                f"{rows} rows: {scored} scored, {rejected} rejected", file=sys.stderr, flush=True))
+                            args.chunk_rows, progress, args.first_row)
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -348,13 +345,13 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: no output written", file=sys.stderr)
         return 130
     seconds = time.monotonic() - started
+    if args.summary:
+        partial = args.summary.with_name(args.summary.name + ".partial")
+        partial.write_text(json.dumps({"rows": result.rows, "scored": result.scored, "rejected": result.rejected,
+                                       "model": model.tag, "seconds": round(seconds, 2)}))
+        os.replace(partial, args.summary)
     print(f"{result.rows} rows in = {result.scored} scored ({result.output}) + {result.rejected} rejected "
           f"({result.rejects}) in {seconds:.1f}s", flush=True)
-    if args.archive:
-        summary = {"rows": result.rows, "scored": result.scored, "rejected": result.rejected, "model": model.tag,
-                   "seconds": round(seconds, 2)}
-        print(json.dumps(summary), flush=True)
-        sys.stdout.write(archive_to_text([result.output, result.rejects]))
     return 0
 
 

@@ -331,20 +331,28 @@ def history(env: str, target: str | None, output: str) -> None:
 @click.argument("source")
 @click.argument("output")
 @click.option("--target", type=click.Choice(["local", "kubernetes"]), default="local", show_default=True,
-              help="local: the project's batch hook here; kubernetes: a Job in --env's namespace from its "
-                   "batch CronJob, with the image the environment runs (input up to 900 KiB)")
+              help="local: the project's batch hook here; kubernetes: an Indexed Job in --env's namespace, one pod "
+                   "per shard, with the image the environment runs, input and outputs on its batch volume")
 @click.option("--env", help="kubernetes: environment whose namespace runs the Job")
-@click.option("--timeout", type=POSITIVE, default=600, show_default=True, help="kubernetes: seconds to wait for the Job")
+@click.option("--shards", type=click.IntRange(1, 100),
+              help="kubernetes: split the input into this many shards (default: the environment's batch.shards)")
+@click.option("--resume", is_flag=True,
+              help="kubernetes: finish an interrupted run of the same input: only shards without output run again")
+@click.option("--timeout", type=POSITIVE, default=3600, show_default=True, help="kubernetes: seconds the Job may take")
 @click.option("--rejects", help="rejects CSV (default: <output stem>.rejects.csv)")
 @click.argument("hook_args", nargs=-1, type=click.UNPROCESSED)
-def batch(source: str, output: str, target: str, env: str | None, timeout: float, rejects: str | None,
-          hook_args: tuple[str, ...]) -> None:
+def batch(source: str, output: str, target: str, env: str | None, shards: int | None, resume: bool, timeout: float,
+          rejects: str | None, hook_args: tuple[str, ...]) -> None:
     """Score the file SOURCE into OUTPUT with the project's batch entry point (shipyard.yaml
     hooks.batch; further options go to it, e.g. --model): rows in = scored + rejected, rejects
-    with row, field and rule. Local runs it here; kubernetes runs it as a Job in the environment."""
+    with row, field and rule. Local runs it here; kubernetes splits SOURCE into shards scored in
+    parallel by an Indexed Job, retries a failed shard, and merges the shards' outputs in order
+    once every row is accounted for."""
     from pathlib import Path
 
     if target == "local":
+        if shards or resume:
+            raise UsageError("--shards and --resume are for --target kubernetes; a local run is one process")
         run_hook("batch", [source, output, *(["--rejects", rejects] if rejects else []), *hook_args])
     from shipyard.config import load_environment
     from shipyard.output import info
@@ -358,10 +366,11 @@ def batch(source: str, output: str, target: str, env: str | None, timeout: float
                          "options for the batch hook apply to --target local")
     out = Path(output)
     rejected_to = Path(rejects) if rejects else out.with_name(out.stem + ".rejects.csv")
-    job = run_batch_job(KubernetesTarget(load_environment(env)), Path(source), out, rejected_to,
-                        progress=info, timeout_s=timeout)
+    job = run_batch_job(KubernetesTarget(load_environment(env)), Path(source), out, rejected_to, shards=shards,
+                        resume=resume, progress=info, timeout_s=timeout)
+    retried = f", {job.retried} failed pod(s) retried" if job.retried else ""
     click.echo(f"{job.rows} rows in = {job.scored} scored ({out}) + {job.rejected} rejected ({rejected_to}) "
-               f"by job/{job.job} in {job.seconds:.1f}s")
+               f"by job/{job.job} ({job.shards} shards{retried}) in {job.seconds:.1f}s")
 
 
 def _age(started_at: str) -> str:

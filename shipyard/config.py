@@ -61,6 +61,16 @@ class Promotion(BaseModel):
     post_deploy_suites: list[Suite] = ["smoke"]
 
 
+class BatchSettings(BaseModel):
+    """`shipyard batch --target kubernetes` in this environment: how many shards an input is
+    split into, how many run at once, and how often a failed shard is retried."""
+
+    model_config = _CLOSED
+    shards: Annotated[int, Field(ge=1, le=100)] = 4
+    parallelism: Annotated[int, Field(ge=1, le=100)] = 4
+    retries_per_shard: Annotated[int, Field(ge=0, le=10)] = 2
+
+
 class Environment(BaseModel):
     """One environment. Only `name` is required; everything else has a working default."""
 
@@ -77,6 +87,7 @@ class Environment(BaseModel):
     suites: dict[Suite, dict[str, float | int | str]] = {}
     gates: dict[Suite, dict[str, Bound]] = {}
     promotion: Promotion | None = None
+    batch: BatchSettings = BatchSettings()
 
     @model_validator(mode="after")
     def _namespace_for_kubernetes(self) -> "Environment":

@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 
@@ -70,3 +70,17 @@ def check_reachable() -> None:
             "start the local cluster (make cluster-up; export KUBECONFIG=$PWD/.shipyard/cluster/admin.kubeconfig) "
             "or point KUBECONFIG at yours"
         )
+
+
+def stream(*args: str, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+           timeout: float = 600) -> None:
+    """kubectl with bytes in and out through files (copying files into and out of a pod with
+    `exec ... tar`: the payload never sits in memory)."""
+    cmd = [kubectl_path(), *args]
+    try:
+        result = subprocess.run(cmd, stdin=stdin, stdout=stdout if stdout is not None else subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise ClusterError(f"kubectl {' '.join(args[:4])} timed out after {timeout:g}s") from exc
+    if result.returncode != 0:
+        raise ClusterError(f"kubectl {' '.join(args[:6])} failed: {result.stderr.decode(errors='replace').strip()}")

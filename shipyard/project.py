@@ -119,7 +119,8 @@ class Project(BaseModel):
     kubernetes: Kubernetes
     traffic: Traffic = Traffic()
     # Project commands run from the project root (`shipyard <name> [args]`). `batch` is also the
-    # entry point each batch Job runs: `<batch> INPUT OUTPUT --rejects FILE [--archive]`.
+    # entry point each shard of a batch Job runs, with the shard protocol of shipyard/targets/batch.py:
+    # `<batch> INPUT OUTPUT --rejects FILE --first-row K --summary FILE`.
     hooks: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Command] = {}
     companions: list[Companion] = []
     suites: dict[Annotated[str, Field(pattern=NAME_PATTERN)], SuiteSpec] = {}

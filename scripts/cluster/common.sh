@@ -27,6 +27,8 @@ SANDBOX_IMAGE="shipyard.local/pause:3.10"
 BRIDGE="shipyard0"
 POD_SUBNET="10.244.0.0/24"
 SERVICE_RANGE="10.96.0.0/16"
+# Static local volumes the cluster offers (one per bound claim: the batch volume of each namespace).
+VOLUME_COUNT=8
 # Start order; `down` walks it backwards.
 COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 

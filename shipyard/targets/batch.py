@@ -1,125 +1,327 @@
-"""`shipyard batch --target kubernetes`: one Job from the environment's batch CronJob template.
+"""`shipyard batch --target kubernetes`: a sharded, resumable Indexed Job on a volume.
 
-The toolkit owns the orchestration; the work is the project's batch entry point (shipyard.yaml
-`hooks.batch`, the command the CronJob's container runs), called as
-`<entry point> INPUT OUTPUT --rejects REJECTS --archive`. Its protocol with the toolkit: a JSON
-summary line `{"rows": n, "scored": s, "rejected": r, ...}` on stdout, then its output files as
-base64 of a tar.gz between the two ARCHIVE markers below.
+The toolkit owns the orchestration; the work of one shard is the project's batch entry point (the
+command of the environment's batch CronJob container, shipyard.yaml `kubernetes.batch_cronjob`).
+A run, start to end:
+
+1. the input is split here into shards (shipyard.shards) and copied, with a manifest, onto the
+   PersistentVolumeClaim the CronJob mounts, under `<mount>/shipyard-runs/<run>/in`, through a
+   short-lived pod of the same image (`kubectl exec ... tar`: works on any cluster, any storage);
+2. an Indexed Job built from the CronJob's template runs one pod per shard, at most `parallelism`
+   at once, each retried up to `retries_per_shard` times on its own (backoffLimitPerIndex);
+3. when every shard has succeeded, their outputs come back, the counts are checked (each shard
+   against the rows it was given, the files against the shards' summaries) and only then are the
+   merged output and rejects renamed into place; the run's folder on the volume is removed.
+
+A run is named by the input's content, the shard count and the output format, so `--resume` finds
+the folder an interrupted run left behind and re-runs only the shards without a summary.
+
+The shard protocol, which a project's entry point implements (service/batch.py does):
+`<entry point> INPUT OUTPUT --rejects REJECTS.csv --first-row K --summary SUMMARY.json`: score
+INPUT, numbering its rows from K; write OUTPUT and REJECTS (CSV with a header row); print progress
+to stderr as JSON lines `{"rows": n, "scored": n, "rejected": n}`; and last, once the outputs are in
+place, write that same object to SUMMARY. A shard without a summary did not finish.
 """
 
 from __future__ import annotations
 
-import base64
-import io
+import copy
+import hashlib
 import json
-import os
+import re
+import shlex
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from shipyard import kubectl
 from shipyard.project import current_project
+from shipyard.shards import Shard, ShardError, check_formats, merge, read_manifest, split, write_manifest
 from shipyard.targets.base import TargetError
 from shipyard.targets.kubernetes import KubernetesTarget
 
-ARCHIVE_BEGIN, ARCHIVE_END = "-----BEGIN SHIPYARD BATCH OUTPUTS-----", "-----END SHIPYARD BATCH OUTPUTS-----"
-# A ConfigMap holds at most 1 MiB: the CLI's way in is for files up to this size. Larger inputs
-# belong on a volume the CronJob mounts (see k8s/base/batch-cronjob.yaml).
-BATCH_INPUT_LIMIT = 900 * 1024
+RUNS_FOLDER = "shipyard-runs"
+RUN_LABEL = "shipyard.dev/batch-run"
+# Each shard's pod: skip a shard already complete (a resumed run), else the entry point with the
+# shard protocol's arguments. $JOB_COMPLETION_INDEX is set by the Job controller.
+SHARD_SCRIPT = """set -eu
+i="$JOB_COMPLETION_INDEX"; d="$SHIPYARD_BATCH_RUN"
+if [ -f "$d/out/$i.json" ]; then echo "shard $i is complete: skipped" >&2; exit 0; fi
+exec "$@" "$d/in/$i$SHIPYARD_BATCH_IN" "$d/out/$i$SHIPYARD_BATCH_OUT" --rejects "$d/out/$i.rejects.csv" \\
+  --first-row "$(cat "$d/in/$i.first-row")" --summary "$d/out/$i.json"
+"""
 
 
 @dataclass(frozen=True)
 class BatchJobResult:
     job: str
+    shards: int
     rows: int
     scored: int
     rejected: int
     seconds: float
+    retried: int
 
 
-def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects: Path,
-                  progress: Callable[[str], None] = lambda _: None, timeout_s: float = 600) -> BatchJobResult:
-    """One Job from the environment's (suspended) CronJob template: the image the environment
-    runs, the input in a ConfigMap owned by the Job, the outputs back through the Job's log."""
-    from shipyard import kubectl
+@dataclass(frozen=True)
+class _Template:
+    """What the CronJob's template says about where and how shards run."""
 
-    cronjob = current_project().kubernetes.batch_cronjob
-    if not cronjob:
+    job_spec: dict
+    labels: dict
+    mount: str  # where the data volume (a PersistentVolumeClaim) is mounted in the container
+
+
+def run_id(source: Path, shards: int, output: Path) -> str:
+    """The same input, shard count and output format name the same run: what --resume finds."""
+    digest = hashlib.sha256()
+    with source.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return f"{digest.hexdigest()[:16]}-{shards}-{output.suffix.lower().lstrip('.')}"
+
+
+def _template(namespace: str) -> _Template:
+    name = current_project().kubernetes.batch_cronjob
+    if not name:
         raise TargetError("this project names no batch CronJob: set kubernetes.batch_cronjob in shipyard.yaml")
-    if not source.is_file():
-        raise TargetError(f"input {source} does not exist")
-    size = source.stat().st_size
-    if size > BATCH_INPUT_LIMIT:
-        raise TargetError(f"{source} is {size / 1024:.0f} KiB; a Job started by the CLI takes up to "
-                          f"{BATCH_INPUT_LIMIT // 1024} KiB through a ConfigMap. Score it locally (shipyard batch "
-                          "without --target kubernetes) or mount your storage in the CronJob's input volume")
-    ns = target.namespace
-    cron = kubectl.get_json("cronjob", cronjob, "-n", ns)
+    cron = kubectl.get_json("cronjob", name, "-n", namespace)
     if cron is None:
-        raise TargetError(f"no cronjob/{cronjob} in {ns}: deploy the environment first (shipyard deploy)")
-    started = time.monotonic()
-    name = f"{cronjob}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{os.getpid() % 10000}"
-    job_spec = cron["spec"]["jobTemplate"]["spec"]
-    pod = job_spec["template"]["spec"]
+        raise TargetError(f"no cronjob/{name} in {namespace}: deploy the environment first (shipyard deploy)")
+    spec = cron["spec"]["jobTemplate"]["spec"]
+    pod = spec["template"]["spec"]
     container = pod["containers"][0]
-    out_name = f"scores{output.suffix.lower()}"
-    container["args"] = [f"/input/{source.name}", f"/output/{out_name}", "--rejects", "/output/rejects.csv", "--archive"]
-    for volume in pod["volumes"]:
-        if volume["name"] == "input":
-            volume["configMap"] = {"name": name}
-    job = {"apiVersion": "batch/v1", "kind": "Job",
-           "metadata": {"name": name, "namespace": ns, "labels": {**cron["metadata"].get("labels", {}),
-                                                                   "shipyard.dev/batch-run": name}},
-           "spec": job_spec}
-    kubectl.run("create", "-f", "-", input_text=json.dumps(job))
-    uid = kubectl.get_json("job", name, "-n", ns)["metadata"]["uid"]
-    config_map = {"apiVersion": "v1", "kind": "ConfigMap",
-                  "metadata": {"name": name, "namespace": ns,
-                               "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}]},
-                  "binaryData": {source.name: base64.b64encode(source.read_bytes()).decode()}}
-    kubectl.run("create", "-f", "-", input_text=json.dumps(config_map))
-    progress(f"job/{name} created in {ns} ({size / 1024:.0f} KiB of input)")
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status = (kubectl.get_json("job", name, "-n", ns) or {}).get("status", {})
-        if status.get("succeeded"):
-            break
-        if status.get("failed") or time.monotonic() > deadline:
-            log = kubectl.run("logs", f"job/{name}", "-n", ns, check=False).stdout[-2000:]
-            why = "failed" if status.get("failed") else f"did not finish within {timeout_s:g}s"
-            raise TargetError(f"job/{name} {why}; its log ends:\n{log}")
-        time.sleep(1)
-    log = kubectl.run("logs", f"job/{name}", "-n", ns, timeout=120).stdout
-    summary = next((json.loads(line) for line in log.splitlines() if line.startswith('{"rows"')), None)
-    if summary is None:
-        raise TargetError(f"job/{name} printed no summary; its log ends:\n{log[-2000:]}")
+    if not container.get("command"):
+        raise TargetError(f"cronjob/{name}: its container names no command; set it to the project's batch entry point")
+    claims = {v["name"] for v in pod.get("volumes", []) if "persistentVolumeClaim" in v}
+    mount = next((m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] in claims), None)
+    if mount is None:
+        raise TargetError(f"cronjob/{name} mounts no PersistentVolumeClaim: shards read and write on a volume; "
+                          "add one to its pod (see k8s/base/batch-cronjob.yaml)")
+    return _Template(spec, cron["metadata"].get("labels", {}), mount.rstrip("/"))
+
+
+class _FilesPod:
+    """A pod of the batch image with the data volume mounted, for copying files in and out. It
+    sleeps for a bounded time and is deleted when the run ends, whichever way it ends."""
+
+    def __init__(self, namespace: str, template: _Template, run: str, lifetime_s: float) -> None:
+        self.namespace = namespace
+        self.name = f"{current_project().kubernetes.batch_cronjob}-files-{run[:12]}"
+        pod = copy.deepcopy(template.job_spec["template"]["spec"])
+        container = pod["containers"][0]
+        container.update(name="files", command=["sleep", str(int(lifetime_s))], args=[],
+                         resources={"requests": {"cpu": "50m", "memory": "32Mi"},
+                                    "limits": {"cpu": "500m", "memory": "128Mi"}})
+        container.pop("env", None)
+        # sleep as PID 1 ignores SIGTERM: nothing to finish, so no grace period to wait out.
+        pod.update(containers=[container], restartPolicy="Never", activeDeadlineSeconds=int(lifetime_s),
+                   terminationGracePeriodSeconds=0)
+        labels = {**template.labels, "app.kubernetes.io/component": "batch-files", RUN_LABEL: run}
+        self.manifest = {"apiVersion": "v1", "kind": "Pod",
+                         "metadata": {"name": self.name, "namespace": namespace, "labels": labels}, "spec": pod}
+
+    def __enter__(self) -> "_FilesPod":
+        kubectl.run("delete", "pod", self.name, "-n", self.namespace, "--ignore-not-found", "--wait=true", timeout=120)
+        kubectl.run("create", "-f", "-", input_text=json.dumps(self.manifest))
+        kubectl.run("wait", "--for=condition=Ready", f"pod/{self.name}", "-n", self.namespace, "--timeout=180s",
+                    timeout=200)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        kubectl.run("delete", "pod", self.name, "-n", self.namespace, "--ignore-not-found", "--wait=false",
+                    check=False)
+
+    def sh(self, script: str, timeout: float = 120) -> str:
+        return kubectl.run("exec", self.name, "-n", self.namespace, "--", "sh", "-c", script, timeout=timeout).stdout
+
+    def put(self, folder: Path, into: str) -> None:
+        """Replaces `into` on the volume with the contents of `folder`."""
+        with tempfile.TemporaryFile() as archive:
+            with tarfile.open(fileobj=archive, mode="w") as tar:
+                for path in sorted(folder.iterdir()):
+                    tar.add(path, arcname=path.name)
+            archive.seek(0)
+            kubectl.stream("exec", "-i", self.name, "-n", self.namespace, "--", "sh", "-c",
+                           f"rm -rf {shlex.quote(into)} && mkdir -p {shlex.quote(into)}/out && "
+                           f"tar -x -C {shlex.quote(into)}", stdin=archive, timeout=1800)
+
+    def get(self, folder: str, into: Path) -> None:
+        with tempfile.TemporaryFile() as archive:
+            kubectl.stream("exec", self.name, "-n", self.namespace, "--", "tar", "-c", "-C", folder, ".",
+                           stdout=archive, timeout=1800)
+            archive.seek(0)
+            with tarfile.open(fileobj=archive, mode="r") as tar:
+                tar.extractall(into, filter="data")
+
+
+def _indexes(text: str | None) -> set[int]:
+    """The Job status's index ranges ("0,2-4") as a set."""
+    found: set[int] = set()
+    for part in filter(None, (text or "").split(",")):
+        low, _, high = part.partition("-")
+        found.update(range(int(low), int(high or low) + 1))
+    return found
+
+
+def _job(template: _Template, name: str, namespace: str, run: str, run_dir: str, shards: int, parallelism: int,
+         retries: int, deadline_s: float, in_suffix: str, out_suffix: str) -> dict:
+    spec = copy.deepcopy(template.job_spec)
+    spec.pop("backoffLimit", None)  # per shard instead: one bad shard does not use up the others' retries
+    spec.update(completionMode="Indexed", completions=shards, parallelism=min(parallelism, shards),
+                backoffLimitPerIndex=retries, activeDeadlineSeconds=int(deadline_s))
+    container = spec["template"]["spec"]["containers"][0]
+    container["command"] = ["/bin/sh", "-c", SHARD_SCRIPT, "shard", *container["command"]]
+    container["args"] = []
+    container["env"] = [*container.get("env", []), {"name": "SHIPYARD_BATCH_RUN", "value": run_dir},
+                        {"name": "SHIPYARD_BATCH_IN", "value": in_suffix},
+                        {"name": "SHIPYARD_BATCH_OUT", "value": out_suffix}]
+    labels = {**template.labels, RUN_LABEL: run}
+    spec["template"].setdefault("metadata", {}).setdefault("labels", {})[RUN_LABEL] = run
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec}
+
+
+def _progress_of_running(namespace: str, job: str) -> dict[int, dict]:
+    """The last progress line of each shard's newest pod (what it has scored so far)."""
+    pods = (kubectl.get_json("pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job}") or {}).get("items", [])
+    newest: dict[int, dict] = {}
+    for pod in sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"]):
+        index = pod["metadata"].get("labels", {}).get("batch.kubernetes.io/job-completion-index")
+        if index is not None and pod["status"].get("phase") in ("Running", "Succeeded"):
+            newest[int(index)] = pod
+    progress: dict[int, dict] = {}
+    for index, pod in newest.items():
+        log = kubectl.run("logs", pod["metadata"]["name"], "-n", namespace, "--tail=5", check=False, timeout=20).stdout
+        for line in reversed(log.splitlines()):
+            if line.startswith("{"):
+                try:
+                    progress[index] = json.loads(line)
+                    break
+                except ValueError:
+                    continue
+    return progress
+
+
+def _failure_logs(namespace: str, job: str, indexes: set[int]) -> str:
+    pods = (kubectl.get_json("pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job}") or {}).get("items", [])
+    lines = []
+    for pod in pods:
+        index = pod["metadata"].get("labels", {}).get("batch.kubernetes.io/job-completion-index")
+        if index is not None and int(index) in indexes and pod["status"].get("phase") == "Failed":
+            log = kubectl.run("logs", pod["metadata"]["name"], "-n", namespace, "--tail=8", check=False).stdout
+            lines.append(f"--- shard {index}, pod {pod['metadata']['name']}:\n{log.rstrip()}")
+    return "\n".join(lines[-6:])
+
+
+def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects: Path, shards: int | None = None,
+                  resume: bool = False, progress: Callable[[str], None] = lambda _: None,
+                  timeout_s: float = 3600) -> BatchJobResult:
+    """Scores SOURCE into OUTPUT (and REJECTS) with an Indexed Job; see the module's docstring."""
     try:
-        unpack_archive(log, {out_name: output, "rejects.csv": rejects})
-    except ValueError as exc:
-        raise TargetError(f"job/{name}: {exc}") from exc
-    if summary["rows"] != summary["scored"] + summary["rejected"]:
-        raise TargetError(f"job/{name} read {summary['rows']} rows but scored {summary['scored']} and rejected "
-                          f"{summary['rejected']}")
-    return BatchJobResult(name, summary["rows"], summary["scored"], summary["rejected"], time.monotonic() - started)
+        check_formats(source, output)
+    except ShardError as exc:
+        raise TargetError(str(exc)) from exc
+    settings = target.env.batch
+    wanted = shards or settings.shards
+    ns = target.namespace
+    template = _template(ns)
+    started = time.monotonic()
+    run = run_id(source, wanted, output)
+    run_dir = f"{template.mount}/{RUNS_FOLDER}/{run}"
+    with tempfile.TemporaryDirectory(prefix="shipyard-batch-") as scratch, \
+            _FilesPod(ns, template, run, timeout_s + 900) as files:
+        local = Path(scratch)
+        if resume:
+            text = files.sh(f"cat {shlex.quote(run_dir)}/manifest.json 2>/dev/null || true")
+            if not text.strip():
+                raise TargetError(f"nothing to resume: no unfinished run of {source} with {wanted} shards into a "
+                                  f"{output.suffix} file is on the volume (a run is removed once merged); "
+                                  "run again without --resume")
+            plan = read_manifest(text)
+            done = files.sh(f"ls {shlex.quote(run_dir)}/out").split()
+            complete = sorted(int(n[:-5]) for n in done if re.fullmatch(r"\d+\.json", n))
+            progress(f"resuming run {run}: shards {complete or 'none'} complete, "
+                     f"{len(plan) - len(complete)} of {len(plan)} to run")
+        else:
+            progress(f"splitting {source.name} into {wanted} shards")
+            plan = _stage(source, wanted, local / "stage")
+            progress(f"{sum(s.rows for s in plan)} rows in {len(plan)} shards "
+                     f"({', '.join(str(s.rows) for s in plan)}); copying them to the volume")
+            files.put(local / "stage", run_dir)
+        kubectl.run("delete", "job", "-n", ns, "-l", f"{RUN_LABEL}={run}", "--cascade=foreground", "--wait=true",
+                    "--ignore-not-found", timeout=180)
+        name = f"{current_project().kubernetes.batch_cronjob}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
+        job = _job(template, name, ns, run, run_dir, len(plan), settings.parallelism, settings.retries_per_shard,
+                   timeout_s, source.suffix.lower(), output.suffix.lower())
+        kubectl.run("create", "-f", "-", input_text=json.dumps(job))
+        progress(f"job/{name}: {len(plan)} shards, {min(settings.parallelism, len(plan))} at a time, "
+                 f"{settings.retries_per_shard} retries each")
+        retried = _watch(ns, name, plan, timeout_s, progress)
+        progress("every shard succeeded; merging their outputs")
+        files.get(f"{run_dir}/out", local / "out")
+        try:
+            merged = merge(plan, local / "out", output, rejects)
+        except ShardError as exc:
+            raise TargetError(f"job/{name}: {exc}; nothing was written (the shards' outputs stay on the volume)") from exc
+        files.sh(f"rm -rf {shlex.quote(run_dir)}")
+        kubectl.run("delete", "job", name, "-n", ns, "--wait=false", check=False)
+    return BatchJobResult(name, len(plan), merged.rows, merged.scored, merged.rejected, time.monotonic() - started,
+                          retried)
 
 
-def unpack_archive(log: str, names: dict[str, Path]) -> None:
-    """Writes each archived file to names[its name], renamed into place only when all are read."""
-    if ARCHIVE_BEGIN not in log or ARCHIVE_END not in log:
-        raise ValueError("the Job's log holds no complete outputs (it failed, or its log was truncated)")
-    encoded = log.split(ARCHIVE_BEGIN, 1)[1].split(ARCHIVE_END, 1)[0]
-    with tarfile.open(fileobj=io.BytesIO(base64.decodebytes(encoded.encode())), mode="r:gz") as tar:
-        members = {m.name: m for m in tar.getmembers() if m.isfile()}
-        if set(members) != set(names):
-            raise ValueError(f"the Job returned {sorted(members)}, expected {sorted(names)}")
-        partials = []
-        for name, target in names.items():
-            partial = target.with_name(target.name + ".partial")
-            reader = tar.extractfile(members[name])
-            assert reader is not None
-            partial.write_bytes(reader.read())
-            partials.append((partial, target))
-    for partial, target in partials:
-        os.replace(partial, target)
+def _stage(source: Path, shards: int, folder: Path) -> list[Shard]:
+    """The shards, each with its first row beside it (what SHARD_SCRIPT passes), and the manifest."""
+    folder.mkdir(parents=True)
+    plan = split(source, shards, folder)
+    for shard in plan:
+        (folder / f"{shard.index}.first-row").write_text(str(shard.first_row))
+    write_manifest(plan, folder / "manifest.json")
+    # The manifest sits beside in/: move the shards into in/.
+    (folder / "in").mkdir()
+    for path in list(folder.iterdir()):
+        if path.is_file() and path.name != "manifest.json":
+            path.rename(folder / "in" / path.name)
+    return plan
+
+
+def _watch(namespace: str, job: str, plan: list[Shard], timeout_s: float, progress: Callable[[str], None]) -> int:
+    """Polls the Job until it completes (returns how many pods failed and were retried) or fails."""
+    deadline = time.monotonic() + timeout_s + 60
+    last = ""
+    total = len(plan)
+    while True:
+        found = kubectl.get_json("job", job, "-n", namespace)
+        if found is None:
+            raise TargetError(f"job/{job} was deleted before it finished; the shards it completed stay on the volume: "
+                              "rerun the same command with --resume to run only the unfinished shards")
+        status = found.get("status", {})
+        conditions = {c["type"]: c for c in status.get("conditions", []) if c.get("status") == "True"}
+        completed = _indexes(status.get("completedIndexes"))
+        failed = _indexes(status.get("failedIndexes"))
+        if "Complete" in conditions:
+            return int(status.get("failed", 0))
+        if "Failed" in conditions or "FailureTarget" in conditions or time.monotonic() > deadline:
+            why = conditions.get("Failed") or conditions.get("FailureTarget") or {}
+            reason = f"{why.get('reason', 'timed out')}: {why.get('message', '')}".rstrip(": ")
+            shards = f"shard(s) {sorted(failed)} failed every retry; " if failed else ""
+            raise TargetError(f"job/{job} failed ({reason}); {shards}shards {sorted(completed) or 'none'} completed "
+                              "and stay on the volume: rerun the same command with --resume to run only the "
+                              f"unfinished shards\n{_failure_logs(namespace, job, failed)}")
+        seen = _progress_of_running(namespace, job)
+        # A shard skipped as complete (a resumed run) printed no progress: its rows are its plan's.
+        rows = sum(seen[s.index].get("rows", 0) if s.index in seen else s.rows if s.index in completed else 0
+                   for s in plan)
+        scored = sum(p.get("scored", 0) for p in seen.values())
+        rejected = sum(p.get("rejected", 0) for p in seen.values())
+        retries = f", {status['failed']} pod(s) failed and retried" if status.get("failed") else ""
+        line = (f"shards {len(completed)}/{total} done, {status.get('active', 0)} running{retries}: "
+                f"{rows} of {sum(s.rows for s in plan)} rows read, {scored} scored, {rejected} rejected")
+        if line != last:
+            progress(line)
+            last = line
+        time.sleep(2)
