@@ -52,7 +52,13 @@ def run_hook(name: str, args: Sequence[str]) -> None:
     if name not in project.hooks:
         raise UsageError(f"this project has no `{name}` hook: add `hooks: {{{name}: <command>}}` to "
                          f"{project.root / 'shipyard.yaml'}")
-    command = command_line(project.hooks[name])
+    _exec(name, command_line(project.hooks[name]), args)
+
+
+def _exec(name: str, command: list[str], args: Sequence[str]) -> None:
+    from shipyard.project import current_project
+
+    project = current_project()
     if "/" in command[0] and not os.path.isabs(command[0]):
         command[0] = str(project.root / command[0])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(project.root), os.environ.get("PYTHONPATH")])))
@@ -344,16 +350,25 @@ def history(env: str, target: str | None, output: str) -> None:
 def batch(source: str, output: str, target: str, env: str | None, shards: int | None, resume: bool, timeout: float,
           rejects: str | None, hook_args: tuple[str, ...]) -> None:
     """Score the file SOURCE into OUTPUT with the project's batch entry point (shipyard.yaml
-    hooks.batch; further options go to it, e.g. --model): rows in = scored + rejected, rejects
-    with row, field and rule. Local runs it here; kubernetes splits SOURCE into shards scored in
+    hooks.batch; further options go to it, e.g. --model), or, for a project without one, by sending
+    each row as the body of one of its APIs (--api NAME), in process: rows in = scored + rejected,
+    rejects with row, field and rule. Local runs it here; kubernetes splits SOURCE into shards scored in
     parallel by an Indexed Job, retries a failed shard, and merges the shards' outputs in order
     once every row is accounted for."""
     from pathlib import Path
 
+    from shipyard.project import current_project
+
     if target == "local":
         if shards or resume:
             raise UsageError("--shards and --resume are for --target kubernetes; a local run is one process")
-        run_hook("batch", [source, output, *(["--rejects", rejects] if rejects else []), *hook_args])
+        files = [source, output, *(["--rejects", rejects] if rejects else []), *hook_args]
+        project = current_project()
+        if "batch" in project.hooks:
+            run_hook("batch", files)
+        # No entry point of its own: each row is a body for one of the service's APIs (--api), in process.
+        _exec("batch", [sys.executable, "-m", "shipyard_serving.batch", "--service",
+                        str(project.bentofile_data()["service"])], files)
     from shipyard.config import load_environment
     from shipyard.output import info
     from shipyard.targets import KubernetesTarget

@@ -2,13 +2,15 @@
 
 Writes shipyard.yaml, a hardened Kubernetes base for the Bento (one Deployment serving it on
 BentoML's port 3000, its Service, ServiceAccount without a token, PodDisruptionBudget,
-HorizontalPodAutoscaler and default-deny NetworkPolicies) and two environments, staging and
+HorizontalPodAutoscaler and default-deny NetworkPolicies, and a batch volume and Job template) and two environments, staging and
 production, whose overlays only patch (namespace, replicas, autoscaler bounds) and whose
 environment.yaml gates say what "good" means. Refuses to overwrite anything.
 """
 
 from __future__ import annotations
 
+import ast
+import copy
 import re
 import socket
 from pathlib import Path
@@ -45,7 +47,7 @@ def _dump(*docs: dict[str, Any], comment: str = "") -> str:
     return head + "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
 
 
-def _base(name: str) -> dict[str, str]:
+def _base(name: str, apis: list[str]) -> dict[str, str]:
     """k8s/base for one Bento: complete and valid on its own, hardened for the restricted profile."""
     labels = {"app.kubernetes.io/component": "api"}
     container = {
@@ -109,10 +111,83 @@ def _base(name: str) -> dict[str, str]:
             "labels": [{"pairs": {"app.kubernetes.io/name": name}, "includeSelectors": True},
                        {"pairs": {"app.kubernetes.io/managed-by": "shipyard"}}],
             "resources": ["serviceaccount.yaml", "deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml",
-                          "networkpolicy.yaml"],
+                          "networkpolicy.yaml", "batch-data.yaml", "batch-cronjob.yaml"],
         }, comment="The Bento's workload, complete and valid on its own; overlays (environments/<env>/) only patch."),
+        **_batch(name, container, deployment["spec"]["template"]["spec"]["securityContext"], apis),
     }
     return {f"k8s/base/{file}": text for file, text in files.items()}
+
+
+def _apis(folder: Path, service: str) -> list[str]:
+    """The service's API names, in declaration order, read from its source (nothing is imported:
+    init runs before the first model is trained)."""
+    module, _, cls = service.partition(":")
+    path = folder / (module.replace(".", "/") + ".py")
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError):
+        return []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            return [item.name for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and any(_is_api(d) for d in item.decorator_list)]
+    return []
+
+
+def _is_api(decorator: ast.expr) -> bool:
+    """`@bentoml.api`, `@bentoml.api(...)`, `@api` or `@api(...)`."""
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return (target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")) == "api"
+
+
+def _batch(name: str, api_container: dict[str, Any], pod_security: dict[str, Any], apis: list[str]) -> dict[str, str]:
+    """The batch volume and the template of batch Jobs: shards of a file, each row a body for one API,
+    answered in process by shipyard's generic entry point in the Bento's image."""
+    def labels() -> dict[str, str]:  # a fresh dict per use: YAML would otherwise write anchors
+        return {"app.kubernetes.io/component": "batch"}
+
+    scheduled = "/data/scheduled/{}/$(JOB_COMPLETION_INDEX)"
+    container = {
+        "name": "batch", "image": api_container["image"], "imagePullPolicy": "IfNotPresent",
+        "workingDir": "/home/bentoml/bento/src",
+        "command": ["python", "-m", "shipyard_serving.batch", *(["--api", apis[0]] if apis else [])],
+        "args": [scheduled.format("in") + ".csv", scheduled.format("out") + ".jsonl",
+                 "--rejects", scheduled.format("out") + ".rejects.csv", "--summary", scheduled.format("out") + ".json"],
+        "env": copy.deepcopy(api_container["env"]),
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "securityContext": copy.deepcopy(api_container["securityContext"]),
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    cronjob = {
+        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": f"{name}-batch", "labels": labels()},
+        "spec": {"schedule": "0 2 * * *", "suspend": True, "concurrencyPolicy": "Forbid",
+                 "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
+                 "jobTemplate": {"spec": {
+                     "completionMode": "Indexed", "completions": 4, "parallelism": 4, "backoffLimitPerIndex": 2,
+                     "activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 3600,
+                     "template": {"metadata": {"labels": labels()}, "spec": {
+                         "restartPolicy": "Never", "serviceAccountName": name, "automountServiceAccountToken": False,
+                         "securityContext": copy.deepcopy(pod_security), "containers": [container],
+                         "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": f"{name}-batch-data"}},
+                                     {"name": "tmp", "emptyDir": {"sizeLimit": "128Mi"}}]}}}}}}
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": f"{name}-batch-data",
+                                                                               "labels": labels()},
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}}
+    which = (f"Each row goes to the `{apis[0]}` API" + (f" (the service's APIs: {', '.join(apis)};\n"
+                                                        "change --api to choose another)" if len(apis) > 1 else "")
+             if apis else "Name the API rows go to with --api in the command")
+    return {
+        "batch-data.yaml": _dump(claim, comment=(
+            "The batch volume: inputs split into shards and the shards' outputs until shipyard merges them.\n"
+            "No storage class named: the cluster's default. Shards of several nodes need ReadWriteMany.")),
+        "batch-cronjob.yaml": _dump(cronjob, comment=(
+            "The template of batch Jobs: `shipyard batch IN OUT --target kubernetes --env <env>` splits IN into\n"
+            "shards on the batch volume and runs an Indexed Job from it, one pod per shard. The command is\n"
+            "shipyard's generic batch entry point, in process in the Bento's image.\n"
+            f"{which}.\n"
+            "Replace the command with your own entry point if you have one (the shard protocol is in\n"
+            "shipyard/targets/batch.py). Scheduled runs (unsuspend it) score /data/scheduled/in/<i>.csv.")),
+    }
 
 
 def _environment(name: str, env: str, port: int, replicas: int, hpa: tuple[int, int]) -> dict[str, str]:
@@ -181,6 +256,7 @@ def _project_file(name: str, bentofile: str, samples: str | None) -> str:
         f"  workload: {name}        # the Deployment serving the Bento\n"
         f"  service: {name}\n"
         "  port: 80\n"
+        f"  batch_cronjob: {name}-batch    # `shipyard batch --target kubernetes` runs sharded Jobs from it\n"
         + traffic +
         "# hooks:                    # `shipyard <name> [args]` runs these, e.g.\n"
         "#   train: python -m mypackage.train\n"
@@ -205,7 +281,8 @@ def init_project(folder: Path, bentofile: str = "bentofile.yaml") -> list[str]:
     name = _k8s_name(bento_name)
     samples = "samples.json" if (folder / "samples.json").is_file() else None
     staging_port, production_port = _free_ports(2)
-    files = {PROJECT_FILE: _project_file(name, bentofile, samples), **_base(name),
+    apis = _apis(folder, str(data["service"]))
+    files = {PROJECT_FILE: _project_file(name, bentofile, samples), **_base(name, apis),
              **_environment(name, "staging", staging_port, 1, (1, 2)),
              **_environment(name, "production", production_port, 2, (2, 4))}
     existing = sorted(path for path in files if (folder / path).exists())

@@ -111,6 +111,11 @@ def test_the_readme_walkthrough_takes_a_project_shipyard_has_never_seen(own_proj
             images.append(result.stdout.strip().splitlines()[-1])
         if line.startswith("shipyard verify"):
             assert "verdict for staging: PASSED" in result.stdout, said
+        if line.startswith("shipyard batch"):  # tickets.csv: 7 rows, 3 of them invalid
+            assert "7 rows in = 4" in result.stdout and "+ 3 rejected" in result.stdout, said
+    # The generic batch entry point, sharded on the cluster, answers exactly as it does in process.
+    for name in ("routed.csv", "routed.rejects.csv"):
+        assert (root / name).read_bytes() == (root / name.replace("routed", "routed-k8s")).read_bytes(), name
     kinds = [("promote", "succeeded"), ("promote", "succeeded"), ("rollback", "succeeded")]
     for target, subjects in (("local", bentos), ("kubernetes", images)):
         history = json.loads(_run(f"shipyard history production --target {target} -o json", root, env, venv).stdout)
