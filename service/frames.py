@@ -64,6 +64,24 @@ def _column_ok(values: pd.Series, rule: _Rule) -> np.ndarray:
     """Rows whose value certainly passes the rule; False sends a row to pydantic, never rejects."""
     n = len(values)
     kind = values.dtype.kind
+    if kind == "O" and rule.kind in ("float", "int", "bool"):
+        # A column with a few dirty cells holds Python objects: its clean cells (exactly the
+        # schema's type) still take the fast path, so one bad row does not send its whole chunk
+        # to pydantic. bool is not an int here (pydantic's strict int refuses it).
+        allowed = {"float": (float, int), "int": (int,), "bool": (bool,)}[rule.kind]
+        types = values.map(type).to_numpy()
+        typed = np.zeros(n, dtype=bool)
+        for t in allowed:
+            typed |= types == t
+        if rule.kind == "bool" or not typed.any():
+            return typed
+        data = values.to_numpy()[typed].astype(float)
+        clean = np.isfinite(data)
+        for op, bound in rule.bounds:
+            clean &= _OPS[op](data, bound)
+        ok = np.zeros(n, dtype=bool)
+        ok[typed] = clean
+        return ok
     if rule.kind == "float" or rule.kind == "int":
         if (rule.kind == "float" and kind not in "fiu") or (rule.kind == "int" and kind not in "iu"):
             return np.zeros(n, dtype=bool)

@@ -62,3 +62,11 @@ def test_clean_typed_frames_take_the_fast_path():
     frame.loc[2, "currency"] = "XXX"
     assert certainly_valid(frame).tolist() == [True, False, False]
     assert math.isnan(record({"amount": float("nan")})["amount"]) and record({"country": float("nan")}) == {}
+
+
+def test_one_dirty_cell_does_not_send_its_columns_clean_rows_to_pydantic():
+    rows = [dict(VALID_TRANSACTION) for _ in range(4)]
+    rows[1]["amount"], rows[2]["hour"], rows[3]["card_present"] = "nan", "25", "maybe"
+    frame = pd.DataFrame.from_records(rows).astype({"amount": object, "hour": object, "card_present": object})
+    assert certainly_valid(frame).tolist() == [True, False, False, False]
+    assert certainly_valid(frame.iloc[[0, 0, 0]].reset_index(drop=True)).all()
