@@ -1,6 +1,6 @@
 """Sharded batch on the local cluster against the local `shipyard batch`, on the same file in the
-same run: rows/s with 1, 2 and 4 shards, and where a cluster run's time goes (split and copy to
-the volume, the Job, copy back and merge).
+same run: rows/s with 1, 2 and 4 shards, and where a cluster run's time goes (the CLI's start, the
+files pod and the split; the copy to the volume; the Job; copy back, merge and clean-up).
 
 Both sides run the same entry point (service.batch) with the same model and validation; the
 cluster side adds the orchestration. Needs staging deployed on the local cluster
@@ -84,7 +84,7 @@ def run(rows: int, shard_counts: list[int]) -> dict:
             results["cluster"].append({
                 "shards": shards, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
                 "vs_local": round(local_s / seconds, 2), "output_equals_local": same,
-                "split_s": round(marks.get("copy_in", 0), 2),
+                "start_and_split_s": round(marks.get("copy_in", 0), 2),
                 "copy_in_s": round(marks.get("job", 0) - marks.get("copy_in", 0), 2),
                 "job_s": round(marks.get("merge", 0) - marks.get("job", 0), 2),
                 "copy_out_and_merge_s": round(seconds - marks.get("merge", seconds), 2)})

@@ -7,8 +7,9 @@ anything runs, so the merge can check each shard against what it was given.
 
 A shard's rows keep their numbers in the whole input: shard i starts at `first_row` (the entry
 point's `--first-row`), so rejects name the row the user can find in their own file. A row is
-what the project's reader counts: a CSV record after the header, a JSON Lines line (blank and
-unreadable ones included: the entry point rejects them by line number), a Parquet row.
+what the project's reader counts: a CSV record after the header (blank lines are none), a JSON
+Lines line (blank and unreadable ones included: the entry point rejects them by line number), a
+Parquet row.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ def _split_lines(source: Path, shards: int, into: Path, header: bool) -> list[Sh
         out.write(head)
         try:
             for record in records:
+                if header and not record.strip(b"\r\n"):
+                    continue  # a blank line is no CSV record (pandas and the csv module skip it too)
                 if rows == per_shard and index < shards - 1:
                     out.close()
                     result.append(Shard(index, first_row, rows))

@@ -36,6 +36,14 @@ def test_a_quoted_newline_does_not_split_a_csv_record(tmp_path):
     assert "".join(t.split("\n", 1)[1] for t in texts) == source.read_text().split("\n", 1)[1]
 
 
+def test_blank_lines_are_no_csv_records(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"id,note\nt1,a\n\nt2,b\r\n\r\nt3,c\n")
+    shards = split(source, 1, tmp_path / "s")
+    assert shards == [Shard(0, 1, 3)]
+    assert (tmp_path / "s" / "0.csv").read_bytes() == b"id,note\nt1,a\nt2,b\r\nt3,c\n"
+
+
 def test_json_lines_keep_blank_and_unreadable_lines_as_rows(tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"a": 1}\n\nnot json\n{"a": 4}\n{"a": 5}')  # no newline at the end
