@@ -26,7 +26,9 @@ CONTAINERD_SOCK="$CLUSTER_STATE/containerd/containerd.sock"
 SANDBOX_IMAGE="shipyard.local/pause:3.10"
 BRIDGE="shipyard0"
 POD_SUBNET="10.244.0.0/24"
+POD_GATEWAY="10.244.0.1"        # the bridge's address (the CNI bridge plugin's gateway)
 SERVICE_RANGE="10.96.0.0/16"
+DNS_IP="10.96.0.10"             # the kube-dns Service: pods' nameserver
 # Static local volumes the cluster offers (one per bound claim: the batch volume of each namespace).
 VOLUME_COUNT=8
 # Start order; `down` walks it backwards.

@@ -128,9 +128,25 @@ class _FilesPod:
     def __enter__(self) -> "_FilesPod":
         kubectl.run("delete", "pod", self.name, "-n", self.namespace, "--ignore-not-found", "--wait=true", timeout=120)
         kubectl.run("create", "-f", "-", input_text=json.dumps(self.manifest))
-        kubectl.run("wait", "--for=condition=Ready", f"pod/{self.name}", "-n", self.namespace, "--timeout=180s",
-                    timeout=200)
+        ready = kubectl.run("wait", "--for=condition=Ready", f"pod/{self.name}", "-n", self.namespace,
+                            "--timeout=180s", timeout=200, check=False)
+        if ready.returncode != 0:
+            self.__exit__()
+            raise TargetError(f"pod/{self.name}, which copies the batch files, did not start: {self._why()}")
         return self
+
+    def _why(self) -> str:
+        """What keeps the pod from starting, in the cluster's words; a claim without a volume first."""
+        for volume in self.manifest["spec"].get("volumes", []):
+            claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+            pvc = kubectl.get_json("pvc", claim, "-n", self.namespace) if claim else None
+            if pvc and pvc.get("status", {}).get("phase") != "Bound":
+                return (f"its volume claim {claim} is {pvc['status'].get('phase', 'Pending')}: the cluster offers no "
+                        "volume for it (give it a default StorageClass, or name one in the claim; the local "
+                        "cluster's scripts/cluster/up offers static local volumes)")
+        events = kubectl.run("get", "events", "-n", self.namespace, "--field-selector",
+                             f"involvedObject.name={self.name}", "-o", "jsonpath={.items[*].message}", check=False)
+        return events.stdout.strip()[-500:] or "no event says why"
 
     def __exit__(self, *exc: object) -> None:
         kubectl.run("delete", "pod", self.name, "-n", self.namespace, "--ignore-not-found", "--wait=false",
@@ -236,6 +252,9 @@ def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects:
     with tempfile.TemporaryDirectory(prefix="shipyard-batch-") as scratch, \
             _FilesPod(ns, template, run, timeout_s + 900) as files:
         local = Path(scratch)
+        # A Job still running for this run (an interrupted CLI) must stop before its folder changes.
+        kubectl.run("delete", "job", "-n", ns, "-l", f"{RUN_LABEL}={run}", "--cascade=foreground", "--wait=true",
+                    "--ignore-not-found", timeout=180)
         if resume:
             text = files.sh(f"cat {shlex.quote(run_dir)}/manifest.json 2>/dev/null || true")
             if not text.strip():
@@ -253,8 +272,6 @@ def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects:
             progress(f"{sum(s.rows for s in plan)} rows in {len(plan)} shards "
                      f"({', '.join(str(s.rows) for s in plan)}); copying them to the volume")
             files.put(local / "stage", run_dir)
-        kubectl.run("delete", "job", "-n", ns, "-l", f"{RUN_LABEL}={run}", "--cascade=foreground", "--wait=true",
-                    "--ignore-not-found", timeout=180)
         name = f"{current_project().kubernetes.batch_cronjob}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
         job = _job(template, name, ns, run, run_dir, len(plan), settings.parallelism, settings.retries_per_shard,
                    timeout_s, source.suffix.lower(), output.suffix.lower())

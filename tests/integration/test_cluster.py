@@ -165,14 +165,14 @@ def _forward_policy() -> str:
     return _iptables("-S", "FORWARD").splitlines()[0].split()[-1]  # "-P FORWARD DROP"
 
 
-def _probe_from_a_pod(image: str, name: str, urls: list[str]) -> tuple[str, str]:
-    """Runs PROBE in a pod of the scorer's image; returns (phase, log). Real pod, real bridge."""
+def _probe_from_a_pod(image: str, name: str, urls: list[str], program: str = PROBE) -> tuple[str, str]:
+    """Runs PROBE (or `program`) in a pod of the scorer's image; returns (phase, log). Real pod, real bridge."""
     pod = {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
         "spec": {
             "restartPolicy": "Never", "automountServiceAccountToken": False,
             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{"name": "probe", "image": image, "command": ["python", "-c", PROBE, *urls],
+            "containers": [{"name": "probe", "image": image, "command": ["python", "-c", program, *urls],
                             "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}],
         },
     }
@@ -225,6 +225,36 @@ def test_pods_reach_each_other_when_dockerd_starts_after_the_cluster(scorer):
     assert up.returncode == 0, up.stdout + up.stderr
     assert _forward_policy() == "DROP"
     _assert_pods_reach_pod_and_service(scorer.reference, "probe-docker-after")
+
+
+RESOLVE = """
+import socket, sys
+for name in sys.argv[1:]:
+    try:
+        print(name, socket.gethostbyname(name), flush=True)
+    except OSError as exc:
+        print(name, "unresolved:", exc, flush=True)
+"""
+
+
+def test_pods_find_services_by_name_in_every_namespace_through_the_cluster_dns(scorer):
+    """CoreDNS, built from its module, answers for cluster.local: short names in the pod's own
+    namespace, qualified names across namespaces, each the Service's own cluster IP; and a pod
+    reaches a Service by its name."""
+    _assert_pods_reach_pod_and_service(scorer.reference, "probe-before-dns")  # creates Service `scorer`
+
+    def cluster_ip(namespace: str, name: str) -> str:
+        return json.loads(kubectl("-n", namespace, "get", "service", name, "-o", "json").stdout)["spec"]["clusterIP"]
+
+    expected = {"scorer": cluster_ip(NS, "scorer"), f"scorer.{NS}": cluster_ip(NS, "scorer"),
+                f"scorer.{NS}.svc.cluster.local": cluster_ip(NS, "scorer"),
+                "kube-dns.kube-system": cluster_ip("kube-system", "kube-dns"),
+                "kubernetes.default.svc.cluster.local": cluster_ip("default", "kubernetes")}
+    phase, log = _probe_from_a_pod(scorer.reference, "probe-dns", list(expected), program=RESOLVE)
+    assert phase == "Succeeded", log
+    assert dict(line.split(" ", 1) for line in log.splitlines()) == expected, log
+    phase, log = _probe_from_a_pod(scorer.reference, "probe-by-name", ["http://scorer:3000", f"http://scorer.{NS}:3000"])
+    assert phase == "Succeeded" and [line.split()[1] for line in log.splitlines()] == ["200", "200"], log
 
 
 def test_status_reports_the_firewall(cluster):
