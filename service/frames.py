@@ -75,7 +75,10 @@ def _column_ok(values: pd.Series, rule: _Rule) -> np.ndarray:
             typed |= types == t
         if rule.kind == "bool" or not typed.any():
             return typed
-        data = values.to_numpy()[typed].astype(float)
+        try:
+            data = values.to_numpy()[typed].astype(float)
+        except OverflowError:  # an int beyond float's range: NaN here, so pydantic judges that row
+            data = np.array([_as_float(v) for v in values.to_numpy()[typed]])
         clean = np.isfinite(data)
         for op, bound in rule.bounds:
             clean &= _OPS[op](data, bound)
@@ -106,6 +109,13 @@ def _column_ok(values: pd.Series, rule: _Rule) -> np.ndarray:
     if rule.pattern:
         ok = pc.and_(ok, pc.match_substring_regex(array, rule.pattern))
     return ok.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.nan
 
 
 def certainly_valid(frame: pd.DataFrame) -> np.ndarray:

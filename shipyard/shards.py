@@ -63,19 +63,42 @@ def check_formats(source: Path, output: Path) -> None:
         raise ShardError(f"input {source} does not exist")
 
 
+def _ends_quoted(line: bytes, inside: bool) -> bool:
+    """Whether a CSV line ends inside a quoted field, read as pandas and the csv module read it: a
+    quote opens a quoted field only at the field's start (a quote inside `5" screen` is a literal),
+    and inside one, `""` is a quote and a lone quote closes it. Only the quotes are visited."""
+    at = line.find(b'"')
+    while at != -1:
+        if inside:
+            if line[at + 1:at + 2] == b'"':
+                at = line.find(b'"', at + 2)
+                continue
+            inside = False
+        elif at == 0 or line[at - 1:at] == b",":
+            inside = True
+        at = line.find(b'"', at + 1)
+    return inside
+
+
 def _csv_records(f: BinaryIO) -> Iterator[bytes]:
-    """A CSV file's records as raw bytes: a newline inside a quoted field does not end a record
-    (RFC 4180: a record ends at a newline after an even number of quotes; "" keeps the parity)."""
+    """A CSV file's records as raw bytes: a newline inside a quoted field does not end a record."""
     pending: list[bytes] = []
-    quotes = 0
+    inside = False
     for line in f:
+        if not inside and b'"' not in line:
+            yield line
+            continue
         pending.append(line)
-        quotes += line.count(b'"')
-        if quotes % 2 == 0:
+        inside = _ends_quoted(line, inside)
+        if not inside:
             yield b"".join(pending) if len(pending) > 1 else line
-            pending, quotes = [], 0
+            pending = []
     if pending:
         yield b"".join(pending)
+
+
+def _is_blank(record: bytes) -> bool:
+    return not record.strip(b"\r\n")
 
 
 def _count_lines(path: Path) -> int:
@@ -96,13 +119,17 @@ def _split_lines(source: Path, shards: int, into: Path, header: bool) -> list[Sh
     result: list[Shard] = []
     with source.open("rb") as f:
         records = _csv_records(f) if header else iter(f)
-        head = next(records, b"") if header else b""
+        head = b""
+        if header:  # blank lines before the header are skipped, as pandas does
+            head = next(records, b"")
+            while head and _is_blank(head):
+                head = next(records, b"")
         index, rows, first_row = 0, 0, 1
         out = (into / f"{index}{source.suffix.lower()}").open("wb")
         out.write(head)
         try:
             for record in records:
-                if header and not record.strip(b"\r\n"):
+                if header and _is_blank(record):
                     continue  # a blank line is no CSV record (pandas and the csv module skip it too)
                 if rows == per_shard and index < shards - 1:
                     out.close()
@@ -188,17 +215,39 @@ def read_summary(path: Path, shard: Shard) -> ShardSummary:
 
 
 def _append_lines(parts: list[Path], target: BinaryIO, header: bool) -> int:
-    """Concatenates line-based files (the header kept from the first only); returns the records."""
+    """Concatenates line-based files, one header kept; returns the records. A part that is empty
+    (a shard with nothing to write) adds nothing; parts whose headers differ are refused, since
+    their columns would not line up."""
+    import csv
+    import shutil
+
     records = 0
-    for number, part in enumerate(parts):
+    kept: bytes | None = None
+    for part in parts:
         with part.open("rb") as f:
-            lines = _csv_records(f) if header else iter(f)
-            head = next(lines, b"") if header else b""
-            if number == 0:
-                target.write(head)
-            for line in lines:
-                target.write(line if line.endswith(b"\n") else line + b"\n")
-                records += 1
+            head = next(_csv_records(f), b"") if header else b""
+            if header and not head:
+                continue
+            if kept is None:
+                kept = head
+                target.write(head if head.endswith(b"\n") else head + b"\n")
+            elif head.rstrip(b"\r\n") != kept.rstrip(b"\r\n"):
+                raise ShardError(f"{part.name} has the columns {head.decode(errors='replace').strip()!r}, "
+                                 f"the first shard {kept.decode(errors='replace').strip()!r}: they cannot be merged")
+            start = f.tell()
+            shutil.copyfileobj(f, target, _COPY_BYTES)
+            if f.tell() > start:
+                f.seek(-1, 2)
+                if f.read(1) != b"\n":
+                    target.write(b"\n")
+        if header:
+            with part.open(newline="", encoding="utf-8", errors="replace") as text:
+                rows = csv.reader(text)
+                next(rows, None)
+                records += sum(1 for row in rows if row)
+        else:
+            with part.open("rb") as raw:
+                records += sum(1 for _ in raw)
     return records
 
 

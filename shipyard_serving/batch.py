@@ -64,22 +64,29 @@ def _typed(text: str, kind: str | None) -> Any:
     return text
 
 
-def read_rows(source: Path, first_row: int, kinds: dict[str, str] | None = None) -> Iterator[tuple[int, Any, str | None]]:
+Unreadable = tuple[str, str, str]  # field, rule, message: why a row is not a body at all
+
+
+def read_rows(source: Path, first_row: int,
+              kinds: dict[str, str] | None = None) -> Iterator[tuple[int, Any, Unreadable | None]]:
     """(row number, body, None) per row, or (row number, None, why) for a row that is not a body.
     `kinds` types a CSV's cells (CSV has no types; JSON Lines and Parquet carry their own)."""
     suffix = source.suffix.lower()
     if suffix == ".csv":
         kinds = kinds or {}
-        with source.open(newline="") as f:
+        with source.open(newline="", encoding="utf-8", errors="replace") as f:
             for number, record in enumerate(csv.DictReader(f), start=first_row):
-                yield number, {k: _typed(v, kinds.get(k)) for k, v in record.items() if v != ""}, None
+                if None in record:  # DictReader files extra cells under None
+                    yield number, None, ("row", "extra_cells", f"{len(record[None])} more cells than the header has columns")
+                    continue
+                yield number, {k: _typed(v, kinds.get(k)) for k, v in record.items() if v not in ("", None)}, None
     elif suffix in (".jsonl", ".ndjson"):
-        with source.open() as f:
+        with source.open("rb") as f:  # bytes: a line of invalid UTF-8 is one reject, not the end of the run
             for number, line in enumerate(f, start=first_row):
                 try:
                     yield number, json.loads(line), None
                 except ValueError as exc:
-                    yield number, None, str(exc)[:200] if line.strip() else "empty line"
+                    yield number, None, ("line", "json_invalid", str(exc)[:200] if line.strip() else "empty line")
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -178,7 +185,7 @@ def score_file(source: Path, output: Path, rejects: Path, method: Any, answer: A
                 for number, body, unreadable in read_rows(source, first_row, _json_kinds(method.input_spec)):
                     rows += 1
                     if unreadable is not None:
-                        rej.writerow([number, "line", "json_invalid", unreadable])
+                        rej.writerow([number, *unreadable])
                         rejected += 1
                         continue
                     try:

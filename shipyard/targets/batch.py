@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
 import shlex
 import tarfile
@@ -45,6 +46,7 @@ from shipyard.targets.base import TargetError
 from shipyard.targets.kubernetes import KubernetesTarget
 
 RUNS_FOLDER = "shipyard-runs"
+COPY_TIMEOUT_S = 1800  # each way, for the files of one run
 RUN_LABEL = "shipyard.dev/batch-run"
 # Each shard's pod: skip a shard already complete (a resumed run), else the entry point with the
 # shard protocol's arguments. $JOB_COMPLETION_INDEX is set by the Job controller.
@@ -111,7 +113,7 @@ class _FilesPod:
 
     def __init__(self, namespace: str, template: _Template, run: str, lifetime_s: float) -> None:
         self.namespace = namespace
-        self.name = f"{current_project().kubernetes.batch_cronjob}-files-{run[:12]}"
+        self.name = f"{current_project().kubernetes.batch_cronjob}-files-{run}"
         pod = copy.deepcopy(template.job_spec["template"]["spec"])
         container = pod["containers"][0]
         container.update(name="files", command=["sleep", str(int(lifetime_s))], args=[],
@@ -164,12 +166,12 @@ class _FilesPod:
             archive.seek(0)
             kubectl.stream("exec", "-i", self.name, "-n", self.namespace, "--", "sh", "-c",
                            f"rm -rf {shlex.quote(into)} && mkdir -p {shlex.quote(into)}/out && "
-                           f"tar -x -C {shlex.quote(into)}", stdin=archive, timeout=1800)
+                           f"tar -x -C {shlex.quote(into)}", stdin=archive, timeout=COPY_TIMEOUT_S)
 
     def get(self, folder: str, into: Path) -> None:
         with tempfile.TemporaryFile() as archive:
             kubectl.stream("exec", self.name, "-n", self.namespace, "--", "tar", "-c", "-C", folder, ".",
-                           stdout=archive, timeout=1800)
+                           stdout=archive, timeout=COPY_TIMEOUT_S)
             archive.seek(0)
             with tarfile.open(fileobj=archive, mode="r") as tar:
                 tar.extractall(into, filter="data")
@@ -188,8 +190,10 @@ def _job(template: _Template, name: str, namespace: str, run: str, run_dir: str,
          retries: int, deadline_s: float, in_suffix: str, out_suffix: str) -> dict:
     spec = copy.deepcopy(template.job_spec)
     spec.pop("backoffLimit", None)  # per shard instead: one bad shard does not use up the others' retries
+    # A replacement starts only once the pod it replaces has gone: two pods of one shard never
+    # write the same files.
     spec.update(completionMode="Indexed", completions=shards, parallelism=min(parallelism, shards),
-                backoffLimitPerIndex=retries, activeDeadlineSeconds=int(deadline_s))
+                backoffLimitPerIndex=retries, activeDeadlineSeconds=int(deadline_s), podReplacementPolicy="Failed")
     container = spec["template"]["spec"]["containers"][0]
     container["command"] = ["/bin/sh", "-c", SHARD_SCRIPT, "shard", *container["command"]]
     container["args"] = []
@@ -202,8 +206,9 @@ def _job(template: _Template, name: str, namespace: str, run: str, run_dir: str,
             "metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec}
 
 
-def _progress_of_running(namespace: str, job: str) -> dict[int, dict]:
-    """The last progress line of each shard's newest pod (what it has scored so far)."""
+def _progress_of_running(namespace: str, job: str, finished: dict[str, dict]) -> dict[int, dict]:
+    """The last progress line of each shard's newest pod (what it has scored so far). A pod that
+    has succeeded says no more: its last line is kept in `finished` and its log not read again."""
     pods = (kubectl.get_json("pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job}") or {}).get("items", [])
     newest: dict[int, dict] = {}
     for pod in sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"]):
@@ -212,7 +217,11 @@ def _progress_of_running(namespace: str, job: str) -> dict[int, dict]:
             newest[int(index)] = pod
     progress: dict[int, dict] = {}
     for index, pod in newest.items():
-        log = kubectl.run("logs", pod["metadata"]["name"], "-n", namespace, "--tail=5", check=False, timeout=20).stdout
+        name = pod["metadata"]["name"]
+        if name in finished:
+            progress[index] = finished[name]
+            continue
+        log = kubectl.run("logs", name, "-n", namespace, "--tail=5", check=False, timeout=20).stdout
         for line in reversed(log.splitlines()):
             if line.startswith("{"):
                 try:
@@ -220,6 +229,8 @@ def _progress_of_running(namespace: str, job: str) -> dict[int, dict]:
                     break
                 except ValueError:
                     continue
+        if pod["status"].get("phase") == "Succeeded" and index in progress:
+            finished[name] = progress[index]
     return progress
 
 
@@ -250,7 +261,7 @@ def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects:
     run = run_id(source, wanted, output)
     run_dir = f"{template.mount}/{RUNS_FOLDER}/{run}"
     with tempfile.TemporaryDirectory(prefix="shipyard-batch-") as scratch, \
-            _FilesPod(ns, template, run, timeout_s + 900) as files:
+            _FilesPod(ns, template, run, timeout_s + 2 * COPY_TIMEOUT_S + 900) as files:
         local = Path(scratch)
         # A Job still running for this run (an interrupted CLI) must stop before its folder changes.
         kubectl.run("delete", "job", "-n", ns, "-l", f"{RUN_LABEL}={run}", "--cascade=foreground", "--wait=true",
@@ -272,7 +283,7 @@ def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects:
             progress(f"{sum(s.rows for s in plan)} rows in {len(plan)} shards "
                      f"({', '.join(str(s.rows) for s in plan)}); copying them to the volume")
             files.put(local / "stage", run_dir)
-        name = f"{current_project().kubernetes.batch_cronjob}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
+        name = f"{current_project().kubernetes.batch_cronjob}-{datetime.now(timezone.utc):%m%d%H%M%S}-{os.getpid() % 1000}"
         job = _job(template, name, ns, run, run_dir, len(plan), settings.parallelism, settings.retries_per_shard,
                    timeout_s, source.suffix.lower(), output.suffix.lower())
         kubectl.run("create", "-f", "-", input_text=json.dumps(job))
@@ -311,6 +322,7 @@ def _watch(namespace: str, job: str, plan: list[Shard], timeout_s: float, progre
     deadline = time.monotonic() + timeout_s + 60
     last = ""
     total = len(plan)
+    finished: dict[str, dict] = {}
     while True:
         found = kubectl.get_json("job", job, "-n", namespace)
         if found is None:
@@ -329,7 +341,7 @@ def _watch(namespace: str, job: str, plan: list[Shard], timeout_s: float, progre
             raise TargetError(f"job/{job} failed ({reason}); {shards}shards {sorted(completed) or 'none'} completed "
                               "and stay on the volume: rerun the same command with --resume to run only the "
                               f"unfinished shards\n{_failure_logs(namespace, job, failed)}")
-        seen = _progress_of_running(namespace, job)
+        seen = _progress_of_running(namespace, job, finished)
         # A shard skipped as complete (a resumed run) printed no progress: its rows are its plan's.
         rows = sum(seen[s.index].get("rows", 0) if s.index in seen else s.rows if s.index in completed else 0
                    for s in plan)

@@ -70,3 +70,10 @@ def test_one_dirty_cell_does_not_send_its_columns_clean_rows_to_pydantic():
     frame = pd.DataFrame.from_records(rows).astype({"amount": object, "hour": object, "card_present": object})
     assert certainly_valid(frame).tolist() == [True, False, False, False]
     assert certainly_valid(frame.iloc[[0, 0, 0]].reset_index(drop=True)).all()
+
+
+def test_an_integer_beyond_floats_range_goes_to_pydantic_instead_of_failing_the_chunk():
+    rows = [dict(VALID_TRANSACTION), dict(VALID_TRANSACTION)]
+    rows[1]["amount"] = 10 ** 400
+    frame = pd.DataFrame.from_records(rows).astype({"amount": object})
+    assert certainly_valid(frame).tolist() == [True, False]

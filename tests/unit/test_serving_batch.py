@@ -34,6 +34,17 @@ def test_csv_cells_take_the_json_type_their_field_has(tmp_path):
 def test_json_lines_that_are_not_json_are_rows_with_a_reason(tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"name": "a", "count": 1}\n\nnope\n')
+    source.write_bytes(source.read_bytes() + b'{"name": "\xff"}\n')
     rows = list(read_rows(source, first_row=1))
     assert rows[0] == (1, {"name": "a", "count": 1}, None)
-    assert rows[1] == (2, None, "empty line") and rows[2][0] == 3 and rows[2][2].startswith("Expecting value")
+    assert rows[1] == (2, None, ("line", "json_invalid", "empty line"))
+    assert rows[2][0] == 3 and rows[2][2][:2] == ("line", "json_invalid")
+    assert rows[3][0] == 4 and rows[3][2][:2] == ("line", "json_invalid")  # invalid UTF-8: one row, not the run
+
+
+def test_a_short_csv_row_lacks_fields_and_a_long_one_is_refused(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("name,count\na\nb,1,extra\n")
+    rows = list(read_rows(source, first_row=1, kinds=_json_kinds(Body)))
+    assert rows[0] == (1, {"name": "a"}, None)
+    assert rows[1] == (2, None, ("row", "extra_cells", "1 more cells than the header has columns"))

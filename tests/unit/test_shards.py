@@ -36,6 +36,23 @@ def test_a_quoted_newline_does_not_split_a_csv_record(tmp_path):
     assert "".join(t.split("\n", 1)[1] for t in texts) == source.read_text().split("\n", 1)[1]
 
 
+def test_a_quote_inside_an_unquoted_field_is_a_literal_as_pandas_reads_it(tmp_path):
+    import pandas as pd
+
+    source = tmp_path / "in.csv"
+    source.write_bytes(b'id,note\nt1,5" screen\nt2,ok\nt3,"a ""b""\nc"\nt4,x\n')
+    shards = split(source, 2, tmp_path / "s")
+    assert sum(s.rows for s in shards) == len(pd.read_csv(source)) == 4
+    assert [len(pd.read_csv(tmp_path / "s" / f"{s.index}.csv")) for s in shards] == [s.rows for s in shards]
+
+
+def test_blank_lines_before_the_header_are_skipped(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"\n\nid,note\nt1,a\nt2,b\n")
+    assert split(source, 1, tmp_path / "s") == [Shard(0, 1, 2)]
+    assert (tmp_path / "s" / "0.csv").read_bytes() == b"id,note\nt1,a\nt2,b\n"
+
+
 def test_blank_lines_are_no_csv_records(tmp_path):
     source = tmp_path / "in.csv"
     source.write_bytes(b"id,note\nt1,a\n\nt2,b\r\n\r\nt3,c\n")
@@ -96,6 +113,18 @@ def test_merge_concatenates_in_shard_order_with_one_header(tmp_path):
     assert (merged.rows, merged.scored, merged.rejected) == (6, 5, 1)
     assert (tmp_path / "all.csv").read_text() == "row,score\n1,0.5\n3,0.5\n4,0.5\n5,0.5\n6,0.5\n"
     assert (tmp_path / "all.rejects.csv").read_text() == "row,field,rule,message\n2,f,rule,m\n"
+
+
+def test_an_empty_shard_output_adds_nothing_and_different_columns_are_refused(tmp_path):
+    shards = [Shard(0, 1, 1), Shard(1, 2, 2)]
+    out = tmp_path / "out"
+    shard_outputs(out, shards, [[], [2, 3]], [[1], []])
+    (out / "0.csv").write_bytes(b"")  # a shard that answered nothing wrote no header either
+    merged = merge(shards, out, tmp_path / "all.csv", tmp_path / "all.rejects.csv")
+    assert merged.scored == 2 and (tmp_path / "all.csv").read_text() == "row,score\n2,0.5\n3,0.5\n"
+    (out / "0.csv").write_text("row,other\n")
+    with pytest.raises(ShardError, match="cannot be merged"):
+        merge(shards, out, tmp_path / "again.csv", tmp_path / "again.rejects.csv")
 
 
 def test_merge_of_parquet_outputs(tmp_path):
