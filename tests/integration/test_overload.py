@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from shipyard.paths import state_dir
 from tests.conftest import VALID_TRANSACTION
 
 pytestmark = pytest.mark.server
@@ -47,7 +48,12 @@ def test_a_flood_gets_fast_refusals_and_the_server_recovers(served, client):
                 return await c.post("/score", json=VALID_TRANSACTION, headers={"X-Deadline-Ms": "2"})
             return await asyncio.gather(*(one() for _ in range(1500)))
 
-    responses = asyncio.run(flood())
+    try:
+        responses = asyncio.run(flood())
+    except httpx.TransportError as exc:  # a connection the server dropped: say what the server said
+        log = state_dir() / "local" / served.env_name / "server.log"
+        tail = log.read_text(errors="replace")[-4000:] if log.is_file() else "(no server log)"
+        raise AssertionError(f"the server dropped a connection during the flood ({exc!r}); its log ends:\n{tail}")
     statuses = {r.status_code for r in responses}
     assert statuses <= {200, 503}, statuses
     refused = [r for r in responses if r.status_code == 503]
