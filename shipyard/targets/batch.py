@@ -206,15 +206,18 @@ def _job(template: _Template, name: str, namespace: str, run: str, run_dir: str,
             "metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec}
 
 
+def _shard_pods(namespace: str, job: str) -> list[tuple[int, dict]]:
+    """The Job's pods with their shard index, oldest first."""
+    pods = (kubectl.get_json("pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job}") or {}).get("items", [])
+    return [(int(index), pod) for pod in sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"])
+            if (index := pod["metadata"].get("labels", {}).get("batch.kubernetes.io/job-completion-index")) is not None]
+
+
 def _progress_of_running(namespace: str, job: str, finished: dict[str, dict]) -> dict[int, dict]:
     """The last progress line of each shard's newest pod (what it has scored so far). A pod that
     has succeeded says no more: its last line is kept in `finished` and its log not read again."""
-    pods = (kubectl.get_json("pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job}") or {}).get("items", [])
-    newest: dict[int, dict] = {}
-    for pod in sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"]):
-        index = pod["metadata"].get("labels", {}).get("batch.kubernetes.io/job-completion-index")
-        if index is not None and pod["status"].get("phase") in ("Running", "Succeeded"):
-            newest[int(index)] = pod
+    newest = {index: pod for index, pod in _shard_pods(namespace, job)
+              if pod["status"].get("phase") in ("Running", "Succeeded")}
     progress: dict[int, dict] = {}
     for index, pod in newest.items():
         name = pod["metadata"]["name"]
@@ -235,11 +238,9 @@ def _progress_of_running(namespace: str, job: str, finished: dict[str, dict]) ->
 
 
 def _failure_logs(namespace: str, job: str, indexes: set[int]) -> str:
-    pods = (kubectl.get_json("pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job}") or {}).get("items", [])
     lines = []
-    for pod in pods:
-        index = pod["metadata"].get("labels", {}).get("batch.kubernetes.io/job-completion-index")
-        if index is not None and int(index) in indexes and pod["status"].get("phase") == "Failed":
+    for index, pod in _shard_pods(namespace, job):
+        if index in indexes and pod["status"].get("phase") == "Failed":
             log = kubectl.run("logs", pod["metadata"]["name"], "-n", namespace, "--tail=8", check=False).stdout
             lines.append(f"--- shard {index}, pod {pod['metadata']['name']}:\n{log.rstrip()}")
     return "\n".join(lines[-6:])
@@ -303,17 +304,12 @@ def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects:
 
 
 def _stage(source: Path, shards: int, folder: Path) -> list[Shard]:
-    """The shards, each with its first row beside it (what SHARD_SCRIPT passes), and the manifest."""
-    folder.mkdir(parents=True)
-    plan = split(source, shards, folder)
+    """`folder/in`: the shards, each with its first row beside it (what SHARD_SCRIPT passes);
+    `folder/manifest.json`: the plan a resumed run reads back."""
+    plan = split(source, shards, folder / "in")
     for shard in plan:
-        (folder / f"{shard.index}.first-row").write_text(str(shard.first_row))
+        (folder / "in" / f"{shard.index}.first-row").write_text(str(shard.first_row))
     write_manifest(plan, folder / "manifest.json")
-    # The manifest sits beside in/: move the shards into in/.
-    (folder / "in").mkdir()
-    for path in list(folder.iterdir()):
-        if path.is_file() and path.name != "manifest.json":
-            path.rename(folder / "in" / path.name)
     return plan
 
 
