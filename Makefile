@@ -52,6 +52,7 @@ services:
 ## bench: every benchmark beside its baselines; writes docs/benchmarks.{md,json} and charts
 bench: venv
 	scripts/redis/up
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) -m bench.run
 
 test-unit: venv

@@ -108,8 +108,12 @@ class FraudScorer:
                  "message": f"the model's answer broke the output contract ({exc.reason})"},
                 status_code=500,
             )
-        for score in scores:
-            decisions.labels(decision=score.decision).inc()
+        fraud = sum(score.decision == "fraud" for score in scores)
+        # One increment per decision, not per score: a counter's label lookup costs a microsecond.
+        if fraud:
+            decisions.labels(decision="fraud").inc(fraud)
+        if fraud < len(scores):
+            decisions.labels(decision="legitimate").inc(len(scores) - fraud)
         return scores
 
     @bentoml.api(route="/score")

@@ -52,6 +52,9 @@ def _base(name: str, apis: list[str]) -> dict[str, str]:
     labels = {"app.kubernetes.io/component": "api"}
     container = {
         "name": "bento", "image": name, "imagePullPolicy": "IfNotPresent",
+        # shipyard's server for the Bento (it hands over to `bentoml serve` for what it cannot serve)
+        "workingDir": "/home/bentoml/bento/src",
+        "command": ["python", "-m", "shipyard_serving.server", "/home/bentoml/bento"],
         "ports": [{"name": "http", "containerPort": 3000, "protocol": "TCP"}],
         "env": [{"name": "BENTOML_DO_NOT_TRACK", "value": "True"}],
         "startupProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 120},

@@ -11,7 +11,7 @@ measures that queue's delay every few milliseconds (how late a 5 ms timer fires)
 counts is the smallest of the last three probes, so a lone pause (a GC, a noisy neighbour) refuses
 nothing and a sustained backlog does. A request is refused when that delay is over a quarter of
 its deadline (keeping the queue that short is what keeps refusals fast: a refused request has
-waited that long already), or when its deadline is shorter than the fastest answer of late. Once
+waited that long already), or when its deadline is shorter than the fastest answer of late on its route. Once
 admitted, a request is answered: its handler runs to completion on the loop in about a
 millisecond, so refusing it later would only waste the work already done.
 
@@ -50,26 +50,33 @@ def default_deadline_ms() -> float:
 
 
 class AdmissionState:
-    """Per-process admission figures shared by the middleware and the API."""
+    """Per-process admission figures shared by the middleware and the API.
+
+    The fastest answer of late is kept per route: a 1 000-row list and one row are different
+    work, and one route's floor must not refuse (or admit) the other's requests."""
 
     def __init__(self) -> None:
         self.queue_delay_s = 0.0  # how late the event loop runs what is ready, sustained over a few probes
         self._recent: collections.deque[float] = collections.deque([0.0] * _SUSTAINED, maxlen=_SUSTAINED)
-        self.floor_s = 0.0  # the fastest answer of late: drops at once, drifts up slowly
-        self.admitted_at = 0.0  # monotonic time of the last request let in
+        self._floors: dict[str, list[float]] = {}  # route -> [fastest answer of late, monotonic time of last admission]
         self._probe: asyncio.Task | None = None
 
-    def admits(self, deadline_s: float, now: float) -> bool:
+    def floor_s(self, route: str = "") -> float:
+        """The fastest answer of late on `route`: drops at once, drifts up slowly (0: none yet)."""
+        return self._floors.get(route, (0.0, 0.0))[0]
+
+    def admits(self, deadline_s: float, now: float, route: str = "") -> bool:
         if self.queue_delay_s > deadline_s * _QUEUE_SHARE:
             return False
-        if deadline_s >= self.floor_s or now - self.admitted_at >= _REMEASURE_S:
-            self.admitted_at = now
+        floor = self._floors.setdefault(route, [0.0, 0.0])
+        if deadline_s >= floor[0] or now - floor[1] >= _REMEASURE_S:
+            floor[1] = now
             return True
         return False
 
-    def record(self, elapsed_s: float) -> None:
-        self.floor_s = elapsed_s if elapsed_s < self.floor_s or not self.floor_s else \
-            self.floor_s + 0.01 * (elapsed_s - self.floor_s)
+    def record(self, elapsed_s: float, route: str = "") -> None:
+        floor = self._floors.setdefault(route, [0.0, 0.0])
+        floor[0] = elapsed_s if elapsed_s < floor[0] or not floor[0] else floor[0] + 0.01 * (elapsed_s - floor[0])
 
     def retry_after_s(self) -> int:
         """When the queue should have drained: what a polite client waits before retrying."""
@@ -117,14 +124,15 @@ class DeadlineMiddleware:
                                       f"to {MAX_DEADLINE_MS}", field="X-Deadline-Ms", rule="range"))
                 return
         STATE.start_probe()
-        if not STATE.admits(deadline_ms / 1000, arrived):
-            await self._reject(send, "queue_too_long" if deadline_ms / 1000 >= STATE.floor_s else "deadline_too_short",
-                               deadline_ms)
+        route = scope["path"]
+        if not STATE.admits(deadline_ms / 1000, arrived, route):
+            await self._reject(send, "queue_too_long" if deadline_ms / 1000 >= STATE.floor_s(route)
+                               else "deadline_too_short", deadline_ms)
             return
         try:
             await self.app(scope, receive, send)
         finally:
-            STATE.record(time.monotonic() - arrived)
+            STATE.record(time.monotonic() - arrived, route)
 
     async def _reject(self, send: Send, reason: str, deadline_ms: float) -> None:
         if self.rejections is not None:

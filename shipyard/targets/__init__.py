@@ -1,4 +1,4 @@
-"""Where an environment runs: the local target (`bentoml serve` on loopback) or the Kubernetes
+"""Where an environment runs: the local target (a server process on loopback) or the Kubernetes
 target (the environment's namespace). `target_for` picks one; base.py is the contract."""
 
 from __future__ import annotations

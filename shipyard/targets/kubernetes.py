@@ -263,6 +263,11 @@ class KubernetesTarget:
                                       f"involvedObject.name={name}") or {}
             for ev in sorted(events.get("items", []), key=lambda e: e.get("lastTimestamp") or "")[-4:]:
                 lines.append(f"  {name}: {ev.get('reason')}: {ev.get('message', '')[:200]}")
+            restarted = any(c.get("restartCount") for c in pod.get("status", {}).get("containerStatuses", []))
+            if restarted:  # a container that started and exited: what it said before it died
+                said = kubectl.run("logs", "-n", self.namespace, name, "--previous", "--all-containers",
+                                   "--tail", "12", check=False).stdout.strip()
+                lines += [f"  {name} (last run's log): {line[:200]}" for line in said.splitlines()]
         lines.append("the previous ReplicaSet keeps serving (maxUnavailable 0); fix the image or the probe and deploy again")
         return "\n".join(lines)
 

@@ -1,4 +1,5 @@
-"""The local target: an environment as a `bentoml serve` process on loopback.
+"""The local target: an environment as a server process on loopback, serving the Bento as a pod
+does (`python -m shipyard_serving.server`).
 
 The server's PID and what it serves are recorded under the state folder, so any later shipyard
 command (status, stop, verify) finds it without a daemon.
@@ -98,7 +99,7 @@ def wait_until_ready(url: str, timeout_s: float, alive: Callable[[], bool] = lam
 
 
 class LocalTarget:
-    """Runs an environment as a `bentoml serve` process on loopback."""
+    """Runs an environment as a server process on loopback."""
 
     def __init__(self, env: Environment) -> None:
         self.env = env
@@ -138,8 +139,10 @@ class LocalTarget:
             )
         self.dir.mkdir(parents=True, exist_ok=True)
         log_path = self.dir / "server.log"
+        # How a pod serves the Bento too (k8s/base/deployment.yaml): shipyard_serving/server.py,
+        # which hands over to `bentoml serve` for a service it cannot serve the same way.
         cmd = [
-            sys.executable, "-m", "bentoml", "serve", bento,
+            sys.executable, "-m", "shipyard_serving.server", bento,
             "--host", "127.0.0.1", "--port", str(port),
         ]
         env = dict(os.environ, BENTOML_DO_NOT_TRACK="True", SHIPYARD_WORKERS=str(self.env.local.workers),
@@ -155,7 +158,7 @@ class LocalTarget:
             datetime.now(timezone.utc).isoformat(timespec="seconds"), str(log_path),
         )
         self.state_file.write_text(json.dumps(asdict(st), indent=2))
-        progress(f"started bentoml serve {bento} (pid {proc.pid}), waiting for {st.url}/readyz")
+        progress(f"started the server for {bento} (pid {proc.pid}), waiting for {st.url}/readyz")
         if wait_until_ready(st.url, self.env.local.ready_timeout_s, alive=lambda: proc.poll() is None):
             return st
         if proc.poll() is not None:
@@ -171,7 +174,8 @@ class LocalTarget:
         """A BentoML home of this environment's own: the store's Bentos, and a model store holding
         exactly the models `bento` packs, each as its name's `latest`.
 
-        Why its own: every `bentoml serve` empties <BENTOML_HOME>/prometheus_multiproc_dir when it
+        Why its own: a `bentoml serve` (what the server hands over to for a service it cannot
+        serve itself) empties <BENTOML_HOME>/prometheus_multiproc_dir when it
         starts, so servers sharing one home (staging and production) would erase each other's
         metrics. Why only the packed models: a service that loads `name:latest` must get the
         version its Bento was built with, as it does in the image, not one trained since."""

@@ -64,6 +64,12 @@ def test_runs_read_only_as_non_root_and_answers(running):
     assert docker("exec", cid, "touch", "/opt/probe", check=False).returncode != 0  # really read-only
 
 
+def test_serves_with_shipyards_server_as_pods_do(running):
+    cid, _ = running
+    command = docker("exec", cid, "cat", "/proc/1/cmdline").stdout.split("\0")
+    assert command[:4] == ["python", "-m", "shipyard_serving.server", "/home/bentoml/bento"], command
+
+
 def _host_ca_fingerprints() -> list[bytes]:
     """DER bodies of the certificates this machine adds to Debian's bundle."""
     bodies = []

@@ -16,8 +16,9 @@ from tests.integration.broken_models import contract_breaking_onnx
 pytestmark = pytest.mark.server
 
 
-@pytest.fixture(scope="module")
-def broken_server(state_dir):
+@pytest.fixture(scope="module", params=["shipyard_serving.server", "bentoml serve"])
+def broken_server(state_dir, request):
+    """The broken model behind shipyard's server (how pods serve) and behind `bentoml serve`."""
     import bentoml
 
     from service.edge import ONNX_FILE
@@ -29,7 +30,7 @@ def broken_server(state_dir):
     env = dict(os.environ, SHIPYARD_MODEL=str(ref.tag), PYTHONPATH=str(PROJECT_ROOT))
     log = open(state_dir / "broken-server.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "tests.integration.served_scorer:FraudScorer", "--host", "127.0.0.1",
+        [sys.executable, "-m", *request.param.split(), "tests.integration.served_scorer:FraudScorer", "--host", "127.0.0.1",
          "--port", str(port)],
         cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )

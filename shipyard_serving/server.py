@@ -1,0 +1,416 @@
+"""How a pod serves a Bento: its JSON APIs on one uvicorn worker, without BentoML's per-request stack.
+
+Why: measured side by side (docs/performance.md, `python -m bench.run`), `bentoml serve` answers a
+third of what a hand-written FastAPI app answers on the same model, because every request pays for
+an OpenTelemetry span, a contextvars Context, two metrics middlewares, an access log line and the
+IO descriptors' Starlette Request. This server loads the same Bento the same way BentoML's worker
+does (`_bentoml_impl.loader.load`, the Bento's stored arguments, its models), builds the same service
+instance (startup and shutdown hooks included) and keeps what is worth its cost on the hot path:
+
+- validation: each API's own input model (BentoML's `input_spec`, `model_validate_json` as BentoML's
+  JSON serde does) and its output model for the answer; a handler's own Starlette Response passes
+  through, as in BentoML;
+- the service's ASGI middlewares (shipyard's error contract, admission control, OpenAPI document)
+  and the service's traffic timeout, in BentoML's order;
+- BentoML's request metrics under BentoML's names and labels (`bentoml_service_request_total`,
+  `..._duration_seconds`, `..._in_progress`) and the service's own metrics on /metrics;
+- /livez, /readyz (the service's `__is_alive__` / `__is_ready__`) and /healthz.
+
+A service this server cannot serve the same way (file or multipart IO, streaming, batchable or task
+APIs, a request-context parameter, dependent services, mounted apps, several workers) is served by
+`bentoml serve` instead, with the reasons logged: the Bento stays the unit of packaging, and
+`bentoml serve` of it keeps working either way.
+
+    python -m shipyard_serving.server [BENTO] [--host 0.0.0.0] [--port 3000]
+
+BENTO is a Bento folder (default: the working directory, as in a container), a Bento tag or a
+service's import path (module:Class).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Awaitable, Callable
+
+logger = logging.getLogger("shipyard.server")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_JSON = "application/json"
+_TEXT = b"text/plain; charset=utf-8"
+_PROBES = ("/livez", "/readyz", "/healthz")
+_UNEXPECTED = {"error": "An unexpected error has occurred, please check the server log."}
+
+
+def unsupported(service: Any) -> list[str]:
+    """Why this server cannot serve `service` exactly as BentoML would (empty: it can)."""
+    reasons = []
+    if service.dependencies:
+        reasons.append("it depends on other services")
+    if service.mount_apps:
+        reasons.append("it mounts ASGI apps")
+    if int(service.config.get("workers") or 1) != 1:
+        reasons.append(f"it asks for {service.config.get('workers')} workers (one per pod here: scale with replicas)")
+    for name, api in service.apis.items():
+        why = []
+        if api.batchable:
+            why.append("adaptive batching")
+        if api.is_task:
+            why.append("a task API")
+        if api.is_stream:
+            why.append("a streamed answer")
+        if api.ctx_param is not None:
+            why.append("a request-context parameter")
+        if api.input_spec.mime_type() != _JSON or api.input_spec.multipart_fields:
+            why.append(f"{api.input_spec.mime_type()} input")
+        if api.output_spec.mime_type() not in (_JSON, "text/plain"):
+            why.append(f"{api.output_spec.mime_type()} output")
+        if why:
+            reasons.append(f"API {name} uses {', '.join(why)}")
+    return reasons
+
+
+class _Endpoint:
+    """One API: its input model, its bound function and how its answer is written."""
+
+    def __init__(self, api: Any, instance: Any) -> None:
+        from _bentoml_sdk.io_models import ARGS, KWARGS, IORootModel
+
+        self.name = api.name
+        self.input_spec = api.input_spec
+        self.output_spec = api.output_spec
+        self.root_input = bool(getattr(api.input_spec, "__root_input__", False))
+        self.input_is_root_model = issubclass(api.input_spec, IORootModel)
+        self.root_model = IORootModel
+        self.output_adapter = _root_adapter(api.output_spec) if issubclass(api.output_spec, IORootModel) else None
+        self.args_field, self.kwargs_field = ARGS, KWARGS
+        self.content_type = api.output_spec.mime_type().encode()  # JSON, or text/plain for a str
+        self.func = getattr(instance, api.name).local
+        original = inspect.unwrap(api.func)
+        self.is_async = inspect.iscoroutinefunction(original)
+
+    def arguments(self, body: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The call's arguments from a JSON body, as BentoML's JSON serde parses it."""
+        data = self.input_spec.model_validate_json(body or b"{}")
+        if self.root_input:
+            return ((data.root,) if self.input_is_root_model else (data,)), {}
+        kwargs = {k: getattr(data, k) for k in self.input_spec.model_fields}
+        args: tuple[Any, ...] = ()
+        if self.args_field in kwargs:
+            args = tuple(kwargs.pop(self.args_field))
+        if self.kwargs_field in kwargs:
+            kwargs.update(kwargs.pop(self.kwargs_field))
+        return args, kwargs
+
+    async def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.is_async:
+            return await self.func(*args, **kwargs)
+        # BentoML runs a sync API in a thread too: it may block for as long as it likes.
+        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(self.func, *args, **kwargs))
+
+    def render(self, output: Any) -> bytes:
+        """The answer's JSON, checked against the API's output type as BentoML checks it.
+
+        BentoML writes a root output with `json.dumps(model_dump(mode="json"))`, a second walk over
+        the answer in Python (150 us for 100 scores); pydantic-core validates and writes the same
+        JSON document in one pass. The one difference: a NaN or infinite float is `null` here."""
+        if isinstance(output, (str, bytes)):
+            return output.encode() if isinstance(output, str) else output
+        if self.output_adapter is not None:
+            return self.output_adapter.dump_json(self.output_adapter.validate_python(
+                output.root if isinstance(output, self.root_model) else output))
+        return output.model_dump_json().encode()
+
+
+class _RequestMetrics:
+    """BentoML's own request metrics (names, labels, buckets), so dashboards and alerts that read
+    a `bentoml serve` pod read this one unchanged."""
+
+    def __init__(self, service: Any) -> None:
+        import prometheus_client
+        from bentoml._internal.configuration.containers import BentoMLContainer
+
+        labels = ["endpoint", "service_name", "service_version", "http_response_code", "runner_name"]
+        self.total = prometheus_client.Counter(
+            name="bentoml_service_request_total", documentation="Total number of runner RPC", labelnames=labels)
+        self.duration = prometheus_client.Histogram(
+            name="bentoml_service_request_duration_seconds", documentation="runner RPC duration in seconds",
+            labelnames=labels, buckets=BentoMLContainer.duration_buckets.get())
+        self.in_progress = prometheus_client.Gauge(
+            name="bentoml_service_request_in_progress", documentation="Total number of runner RPC in progress now",
+            labelnames=labels[:3] + ["runner_name"])
+        bento = service.bento
+        self.service_name = bento.tag.name if bento is not None else service.name
+        self.service_version = (bento.tag.version or "not available") if bento is not None else "not available"
+        self.runner_name = service.name
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._gauges: dict[str, Any] = {}
+
+    def gauge(self, endpoint: str) -> Any:
+        child = self._gauges.get(endpoint)
+        if child is None:
+            child = self._gauges[endpoint] = self.in_progress.labels(
+                endpoint=endpoint, service_name=self.service_name, service_version=self.service_version,
+                runner_name=self.runner_name)
+        return child
+
+    def observe(self, endpoint: str, status: int, seconds: float) -> None:
+        children = self._children.get((endpoint, status))
+        if children is None:
+            labels = dict(endpoint=endpoint, service_name=self.service_name, service_version=self.service_version,
+                          http_response_code=str(status), runner_name=self.runner_name)
+            children = self._children[(endpoint, status)] = (self.total.labels(**labels), self.duration.labels(**labels))
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+class MetricsMiddleware:
+    """Counts and times every request but /metrics (BentoML's RunnerTrafficMetricsMiddleware's rule)."""
+
+    def __init__(self, app: Callable, metrics: _RequestMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/metrics":
+            await self.app(scope, receive, send)
+            return
+        endpoint = scope["path"]
+        started = time.perf_counter()
+        status = 0
+        gauge = self.metrics.gauge(endpoint)
+        gauge.inc()
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.metrics.observe(endpoint, status, time.perf_counter() - started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            gauge.dec()
+
+
+class ServiceApp:
+    """The innermost ASGI app: routes, the service's lifespan, and each API's call."""
+
+    def __init__(self, service: Any) -> None:
+        from bentoml._internal.utils.uri import join_paths
+
+        self.service = service
+        self.instance: Any = None
+        self.routes = {join_paths(service.path_prefix, api.route): api for api in service.apis.values()}
+        self.endpoints: dict[str, _Endpoint] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        endpoint = self.endpoints.get(path)
+        if endpoint is not None:
+            if method == "POST":
+                await self._api(endpoint, scope, receive, send)
+            else:
+                await _send(send, 405, b"Method Not Allowed", [(b"allow", b"POST")], _TEXT)
+        elif path in _PROBES or path == "/metrics":
+            if method not in ("GET", "HEAD"):
+                await _send(send, 405, b"Method Not Allowed", [(b"allow", b"GET, HEAD")], _TEXT)
+            elif path == "/metrics":
+                await self._metrics(send)
+            else:
+                await self._probe(path, send)
+        else:
+            await _send(send, 404, b"Not Found", content_type=_TEXT)
+
+    async def _api(self, endpoint: _Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        from pydantic import ValidationError
+        from starlette.responses import Response
+
+        body = await _read_body(receive)
+        try:
+            args, kwargs = endpoint.arguments(body)
+        except ValidationError as exc:  # BentoML's 400 body: the service's error middleware rewrites it
+            payload = json.dumps({"error": f"{exc.error_count()} validation error for {exc.title}",
+                                  "detail": exc.errors(include_context=False, include_input=False)}).encode()
+            await _send(send, 400, payload)
+            return
+        try:
+            output = await endpoint.call(args, kwargs)
+            if isinstance(output, Response):
+                await output(scope, _empty_receive, send)
+                return
+            payload = endpoint.render(output)
+        except Exception as exc:  # noqa: BLE001 - BentoML's rule: log it, answer a generic 5xx
+            status = _status_of(exc)
+            logger.exception("API %s failed", endpoint.name)
+            await _send(send, status, json.dumps(_UNEXPECTED if status >= 500 else {"error": str(exc)}).encode())
+            return
+        await _send(send, 200, payload, content_type=endpoint.content_type)
+
+    async def _probe(self, path: str, send: Send) -> None:
+        hook = {"/livez": "__is_alive__", "/readyz": "__is_ready__"}.get(path)
+        ok = True
+        if hook and self.instance is not None and hasattr(self.service.inner, hook):
+            result = getattr(self.instance, hook)()
+            ok = bool(await result if inspect.isawaitable(result) else result)
+        await _send(send, 200 if ok else 503, b"\n" if ok else b"not ready\n", content_type=_TEXT)
+
+    async def _metrics(self, send: Send) -> None:
+        import prometheus_client
+
+        content = prometheus_client.generate_latest()
+        if hasattr(self.service.inner, "__metrics__"):
+            result = self.instance.__metrics__(content.decode())
+            content = (await result if inspect.isawaitable(result) else result).encode()
+        await _send(send, 200, content, content_type=prometheus_client.CONTENT_TYPE_LATEST.encode())
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        try:
+            await self._start()
+        except BaseException as exc:  # noqa: BLE001 - uvicorn reports it and exits
+            logger.exception("the service failed to start")
+            await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        try:
+            await self._run_hooks("__bentoml_shutdown_hook__")
+        finally:
+            await send({"type": "lifespan.shutdown.complete"})
+
+    async def _start(self) -> None:
+        self.instance = self.service()
+        await self._run_hooks("__bentoml_startup_hook__")
+        self.endpoints = {path: _Endpoint(api, self.instance) for path, api in self.routes.items()}
+        logger.info("serving %s: %s", self.service.name, ", ".join(sorted(self.endpoints)))
+
+    async def _run_hooks(self, marker: str) -> None:
+        for name in dir(self.service.inner):
+            member = getattr(self.service.inner, name)
+            if not name.startswith("__") and callable(member) and getattr(member, marker, False):
+                result = getattr(self.instance, name)()
+                if inspect.isawaitable(result):
+                    await result
+
+
+def _root_adapter(spec: Any) -> Any:
+    """A TypeAdapter for an IORootModel's root: its annotation with the field's constraints."""
+    from typing import Annotated
+
+    from pydantic import TypeAdapter
+
+    field = spec.model_fields["root"]
+    return TypeAdapter(Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation)
+
+
+def _status_of(exc: Exception) -> int:
+    from bentoml.exceptions import BentoMLException
+
+    return int(exc.error_code.value) if isinstance(exc, BentoMLException) else 500
+
+
+async def _read_body(receive: Receive) -> bytes:
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    while message.get("more_body", False):
+        message = await receive()
+        chunks.append(message.get("body", b""))
+    return b"".join(chunks)
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+async def _send(send: Send, status: int, payload: bytes, headers: list[tuple[bytes, bytes]] = (),
+                content_type: bytes = _JSON.encode()) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type), (b"content-length", str(len(payload)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def build_app(service: Any) -> Callable:
+    """The service's whole ASGI app: metrics outermost, then the traffic timeout and concurrency
+    limit, then the service's own middlewares (first added is outermost, as in Starlette)."""
+    from bentoml._internal.server.http.traffic import MaxConcurrencyMiddleware
+
+    from . import runtime
+
+    app: Callable = ServiceApp(service)
+    for middleware, options in reversed(service.middlewares):
+        app = middleware(app, **options)
+    traffic = service.config.get("traffic") or {}
+    if traffic.get("max_concurrency"):
+        app = MaxConcurrencyMiddleware(app, max_concurrency=int(traffic["max_concurrency"]))
+    if traffic.get("timeout"):
+        runtime.install()
+        from bentoml._internal.server.http.traffic import TimeoutMiddleware
+
+        app = TimeoutMiddleware(app, timeout=float(traffic["timeout"]))
+    return MetricsMiddleware(app, _RequestMetrics(service))
+
+
+def load_service(bento: str) -> Any:
+    """The service as BentoML's worker loads it: a Bento folder or tag with its stored arguments
+    and models, or a service's import path."""
+    from _bentoml_impl.loader import load
+
+    return load(bento, standalone_load=True)
+
+
+def _bentoml_serve(bento: str, host: str, port: int, reasons: list[str]) -> None:
+    logger.warning("serving with `bentoml serve`: %s", "; ".join(reasons))
+    os.execv(sys.executable, [sys.executable, "-m", "bentoml", "serve", bento, "--host", host, "--port", str(port)])
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m shipyard_serving.server", description=__doc__.split("\n\n")[0])
+    parser.add_argument("bento", nargs="?", default=".", help="a Bento folder (default: here), a Bento tag or module:Class")
+    parser.add_argument("--host", default=os.environ.get("BENTOML_HOST", "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("BENTOML_PORT", "3000")))
+    parser.add_argument("--timeout-graceful-shutdown", type=int, default=20,
+                        help="seconds in-flight requests get after SIGTERM (default 20)")
+    options = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One process: its metrics live in its own registry, not in BentoML's multiprocess files.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    import uvicorn
+
+    service = load_service(options.bento)
+    reasons = unsupported(service)
+    if reasons:
+        _bentoml_serve(options.bento, options.host, options.port, reasons)
+        return
+    config = uvicorn.Config(build_app(service), host=options.host, port=options.port, loop="auto",
+                            http="auto", lifespan="on", log_config=None, access_log=False,
+                            server_header=False, backlog=2048,
+                            timeout_graceful_shutdown=options.timeout_graceful_shutdown)
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Small BentoML services that are not the fraud scorer, for the server's tests: what shipyard's
+server serves itself (keyword inputs, a sync API, hooks, readiness) and what it hands over to
+`bentoml serve` (adaptive batching)."""
+
+from __future__ import annotations
+
+import threading
+
+import bentoml
+from pydantic import BaseModel, Field
+
+
+class Greeting(BaseModel):
+    text: str
+    in_thread: bool
+
+
+@bentoml.service(name="greeter", traffic={"timeout": 10})
+class Greeter:
+    def __init__(self) -> None:
+        self.started = False
+        self.calls = 0
+
+    @bentoml.on_startup
+    def start(self) -> None:
+        self.started = True
+
+    def __is_ready__(self) -> bool:
+        return self.started
+
+    @bentoml.api
+    def greet(self, name: str = Field(min_length=1, max_length=20), times: int = Field(default=1, ge=1, le=3)) -> Greeting:
+        """A sync API: BentoML runs it in a thread, so must the server."""
+        self.calls += 1
+        return Greeting(text=" ".join([f"hello {name}"] * times), in_thread=threading.current_thread() is not threading.main_thread())
+
+    @bentoml.api(route="/count")
+    async def count(self) -> int:
+        return self.calls
+
+    @bentoml.api(route="/fail")
+    async def fail(self, why: str) -> str:
+        raise RuntimeError(why)
+
+
+@bentoml.service(name="doubler")
+class Doubler:
+    @bentoml.api(batchable=True)
+    def double(self, numbers: list[int]) -> list[int]:
+        return [2 * n for n in numbers]
