@@ -1,7 +1,9 @@
 """Image figures from one run: size and what takes it, cold start to /readyz, rebuild time.
 
-- size: the image's size and its largest layers, and the largest folders in its venv;
-- cold start: `docker run` (read-only root, non-root) to the first /readyz 200, median of 5;
+- size: the serving image's size and its largest layers, the largest folders in its venv, and
+  the jobs image's size (image.serving_lock);
+- cold start: `docker run` of the serving image (its default command, shipyard's server;
+  read-only root, non-root) to the first /readyz 200, median of 5;
 - rebuild: `shipyard build` + `shipyard image build` after a service-code-only change (a comment
   appended to a copy of the service is not possible without touching the tree, so the benchmark
   rebuilds the Bento, which changes only its code layer), compared with a no-change rebuild.
@@ -64,9 +66,13 @@ def main() -> None:
     starts = [cold_start_s(record.reference) for _ in range(5)]
     shipyard = ".venv/bin/shipyard"
     rebuild = timed(shipyard, "build") + timed(shipyard, "image", "build")
+    jobs_size = (int(sh("docker", "image", "inspect", "-f", "{{.Size}}", record.jobs_reference).strip())
+                 if record.jobs_reference else None)
     print(json.dumps({
         "image": record.reference,
         "size_mb": round(record.size_bytes / 1e6),
+        "jobs_image": record.jobs_reference or "(the same image)",
+        "jobs_image_size_mb": round(jobs_size / 1e6) if jobs_size else None,
         "layers": [[size, created[:90]] for size, created in layers if size not in ("0B",)][:8],
         "largest_paths_mb": venv.strip().splitlines(),
         "cold_start_s": {"median": round(statistics.median(starts), 2), "all": [round(s, 2) for s in starts]},
