@@ -147,6 +147,8 @@ def image_build(bento: str | None, registry: str | None) -> None:
     click.echo(record.reference)
     info(f"image {record.tag} ({record.size_bytes / 1e6:.0f} MB) from {record.bento}, model {record.model}, "
          f"built and pushed in {record.build_seconds:.1f}s")
+    if record.jobs_reference:
+        info(f"jobs image (batch, stream, hooks; deployed with it): {record.jobs_reference}")
 
 
 @image.command("list")
@@ -160,8 +162,9 @@ def image_list(output: str) -> None:
     if output == "json":
         print_json([{**asdict(r), "digest": r.digest} for r in records])
     else:
-        click.echo(table(["bento", "model", "digest", "size", "built"],
-                         [[r.bento, r.model, r.reference, f"{r.size_bytes / 1e6:.0f}MB", r.built_at] for r in records]))
+        click.echo(table(["bento", "model", "digest", "size", "built", "jobs image"],
+                         [[r.bento, r.model, r.reference, f"{r.size_bytes / 1e6:.0f}MB", r.built_at,
+                           r.jobs_reference or "(the same)"] for r in records]))
 
 
 @cli.command()
@@ -177,8 +180,9 @@ def deploy(env: str, target: str | None, bento: str | None, image_ref: str | Non
     from shipyard.bento import resolve_bento
     from shipyard.config import load_environment
     from shipyard.image import resolve_deployable
-    from shipyard.manifests import ImageRef
+    from shipyard.manifests import ANNOTATION_JOBS_IMAGE, ImageRef
     from shipyard.output import info
+    from shipyard.project import current_project
     from shipyard.targets import LocalTarget, target_for
 
     environment = load_environment(env)
@@ -194,6 +198,9 @@ def deploy(env: str, target: str | None, bento: str | None, image_ref: str | Non
         return
     reference, notes = resolve_deployable(image_ref)
     info(f"deploying {reference} to {environment.name} (namespace {environment.namespace})")
+    if current_project().image.serving_lock and ANNOTATION_JOBS_IMAGE not in notes:
+        info(f"warning: no jobs image is recorded here for {reference}: batch Jobs and stream workers will run it "
+             "too, and a serving image holds only what the server imports (build here: `shipyard image build`)")
     result = where.deploy(ImageRef.parse(reference), notes, progress=info, dry_run=dry_run, timeout_s=timeout)
     if dry_run:
         click.echo(f"{environment.name}: dry run, {'changes shown above' if result.changed else 'nothing would change'}")

@@ -51,6 +51,9 @@ class ImageRecord:
     build_seconds: float
     # shipyard.yaml's companions, each pinned by digest: name -> registry/repository@sha256:...
     companions: dict[str, str] = field(default_factory=dict)
+    # With image.serving_lock: the same Bento on the full base, for batch Jobs, stream workers and
+    # hooks (registry/<repository>-jobs@sha256:...); empty: the one image does everything.
+    jobs_reference: str = ""
 
     @property
     def digest(self) -> str:
@@ -132,15 +135,17 @@ def check_registry(registry: str) -> None:
                          "or set SHIPYARD_REGISTRY to your registry") from exc
 
 
-def ensure_base(bento_path: str, echo: Callable[[str], None]) -> None:
-    """With shipyard.yaml image.base: debian, the Bento's base image, built here (cached by recipe)."""
+def ensure_base(bento_path: str, echo: Callable[[str], None], serving: bool = False) -> None:
+    """With shipyard.yaml image.base: debian, the Bento's base image, built here (cached by recipe);
+    with serving, the serving image's base (image.serving_lock, exactly)."""
     project = current_project()
     if project.image.base != "debian":
         return
     from shipyard import imagebase
 
-    command, requirements = imagebase.build_command(project, bento_path)
-    echo(f"ensuring the base image {imagebase.base_name(project)}:py3.11 (Debian packages, wheels downloaded here)")
+    command, requirements = imagebase.build_command(project, bento_path, serving)
+    what = "only what the server imports" if serving else "Debian packages, wheels downloaded here"
+    echo(f"ensuring the base image {imagebase.base_name(project, serving)}:py3.11 ({what})")
     try:
         echo(f"base image: {_run(command, 'building the base image').strip().splitlines()[-1]}")
     finally:
@@ -174,17 +179,51 @@ def build_image(bento_tag: str | None = None, registry: str | None = None,
     check_docker()
     check_registry(registry)
     ensure_base(bento.path, echo)
-    repository = current_project().image.repository
+    project = current_project()
+    lean = bool(project.image.serving_lock)
+    if lean:
+        ensure_base(bento.path, echo, serving=True)
+    repository = project.image.repository
     version = bento.tag.split(":", 1)[1]
     image = f"{registry}/{repository}:{version}"
     started = time.monotonic()
-    echo(f"containerizing {bento.tag} as {image}")
+    serving_args: dict[str, str] = {}
+    if lean:
+        from shipyard import imagebase
+
+        serving_args = {"SHIPYARD_BASE": f"{imagebase.base_name(project, serving=True)}:py3.11",
+                        "SHIPYARD_REQUIREMENTS": "base"}
+    _containerize(bento.tag, image, serving_args, echo)
+    reference, size = _push_pinned(registry, repository, version, image, echo)
+    jobs_reference = ""
+    if lean:
+        jobs_image = f"{registry}/{project.image.jobs_repository}:{version}"
+        _containerize(bento.tag, jobs_image, {}, echo)
+        jobs_reference, _ = _push_pinned(registry, project.image.jobs_repository, version, jobs_image, echo)
+    companions = build_companions(registry, echo)
+    record = ImageRecord(
+        bento=bento.tag, model=bento.model_tag, reference=reference, tag=image,
+        size_bytes=size, built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        build_seconds=round(time.monotonic() - started, 1), companions=companions, jobs_reference=jobs_reference,
+    )
+    _record(record)
+    return record
+
+
+def _containerize(bento_tag: str, image: str, build_args: dict[str, str], echo: Callable[[str], None]) -> None:
+    echo(f"containerizing {bento_tag} as {image}" + (f" on {build_args['SHIPYARD_BASE']}" if build_args else ""))
     # containerize copies the Bento to a temporary folder and reads a dockerfile_template only
     # below its working directory and outside hidden folders: run it from a scratch folder in the
     # system temp dir that is also its TMPDIR.
+    options = [f"--opt=build-arg={key}={value}" for key, value in build_args.items()]
     with tempfile.TemporaryDirectory(prefix="shipyard-containerize-") as scratch:
-        _run([sys.executable, "-m", "bentoml", "containerize", bento.tag, "--image-tag", image],
+        _run([sys.executable, "-m", "bentoml", "containerize", bento_tag, "--image-tag", image, *options],
              "bentoml containerize", env={"DOCKER_BUILDKIT": "0", "TMPDIR": scratch}, echo=echo, cwd=Path(scratch))
+
+
+def _push_pinned(registry: str, repository: str, version: str, image: str,
+                 echo: Callable[[str], None]) -> tuple[str, int]:
+    """Pushes `image`; its reference by the digest the registry confirms, and its size."""
     echo(f"pushing {image}")
     _run(["docker", "push", image], "docker push", echo=echo)
     digest = registry_digest(registry, repository, version)
@@ -196,14 +235,7 @@ def build_image(bento_tag: str | None = None, registry: str | None = None,
         raise ImageError(f"the registry's digest {digest} differs from docker's {local.strip()}")
     size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image],
                               capture_output=True, text=True, check=True).stdout.strip())
-    companions = build_companions(registry, echo)
-    record = ImageRecord(
-        bento=bento.tag, model=bento.model_tag, reference=f"{registry}/{repository}@{digest}", tag=image,
-        size_bytes=size, built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        build_seconds=round(time.monotonic() - started, 1), companions=companions,
-    )
-    _record(record)
-    return record
+    return f"{registry}/{repository}@{digest}", size
 
 
 __all__ = ["BuildError", "ImageError", "ImageRecord", "build_image", "list_images", "registry_digest"]
@@ -212,7 +244,7 @@ __all__ = ["BuildError", "ImageError", "ImageRecord", "build_image", "list_image
 def resolve_deployable(reference: str | None) -> tuple[str, dict[str, str]]:
     """The image to deploy (given, or the last one built) once its registry confirms the digest,
     with the Bento and model it carries as annotations when shipyard built it."""
-    from shipyard.manifests import ImageRef, companion_annotation
+    from shipyard.manifests import ANNOTATION_JOBS_IMAGE, ImageRef, companion_annotation
 
     if reference is None:
         records = list_images()
@@ -228,8 +260,12 @@ def resolve_deployable(reference: str | None) -> tuple[str, dict[str, str]]:
         raise ImageError(f"registry {registry} serves {served} for {ref.digest}")
     record = next((r for r in list_images() if r.reference == str(ref)), None)
     notes = {"shipyard.dev/bento": record.bento, "shipyard.dev/model": record.model} if record else {}
+    project = current_project()
+    if record and record.jobs_reference:
+        notes[ANNOTATION_JOBS_IMAGE] = record.jobs_reference  # built from the same Bento, in the same run
+    # Else the jobs run this image too (manifests.render): the deploy says so when it is a serving image.
     # Companions do not depend on the Bento: an image built elsewhere gets the latest ones built here.
-    for companion in current_project().companions:
+    for companion in project.companions:
         pinned = next((r.companions[companion.name] for r in ([record] if record else []) + list_images()[::-1]
                        if companion.name in r.companions), "")
         if pinned:

@@ -90,7 +90,7 @@ def _base(name: str, apis: list[str]) -> dict[str, str]:
                                       "automountServiceAccountToken": False},
                                      comment="The pods' identity: they need no API access, so no token is mounted."),
         "deployment.yaml": _dump(deployment, comment=(
-            "The Bento, served by BentoML on port 3000. The image is pinned by digest at deploy time.\n"
+            "The Bento, served on port 3000 by shipyard's server. The image is pinned by digest at deploy time.\n"
             "maxUnavailable 0: a new pod must be Ready before an old one goes.")),
         "service.yaml": _dump({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
                                "spec": {"type": "ClusterIP", "selector": labels,

@@ -58,6 +58,11 @@ def overlay_dir(env_name: str) -> Path:
     return path
 
 
+# The jobs image (image.serving_lock) travels the same way: a promotion deploys the jobs image built
+# from the same Bento as the serving image the verdict was given for.
+ANNOTATION_JOBS_IMAGE = "shipyard.dev/jobs-image"
+
+
 def companion_annotation(name: str) -> str:
     return ANNOTATION_COMPANION + name
 
@@ -68,6 +73,10 @@ def render(env_name: str, image: ImageRef | None = None, annotations: dict[str, 
     image = image or ImageRef(project.kubernetes.image, PLACEHOLDER_DIGEST)
     annotations = annotations or {}
     images = [{"name": project.kubernetes.image, "newName": image.name, "digest": image.digest}]
+    if project.kubernetes.jobs_image:
+        # The jobs image built with the serving image, or the serving image itself when there is one.
+        jobs = ImageRef.parse(annotations[ANNOTATION_JOBS_IMAGE]) if ANNOTATION_JOBS_IMAGE in annotations else image
+        images.append({"name": project.kubernetes.jobs_image, "newName": jobs.name, "digest": jobs.digest})
     for companion in project.companions:
         key = companion_annotation(companion.name)
         pinned = ImageRef.parse(annotations[key]) if key in annotations else ImageRef(companion.image, PLACEHOLDER_DIGEST)

@@ -46,6 +46,21 @@ class Image(BaseModel):
     # With base debian: a complete pinned list of the image's Python packages (else the Bento's
     # own requirements with BentoML and uv, and what they need, resolved when the base is built).
     lock: str | None = None
+    # With base debian: the serving image's packages, exactly (installed without resolving what
+    # they need): only what the server imports. The Bento is then built twice: on this base as
+    # the image pods serve with (<repository>), and on the full base as the jobs image
+    # (<repository>-jobs) that batch Jobs, stream workers and hooks run; both pinned by digest.
+    serving_lock: str | None = None
+
+    @model_validator(mode="after")
+    def _serving_lock_needs_debian(self) -> "Image":
+        if self.serving_lock and self.base != "debian":
+            raise ValueError("serving_lock needs base: debian (shipyard builds that base; another base is yours)")
+        return self
+
+    @property
+    def jobs_repository(self) -> str:
+        return f"{self.repository}-jobs"
 
 
 class Companion(BaseModel):
@@ -68,6 +83,9 @@ class Kubernetes(BaseModel):
     service: Annotated[str, Field(pattern=NAME_PATTERN)]  # its Service: what suites and rollouts watch
     port: Annotated[int, Field(ge=1, le=65535)] = 80
     scan_exceptions: str | None = None  # checkov checks skipped on purpose, each with its reason
+    # The image name the base gives batch Jobs, stream workers and other non-serving containers:
+    # pinned to the jobs image (image.serving_lock), or to the serving image when there is one image.
+    jobs_image: str | None = None
     batch_cronjob: Annotated[str | None, Field(pattern=NAME_PATTERN)] = None  # template of batch Jobs
 
 

@@ -22,8 +22,9 @@ TEMPLATE_IN_CONTEXT = "shipyard_dockerfile.j2"
 UV = "uv==0.13.9"  # what BentoML's containerize template needs (>= 0.13.4) to install offline
 
 
-def base_name(project: Project) -> str:
-    return f"shipyard-base-{project.image.repository.replace('/', '-')}"
+def base_name(project: Project, serving: bool = False) -> str:
+    """The full base (the Bento's whole requirements), or with serving the serving lock's base."""
+    return f"shipyard-base-{project.image.repository.replace('/', '-')}{'-serving' if serving else ''}"
 
 
 def docker_options(project: Project, ctx: Path) -> dict[str, str]:
@@ -50,9 +51,13 @@ def requirements(project: Project, bento_path: str) -> str:
     return "\n".join(sorted(pins.values())) + "\n"
 
 
-def build_command(project: Project, bento_path: str) -> tuple[list[str], Path]:
-    """The build-base command line and the requirements file it reads (the caller removes it)."""
+def build_command(project: Project, bento_path: str, serving: bool = False) -> tuple[list[str], Path]:
+    """The build-base command line and the requirements file it reads (the caller removes it).
+
+    serving: the base of the serving image, from image.serving_lock exactly (no resolution)."""
     handle = tempfile.NamedTemporaryFile("w", prefix="shipyard-base-", suffix=".txt", delete=False)
     with handle:
-        handle.write(requirements(project, bento_path))
-    return ["bash", str(BUILD_BASE), base_name(project), handle.name], Path(handle.name)
+        handle.write(project.path(project.image.serving_lock).read_text() if serving
+                     else requirements(project, bento_path))
+    return (["bash", str(BUILD_BASE), base_name(project, serving), handle.name, *(["--serving"] if serving else [])],
+            Path(handle.name))

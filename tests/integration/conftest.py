@@ -87,6 +87,8 @@ class BuiltImage:
     reference: str  # registry/repository@sha256:...
     tag: str
     output: str
+    jobs_reference: str  # the jobs image built with it (image.serving_lock)
+    size_bytes: int
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +98,8 @@ def built_image(built_bento, cli_env) -> BuiltImage:
     assert result.returncode == 0, result.stdout + result.stderr
     listed = json.loads(run_cli("image", "list", "-o", "json", env=cli_env).stdout)
     record = next(r for r in listed if r["reference"] == result.stdout.strip())
-    return BuiltImage(record["reference"], record["tag"], result.stdout + result.stderr)
+    return BuiltImage(record["reference"], record["tag"], result.stdout + result.stderr, record["jobs_reference"],
+                      record["size_bytes"])
 
 
 def wait_ready(url: str, limit_s: float = 120) -> None:

@@ -91,6 +91,14 @@ def test_both_environments_serve_the_digest(deployed, built_bento):
         assert answer_through_port_forward(ns) == 200
 
 
+def test_jobs_run_the_jobs_image_built_with_the_serving_image(deployed):
+    cronjob = kubectl("-n", "fraud-staging", "get", "cronjob", "fraud-batch", "-o",
+                      "jsonpath={.spec.jobTemplate.spec.template.spec.containers[0].image}").stdout
+    worker = kubectl("-n", "fraud-staging", "get", "deployment", "stream-worker", "-o",
+                     "jsonpath={.spec.template.spec.containers[0].image}").stdout
+    assert cronjob == worker == deployed.jobs_reference != deployed.reference
+
+
 def test_deploying_the_same_digest_again_changes_nothing(deployed):
     generation = kubectl("-n", "fraud-staging", "get", "deployment", "fraud-scorer", "-o",
                          "jsonpath={.metadata.generation}").stdout

@@ -64,6 +64,22 @@ def test_runs_read_only_as_non_root_and_answers(running):
     assert docker("exec", cid, "touch", "/opt/probe", check=False).returncode != 0  # really read-only
 
 
+def test_the_serving_image_holds_only_what_the_server_imports(built_image):
+    assert built_image.jobs_reference.split("@")[0].endswith("/fraud-scorer-jobs")
+    assert built_image.size_bytes <= 300e6, f"serving image is {built_image.size_bytes / 1e6:.0f} MB"
+    missing = docker("run", "--rm", "--entrypoint", "python", built_image.reference, "-c",
+                     "import importlib.util as u; print([m for m in ('sklearn', 'scipy', 'pandas', 'pyarrow', 'redis')"
+                     " if u.find_spec(m)])").stdout.strip()
+    assert missing == "[]", f"the serving image carries {missing}"
+
+
+def test_the_jobs_image_runs_batch_and_stream(built_image):
+    result = docker("run", "--rm", "-w", "/home/bentoml/bento/src", "--entrypoint", "python",
+                    built_image.jobs_reference, "-c", "import service.batch, service.stream, sklearn, pyarrow; print('ok')",
+                    check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
 def test_serves_with_shipyards_server_as_pods_do(running):
     cid, _ = running
     command = docker("exec", cid, "cat", "/proc/1/cmdline").stdout.split("\0")

@@ -40,6 +40,7 @@ def test_outside_a_project_the_error_names_shipyard_init(tmp_path, monkeypatch):
     (MINIMAL + "suites: {perf: {runner: command}}\n", "runner command needs `command`"),
     (MINIMAL + "suites: {perf: {runner: jmeter, path: x}}\n", "suites.perf.runner"),
     (MINIMAL + "colour: blue\n", "colour: Extra inputs are not permitted"),
+    (MINIMAL.replace("ticket-router}", "ticket-router, serving_lock: s.txt}", 1), "serving_lock needs base: debian"),
     ("- a list\n", "must be a mapping"),
 ])
 def test_errors_name_the_key_and_the_rule(tmp_path, text, says):
