@@ -11,7 +11,7 @@ instance (startup and shutdown hooks included) and keeps what is worth its cost 
   JSON serde does) and its output model for the answer; a handler's own Starlette Response passes
   through, as in BentoML;
 - the service's ASGI middlewares (shipyard's error contract, admission control, OpenAPI document)
-  and the service's traffic timeout, in BentoML's order;
+  and the service's traffic timeout (around the API's work, so a refusal costs no timer);
 - BentoML's request metrics under BentoML's names and labels (`bentoml_service_request_total`,
   `..._duration_seconds`, `..._in_progress`) and the service's own metrics on /metrics;
 - /livez, /readyz (the service's `__is_alive__` / `__is_ready__`) and /healthz.
@@ -106,8 +106,8 @@ class _Endpoint:
             return ((data.root,) if self.input_is_root_model else (data,)), {}
         kwargs = {k: getattr(data, k) for k in self.input_spec.model_fields}
         args: tuple[Any, ...] = ()
-        if self.args_field in kwargs:
-            args = tuple(kwargs.pop(self.args_field))
+        if self.args_field in kwargs:  # as BentoML passes a *args parameter: its values as one argument
+            args = (kwargs.pop(self.args_field),)
         if self.kwargs_field in kwargs:
             kwargs.update(kwargs.pop(self.kwargs_field))
         return args, kwargs
@@ -351,24 +351,55 @@ async def _send(send: Send, status: int, payload: bytes, headers: list[tuple[byt
     await send({"type": "http.response.body", "body": payload})
 
 
+class TimeoutMiddleware:
+    """The service's traffic timeout around the API's work: a request not answered in time gets a
+    504 in the error contract's shape. One timer per request, cancelled when the request ends
+    (BentoML's middleware keeps a timer and a second task per request: ~35 us, and its timer held
+    the request's objects alive for the whole timeout, docs/performance.md)."""
+
+    def __init__(self, app: Callable, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                window.reschedule(None)  # answering: no longer cancelled half-way through its body
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.timeout) as window:
+                await self.app(scope, receive, sending)
+        except TimeoutError:
+            if started:
+                raise
+            from .errors import error_body
+
+            body = json.dumps(error_body("timeout", f"the request was not answered within {self.timeout:g} s"))
+            await _send(send, 504, body.encode())
+
+
 def build_app(service: Any) -> Callable:
-    """The service's whole ASGI app: metrics outermost, then the traffic timeout and concurrency
-    limit, then the service's own middlewares (first added is outermost, as in Starlette)."""
+    """The service's whole ASGI app: metrics outermost, then the service's own middlewares (first
+    added is outermost, as in Starlette: shipyard's admission control refuses before anything
+    else runs), then the concurrency limit and the traffic timeout around the API's work."""
     from bentoml._internal.server.http.traffic import MaxConcurrencyMiddleware
 
-    from . import runtime
-
     app: Callable = ServiceApp(service)
-    for middleware, options in reversed(service.middlewares):
-        app = middleware(app, **options)
     traffic = service.config.get("traffic") or {}
+    if traffic.get("timeout"):
+        app = TimeoutMiddleware(app, timeout=float(traffic["timeout"]))
     if traffic.get("max_concurrency"):
         app = MaxConcurrencyMiddleware(app, max_concurrency=int(traffic["max_concurrency"]))
-    if traffic.get("timeout"):
-        runtime.install()
-        from bentoml._internal.server.http.traffic import TimeoutMiddleware
-
-        app = TimeoutMiddleware(app, timeout=float(traffic["timeout"]))
+    for middleware, options in reversed(service.middlewares):
+        app = middleware(app, **options)
     return MetricsMiddleware(app, _RequestMetrics(service))
 
 

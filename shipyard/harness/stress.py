@@ -7,12 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 WINDOW_S = 2.0
+GENERATOR_BOUND_CPU = 0.9
 Sample = tuple[float, str, float, int]  # monotonic time, request name, response ms, HTTP status (0: no answer)
 
 
 @dataclass
 class Phases:
     step_rps: list[tuple[int, float]] = field(default_factory=list)  # (users, answered req/s) per step
+    # The load generator's CPU per step (1.0: a whole core). At 0.9 or more the step measured the
+    # generator, not the service: its saturation is a lower bound of the service's.
+    step_cpu: list[float] = field(default_factory=list)
     saturation_users: int | None = None
     overload_users: int | None = None
     overload_window: tuple[float, float] | None = None
@@ -50,9 +54,13 @@ def summarize(samples: list[Sample], phases: Phases, p95_limit_ms: float) -> dic
     in_overload = [x for x in samples if start <= x[0] < end]
     answered = [rt for _, _, rt, s in in_overload if s == 200]
     rejected = [rt for _, _, rt, s in in_overload if s == 503]
+    best = max(range(len(phases.step_rps)), key=lambda i: phases.step_rps[i][1], default=None)
+    cpu = phases.step_cpu[best] if best is not None and best < len(phases.step_cpu) else None
     return {
         "saturation_users": phases.saturation_users,
         "saturation_rps": max((rps for _, rps in phases.step_rps), default=None),
+        "generator_cpu_at_saturation": round(cpu, 2) if cpu is not None else None,
+        "generator_bound": cpu is not None and cpu >= GENERATOR_BOUND_CPU,
         "overload_users": phases.overload_users,
         "overload_answered_rps": len(answered) / (end - start) if end > start else None,
         "overload_rejected_share": len(rejected) / len(in_overload) if in_overload else None,
@@ -64,5 +72,7 @@ def summarize(samples: list[Sample], phases: Phases, p95_limit_ms: float) -> dic
         "recovery_s": recovery_seconds(samples, phases.recovery_started, p95_limit_ms)
         if phases.recovery_started is not None else None,
         "requests": len(samples),
-        "steps": [{"users": u, "answered_rps": round(r, 1)} for u, r in phases.step_rps],
+        "steps": [{"users": u, "answered_rps": round(r, 1),
+                   **({"generator_cpu": round(phases.step_cpu[i], 2)} if i < len(phases.step_cpu) else {})}
+                  for i, (u, r) in enumerate(phases.step_rps)],
     }

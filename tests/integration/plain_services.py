@@ -48,3 +48,13 @@ class Doubler:
     @bentoml.api(batchable=True)
     def double(self, numbers: list[int]) -> list[int]:
         return [2 * n for n in numbers]
+
+
+@bentoml.service(name="sleeper", traffic={"timeout": 1})
+class Sleeper:
+    @bentoml.api
+    async def nap(self, seconds: float = Field(ge=0, le=5)) -> str:
+        import asyncio
+
+        await asyncio.sleep(seconds)
+        return "rested"

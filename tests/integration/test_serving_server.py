@@ -129,3 +129,11 @@ def test_what_it_cannot_serve_goes_to_bentoml_serve(state_dir):
     assert resp.status_code == 200, resp.text
     assert resp.json() == [2, 4, 6]
     assert "serving with `bentoml serve`: API double uses adaptive batching" in log.read_text()
+
+
+def test_the_traffic_timeout_answers_504_in_the_error_contract(state_dir):
+    with serving(SHIPYARD_SERVER, "tests.integration.plain_services:Sleeper", state_dir / "sleeper.log") as client:
+        late = client.post("/nap", json={"seconds": 3})  # the service's traffic timeout is 1 s
+        on_time = client.post("/nap", json={"seconds": 0})
+    assert late.status_code == 504 and late.json()["error"] == "timeout", late.text
+    assert on_time.status_code == 200 and on_time.text == "rested"

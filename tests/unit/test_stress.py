@@ -25,3 +25,12 @@ def test_summary_separates_answers_from_fast_rejections_and_finds_recovery():
 def test_no_overload_phase_is_no_data_not_a_pass():
     m = summarize([(1.0, "/score", 10.0, 200)], Phases(), p95_limit_ms=100)
     assert m["answered_p99_ms"] is None and m["rejection_p99_ms"] is None and m["recovery_s"] is None
+
+
+def test_a_saturation_the_generator_reached_first_says_so():
+    phases = Phases(step_rps=[(4, 900.0), (12, 1900.0), (20, 1950.0)], step_cpu=[0.4, 0.97, 0.99])
+    m = summarize([], phases, p95_limit_ms=100)
+    assert m["generator_cpu_at_saturation"] == 0.99 and m["generator_bound"] is True
+    assert [s["generator_cpu"] for s in m["steps"]] == [0.4, 0.97, 0.99]
+    calm = summarize([], Phases(step_rps=[(4, 900.0), (12, 950.0)], step_cpu=[0.3, 0.35]), p95_limit_ms=100)
+    assert calm["generator_cpu_at_saturation"] == 0.35 and calm["generator_bound"] is False

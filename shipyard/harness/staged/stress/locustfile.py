@@ -17,7 +17,10 @@ written as JSON to SHIPYARD_STRESS_REPORT (printed when run by hand):
 - server_errors: answers other than 200/503 and connection failures, all phases (a dying worker
   shows here);
 - recovery_s: seconds from the end of the overload until the first 2-second window at normal load
-  with p95 <= p95_ms_limit and no rejection or error.
+  with p95 <= p95_ms_limit and no rejection or error;
+- generator_cpu_at_saturation / generator_bound: locust's own CPU in the saturation step; at 0.9
+  of a core or more the saturation found is the generator's, and "3 x saturation" did not overload
+  the service (the report says so rather than passing it off as an overload).
 
     SHIPYARD_SAMPLES=tests/staged/samples.json \
         locust -f <shipyard>/harness/staged/stress/locustfile.py --headless --host http://127.0.0.1:3001
@@ -84,9 +87,18 @@ class SaturateOverloadRecover(LoadTestShape):
         self.users = START
         self.phase_started: float | None = None
         self.seen = Phases()
+        self.cpu_samples: list[tuple[float, float]] = []  # (monotonic, process CPU seconds) per tick
+
+    def _generator_cpu(self, start: float, end: float) -> float:
+        """This process's CPU share (locust's users run here) between two of the ticks' samples."""
+        inside = [(t, cpu) for t, cpu in self.cpu_samples if start - 1 <= t <= end]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return 0.0
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
     def tick(self):
         now = time.monotonic()
+        self.cpu_samples.append((now, time.process_time()))
         if self.phase_started is None:
             self.phase_started = now
         elapsed = now - self.phase_started
@@ -96,6 +108,7 @@ class SaturateOverloadRecover(LoadTestShape):
             # Judge the step on its second half: the first is the new users warming up.
             steps = self.seen.step_rps
             steps.append((self.users, answered_rps(SAMPLES, now - STEP_S / 2, now)))
+            self.seen.step_cpu.append(self._generator_cpu(now - STEP_S / 2, now))
             flat = len(steps) > 1 and steps[-1][1] < steps[-2][1] * 1.1
             if flat or self.users + STEP > PEAK:
                 best_users = max(steps, key=lambda x: x[1])[0]
