@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
+import json
 import math
 import os
 import time
@@ -105,14 +107,18 @@ class DeadlineMiddleware:
         self.app = app
         self.api_paths = set(api_paths)
         self.rejections = rejections  # a prometheus Counter with a `reason` label, or None
+        self.default_ms = default_deadline_ms()
+        self._counters: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.api_paths:
             await self.app(scope, receive, send)
             return
         arrived = time.monotonic()
-        header = dict(scope.get("headers") or []).get(DEADLINE_HEADER)
-        deadline_ms = default_deadline_ms()
+        # A refusal must cost as little as possible (it competes with answers for the one core),
+        # so the header is looked up in place and refusal bodies are made once (_refusal).
+        header = next((v for k, v in scope["headers"] if k == DEADLINE_HEADER), None)
+        deadline_ms = self.default_ms
         if header is not None:
             try:
                 deadline_ms = float(header.decode("latin-1"))
@@ -136,8 +142,19 @@ class DeadlineMiddleware:
 
     async def _reject(self, send: Send, reason: str, deadline_ms: float) -> None:
         if self.rejections is not None:
-            self.rejections.labels(reason=reason).inc()
-        retry_after = STATE.retry_after_s()
-        body = error_body("overloaded", f"cannot answer within the {deadline_ms:g} ms deadline; "
-                                        f"retry after {retry_after} s")
-        await send_json(send, 503, {**body, "fields": []}, [(b"retry-after", str(retry_after).encode())])
+            counter = self._counters.get(reason)
+            if counter is None:
+                counter = self._counters[reason] = self.rejections.labels(reason=reason)
+            counter.inc()
+        headers, payload = _refusal(deadline_ms, STATE.retry_after_s())
+        await send({"type": "http.response.start", "status": 503, "headers": list(headers)})
+        await send({"type": "http.response.body", "body": payload})
+
+
+@functools.lru_cache(maxsize=512)
+def _refusal(deadline_ms: float, retry_after: int) -> tuple[tuple[tuple[bytes, bytes], ...], bytes]:
+    """The 503's headers and body in the error contract's shape, made once per deadline and wait."""
+    payload = json.dumps({**error_body("overloaded", f"cannot answer within the {deadline_ms:g} ms deadline; "
+                                                     f"retry after {retry_after} s"), "fields": []}).encode()
+    return ((b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+            (b"retry-after", str(retry_after).encode())), payload
