@@ -194,6 +194,8 @@ def build_image(bento_tag: str | None = None, registry: str | None = None,
         serving_args = {"SHIPYARD_BASE": f"{imagebase.base_name(project, serving=True)}:py3.11",
                         "SHIPYARD_REQUIREMENTS": "base"}
     _containerize(bento.tag, image, serving_args, echo)
+    if lean:
+        _check_serving_image(image, echo)
     reference, size = _push_pinned(registry, repository, version, image, echo)
     jobs_reference = ""
     if lean:
@@ -219,6 +221,20 @@ def _containerize(bento_tag: str, image: str, build_args: dict[str, str], echo: 
     with tempfile.TemporaryDirectory(prefix="shipyard-containerize-") as scratch:
         _run([sys.executable, "-m", "bentoml", "containerize", bento_tag, "--image-tag", image, *options],
              "bentoml containerize", env={"DOCKER_BUILDKIT": "0", "TMPDIR": scratch}, echo=echo, cwd=Path(scratch))
+
+
+def _check_serving_image(image: str, echo: Callable[[str], None]) -> None:
+    """Starts the Bento's service inside the serving image (model loaded, no socket): a package the
+    service needs and image.serving_lock lacks fails the build here, not a pod's start."""
+    echo(f"checking that {image} serves the Bento (shipyard_serving.server --check)")
+    result = subprocess.run(["docker", "run", "--rm", "--read-only", "--tmpfs", "/tmp", "--network", "none",
+                             "-w", "/home/bentoml/bento/src", "--entrypoint", "python", image,
+                             "-m", "shipyard_serving.server", "--check", "/home/bentoml/bento"],
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-12:])
+        raise ImageError(f"the serving image cannot serve the Bento (a package missing from image.serving_lock?):\n{tail}")
+    echo(f"  {result.stdout.strip().splitlines()[-1] if result.stdout.strip() else 'ok'}")
 
 
 def _push_pinned(registry: str, repository: str, version: str, image: str,

@@ -37,6 +37,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 logger = logging.getLogger("shipyard.server")
@@ -59,8 +60,17 @@ def unsupported(service: Any) -> list[str]:
         reasons.append("it depends on other services")
     if service.mount_apps:
         reasons.append("it mounts ASGI apps")
-    if int(service.config.get("workers") or 1) != 1:
-        reasons.append(f"it asks for {service.config.get('workers')} workers (one per pod here: scale with replicas)")
+    if service.has_custom_command():
+        reasons.append("it runs a command of its own")
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    if BentoMLContainer.http.cors.enabled.get():
+        reasons.append("CORS is configured")
+    if BentoMLContainer.ssl.enabled.get():
+        reasons.append("TLS is configured")
+    workers = service.config.get("workers") or 1
+    if workers != 1:  # a number, or "cpu_count"
+        reasons.append(f"it asks for {workers} workers (one per pod here: scale with replicas)")
     for name, api in service.apis.items():
         why = []
         if api.batchable:
@@ -83,7 +93,7 @@ def unsupported(service: Any) -> list[str]:
 class _Endpoint:
     """One API: its input model, its bound function and how its answer is written."""
 
-    def __init__(self, api: Any, instance: Any) -> None:
+    def __init__(self, api: Any, instance: Any, limiter: Any) -> None:
         from _bentoml_sdk.io_models import ARGS, KWARGS, IORootModel
 
         self.name = api.name
@@ -94,10 +104,13 @@ class _Endpoint:
         self.root_model = IORootModel
         self.output_adapter = _root_adapter(api.output_spec) if issubclass(api.output_spec, IORootModel) else None
         self.args_field, self.kwargs_field = ARGS, KWARGS
-        self.content_type = api.output_spec.mime_type().encode()  # JSON, or text/plain for a str
+        mime = api.output_spec.mime_type()  # JSON, or text/plain for a str
+        self.content_type = (mime + "; charset=utf-8" if mime.startswith("text/") else mime).encode()
         self.func = getattr(instance, api.name).local
-        original = inspect.unwrap(api.func)
-        self.is_async = inspect.iscoroutinefunction(original)
+        from bentoml._internal.utils import get_original_func
+
+        self.is_async = inspect.iscoroutinefunction(get_original_func(self.func))  # BentoML's own test
+        self.limiter = limiter
 
     def arguments(self, body: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The call's arguments from a JSON body, as BentoML's JSON serde parses it."""
@@ -115,8 +128,12 @@ class _Endpoint:
     async def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.is_async:
             return await self.func(*args, **kwargs)
-        # BentoML runs a sync API in a thread too: it may block for as long as it likes.
-        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(self.func, *args, **kwargs))
+        # As BentoML does: a sync API runs in a thread (it may block as long as it likes), and no
+        # more of them at once than the service's `threads` (1 by default: its code need not be
+        # thread-safe).
+        import anyio
+
+        return await anyio.to_thread.run_sync(functools.partial(self.func, *args, **kwargs), limiter=self.limiter)
 
     def render(self, output: Any) -> bytes:
         """The answer's JSON, checked against the API's output type as BentoML checks it.
@@ -175,17 +192,21 @@ class _RequestMetrics:
 
 
 class MetricsMiddleware:
-    """Counts and times every request but /metrics (BentoML's RunnerTrafficMetricsMiddleware's rule)."""
+    """Counts and times every request but /metrics (BentoML's RunnerTrafficMetricsMiddleware's rule).
 
-    def __init__(self, app: Callable, metrics: _RequestMetrics) -> None:
+    Unlike BentoML, a path the service does not serve is counted as `other`: every scanner's
+    probe would otherwise add three metric series that live as long as the process."""
+
+    def __init__(self, app: Callable, metrics: _RequestMetrics, known_paths: set[str]) -> None:
         self.app = app
         self.metrics = metrics
+        self.known_paths = known_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] == "/metrics":
             await self.app(scope, receive, send)
             return
-        endpoint = scope["path"]
+        endpoint = scope["path"] if scope["path"] in self.known_paths else "other"
         started = time.perf_counter()
         status = 0
         gauge = self.metrics.gauge(endpoint)
@@ -229,11 +250,13 @@ class ServiceApp:
                 await self._api(endpoint, scope, receive, send)
             else:
                 await _send(send, 405, b"Method Not Allowed", [(b"allow", b"POST")], _TEXT)
-        elif path in _PROBES or path == "/metrics":
+        elif path in _PROBES or path in ("/metrics", "/schema.json"):
             if method not in ("GET", "HEAD"):
                 await _send(send, 405, b"Method Not Allowed", [(b"allow", b"GET, HEAD")], _TEXT)
             elif path == "/metrics":
                 await self._metrics(send)
+            elif path == "/schema.json":  # what BentoML's own clients read first
+                await _send(send, 200, json.dumps(self.service.schema()).encode())
             else:
                 await self._probe(path, send)
         else:
@@ -244,12 +267,16 @@ class ServiceApp:
         from starlette.responses import Response
 
         body = await _read_body(receive)
+        if body is None:  # the client left before its body arrived: nobody to answer
+            return
         try:
             args, kwargs = endpoint.arguments(body)
-        except ValidationError as exc:  # BentoML's 400 body: the service's error middleware rewrites it
-            payload = json.dumps({"error": f"{exc.error_count()} validation error for {exc.title}",
-                                  "detail": exc.errors(include_context=False, include_input=False)}).encode()
-            await _send(send, 400, payload)
+        except json.JSONDecodeError as exc:  # a root input BentoML parses with json.loads: not JSON at all
+            await _send(send, 400, json.dumps({"error": "invalid JSON", "detail": [
+                {"loc": [], "msg": f"Invalid JSON: {exc.msg}", "type": "json_invalid"}]}).encode())
+            return
+        except ValidationError as exc:
+            await self._invalid(exc, send)
             return
         try:
             output = await endpoint.call(args, kwargs)
@@ -257,19 +284,34 @@ class ServiceApp:
                 await output(scope, _empty_receive, send)
                 return
             payload = endpoint.render(output)
+        except ValidationError as exc:  # raised by the API or its answer: BentoML answers 400 too
+            await self._invalid(exc, send)
+            return
         except Exception as exc:  # noqa: BLE001 - BentoML's rule: log it, answer a generic 5xx
-            status = _status_of(exc)
-            logger.exception("API %s failed", endpoint.name)
-            await _send(send, status, json.dumps(_UNEXPECTED if status >= 500 else {"error": str(exc)}).encode())
+            await self._failed(endpoint, exc, send)
             return
         await _send(send, 200, payload, content_type=endpoint.content_type)
 
+    async def _invalid(self, exc: Any, send: Send) -> None:
+        """BentoML's 400 body for a pydantic error (the service's error middleware rewrites it)."""
+        await _send(send, 400, json.dumps({"error": f"{exc.error_count()} validation error for {exc.title}",
+                                           "detail": exc.errors(include_context=False, include_input=False)}).encode())
+
+    async def _failed(self, endpoint: _Endpoint, exc: Exception, send: Send) -> None:
+        """BentoML's answer to an exception: its status (5xx, or a BentoMLException's own) and a
+        body that keeps the details in the server log."""
+        status = _status_of(exc)
+        logger.exception("API %s failed", endpoint.name)
+        body = (_UNEXPECTED if status >= 500 else {"error": "Authorization error"} if status in (401, 403)
+                else {"error": str(exc)})
+        await _send(send, status, json.dumps(body).encode())
+
     async def _probe(self, path: str, send: Send) -> None:
-        hook = {"/livez": "__is_alive__", "/readyz": "__is_ready__"}.get(path)
+        # /healthz is BentoML's name for /livez
+        hook = "__is_ready__" if path == "/readyz" else "__is_alive__"
         ok = True
-        if hook and self.instance is not None and hasattr(self.service.inner, hook):
-            result = getattr(self.instance, hook)()
-            ok = bool(await result if inspect.isawaitable(result) else result)
+        if self.instance is not None and hasattr(self.service.inner, hook):
+            ok = bool(await _call_hook(getattr(self.instance, hook)))
         await _send(send, 200 if ok else 503, b"\n" if ok else b"not ready\n", content_type=_TEXT)
 
     async def _metrics(self, send: Send) -> None:
@@ -277,8 +319,7 @@ class ServiceApp:
 
         content = prometheus_client.generate_latest()
         if hasattr(self.service.inner, "__metrics__"):
-            result = self.instance.__metrics__(content.decode())
-            content = (await result if inspect.isawaitable(result) else result).encode()
+            content = (await _call_hook(self.instance.__metrics__, content.decode())).encode()
         await _send(send, 200, content, content_type=prometheus_client.CONTENT_TYPE_LATEST.encode())
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -298,9 +339,14 @@ class ServiceApp:
             await send({"type": "lifespan.shutdown.complete"})
 
     async def _start(self) -> None:
+        import anyio
+        from _bentoml_sdk.service import set_current_service
+
         self.instance = self.service()
+        set_current_service(self.instance)  # bentoml.get_current_service() works as under BentoML
         await self._run_hooks("__bentoml_startup_hook__")
-        self.endpoints = {path: _Endpoint(api, self.instance) for path, api in self.routes.items()}
+        limiter = anyio.CapacityLimiter(int(self.service.config.get("threads") or 1))
+        self.endpoints = {path: _Endpoint(api, self.instance, limiter) for path, api in self.routes.items()}
         logger.info("serving %s: %s", self.service.name, ", ".join(sorted(self.endpoints)))
 
     async def _run_hooks(self, marker: str) -> None:
@@ -310,6 +356,16 @@ class ServiceApp:
                 result = getattr(self.instance, name)()
                 if inspect.isawaitable(result):
                     await result
+
+
+async def _call_hook(hook: Callable, *args: Any) -> Any:
+    """A service's own probe or metrics hook: awaited if async, else in a thread (as BentoML
+    does), so a slow check does not stall every request on the event loop."""
+    if inspect.iscoroutinefunction(hook):
+        return await hook(*args)
+    import anyio
+
+    return await anyio.to_thread.run_sync(functools.partial(hook, *args))
 
 
 def _root_adapter(spec: Any) -> Any:
@@ -328,14 +384,19 @@ def _status_of(exc: Exception) -> int:
     return int(exc.error_code.value) if isinstance(exc, BentoMLException) else 500
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client disconnected before sending it."""
     message = await receive()
+    if message["type"] == "http.disconnect":
+        return None
     body = message.get("body", b"")
     if not message.get("more_body", False):
         return body
     chunks = [body]
     while message.get("more_body", False):
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
         chunks.append(message.get("body", b""))
     return b"".join(chunks)
 
@@ -392,15 +453,21 @@ def build_app(service: Any) -> Callable:
     else runs), then the concurrency limit and the traffic timeout around the API's work."""
     from bentoml._internal.server.http.traffic import MaxConcurrencyMiddleware
 
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    service.inject_config()  # BentoML's defaults and BENTOML_CONFIG overrides, as its worker reads them
+    traffic = BentoMLContainer.config.services[service.name].get().get("traffic") or {}
     app: Callable = ServiceApp(service)
-    traffic = service.config.get("traffic") or {}
     if traffic.get("timeout"):
         app = TimeoutMiddleware(app, timeout=float(traffic["timeout"]))
     if traffic.get("max_concurrency"):
         app = MaxConcurrencyMiddleware(app, max_concurrency=int(traffic["max_concurrency"]))
     for middleware, options in reversed(service.middlewares):
         app = middleware(app, **options)
-    return MetricsMiddleware(app, _RequestMetrics(service))
+    from bentoml._internal.utils.uri import join_paths
+
+    known = {join_paths(service.path_prefix, api.route) for api in service.apis.values()}
+    return MetricsMiddleware(app, _RequestMetrics(service), known | set(_PROBES) | {"/docs.json", "/schema.json"})
 
 
 def load_service(bento: str) -> Any:
@@ -411,7 +478,28 @@ def load_service(bento: str) -> Any:
     return load(bento, standalone_load=True)
 
 
+def _check(service: Any, reasons: list[str]) -> None:
+    """--check: what serving would do, without a socket."""
+    if reasons:
+        _need_bentoml_serve(reasons)
+        print(f"would hand over to `bentoml serve`: {'; '.join(reasons)}")
+        return
+    app = ServiceApp(service)
+    asyncio.run(app._start())
+    print(f"ok: {service.name} would serve {', '.join(sorted(app.endpoints))}")
+
+
+def _need_bentoml_serve(reasons: list[str]) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("circus") is None:  # BentoML's process manager, which `bentoml serve` needs
+        raise SystemExit(f"error: this service needs `bentoml serve` ({'; '.join(reasons)}), and this environment "
+                         "lacks BentoML's process manager (circus): a serving image (image.serving_lock) holds only "
+                         "what shipyard's server imports; add circus and its dependencies to that lock, or drop it")
+
+
 def _bentoml_serve(bento: str, host: str, port: int, reasons: list[str]) -> None:
+    _need_bentoml_serve(reasons)
     logger.warning("serving with `bentoml serve`: %s", "; ".join(reasons))
     os.execv(sys.executable, [sys.executable, "-m", "bentoml", "serve", bento, "--host", host, "--port", str(port)])
 
@@ -425,16 +513,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENTOML_PORT", "3000")))
     parser.add_argument("--timeout-graceful-shutdown", type=int, default=20,
                         help="seconds in-flight requests get after SIGTERM (default 20)")
+    parser.add_argument("--check", action="store_true",
+                        help="load the Bento, start its service (its model included) and exit: 0 if it would serve "
+                             "(`shipyard image build` runs this in a serving image)")
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One process: its metrics live in its own registry, not in BentoML's multiprocess files.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     import uvicorn
 
-    service = load_service(options.bento)
+    # A folder becomes absolute first: BentoML's loader changes the working directory to the Bento's src.
+    bento = str(Path(options.bento).resolve()) if Path(options.bento).is_dir() else options.bento
+    service = load_service(bento)
+    service.inject_config()
     reasons = unsupported(service)
+    if options.check:
+        _check(service, reasons)
+        return
     if reasons:
-        _bentoml_serve(options.bento, options.host, options.port, reasons)
+        _bentoml_serve(bento, options.host, options.port, reasons)
         return
     config = uvicorn.Config(build_app(service), host=options.host, port=options.port, loop="auto",
                             http="auto", lifespan="on", log_config=None, access_log=False,

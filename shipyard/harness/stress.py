@@ -55,7 +55,9 @@ def summarize(samples: list[Sample], phases: Phases, p95_limit_ms: float) -> dic
     answered = [rt for _, _, rt, s in in_overload if s == 200]
     rejected = [rt for _, _, rt, s in in_overload if s == 503]
     best = max(range(len(phases.step_rps)), key=lambda i: phases.step_rps[i][1], default=None)
-    cpu = phases.step_cpu[best] if best is not None and best < len(phases.step_cpu) else None
+    # The best step and the ones after it (the step that stopped the ramp may be the one where the
+    # generator ran out of CPU while answering a little less).
+    cpu = max(phases.step_cpu[best:], default=None) if best is not None else None
     return {
         "saturation_users": phases.saturation_users,
         "saturation_rps": max((rps for _, rps in phases.step_rps), default=None),

@@ -286,11 +286,34 @@ class KubernetesTarget:
         return dep["spec"]["template"]["spec"]["containers"][0]["image"]
 
     def roll_to(self, subject: str, progress: Callable[[str], None] = lambda _: None) -> None:
+        from shipyard import manifests
         from shipyard.image import resolve_deployable
         from shipyard.manifests import ImageRef
 
         reference, notes = resolve_deployable(subject)
+        if self.project.image.serving_lock and manifests.ANNOTATION_JOBS_IMAGE not in notes:
+            jobs = self._jobs_image_deployed_with(reference)
+            if jobs:
+                notes[manifests.ANNOTATION_JOBS_IMAGE] = jobs
+            else:
+                progress(f"warning: no jobs image is known for {reference} (no record here, and no environment runs it "
+                         "with one): batch Jobs and stream workers will run the serving image")
         self.deploy(ImageRef.parse(reference), notes, progress)
+
+    def _jobs_image_deployed_with(self, reference: str) -> str:
+        """The jobs image an environment of the project runs beside `reference` (a promotion from
+        another machine: the source's Deployment carries it), or ""."""
+        from shipyard import kubectl, manifests
+        from shipyard.config import known_environments, load_environment
+
+        for name in known_environments():
+            env = load_environment(name, self.project)
+            dep = kubectl.get_json("deployment", self.workload, "-n", env.namespace) or {}
+            if dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0].get("image") == reference:
+                jobs = dep.get("metadata", {}).get("annotations", {}).get(manifests.ANNOTATION_JOBS_IMAGE)
+                if jobs:
+                    return jobs
+        return ""
 
     def status(self) -> Status:
         """Ready only when every Deployment of the release is; otherwise the state names the

@@ -20,6 +20,9 @@ class Greeter:
     def __init__(self) -> None:
         self.started = False
         self.calls = 0
+        self.running = 0
+        self.most_at_once = 0
+        self.lock = threading.Lock()
 
     @bentoml.on_startup
     def start(self) -> None:
@@ -37,6 +40,24 @@ class Greeter:
     @bentoml.api(route="/count")
     async def count(self) -> int:
         return self.calls
+
+    @bentoml.api(route="/busy")
+    def busy(self) -> int:
+        """A sync API that takes a while: how many ran at once (BentoML's `threads`, 1 by default)."""
+        import time
+
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        time.sleep(0.2)
+        with self.lock:
+            self.running -= 1
+        return self.most_at_once
+
+    @bentoml.api(route="/total")
+    async def total(self, numbers: list[int], /) -> int:
+        """A root input BentoML parses with json.loads."""
+        return sum(numbers)
 
     @bentoml.api(route="/fail")
     async def fail(self, why: str) -> str:

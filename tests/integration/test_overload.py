@@ -21,7 +21,12 @@ def test_a_deadline_the_server_cannot_meet_is_refused_with_retry_after(client):
     # the most rows a request may carry is not, and that route's pace is what a deadline is held to.
     rows = [{**VALID_TRANSACTION, "transaction_id": f"t{i}"} for i in range(MAX_BATCH_ITEMS)]
     assert client.post("/score_batch", json=rows).status_code == 200  # the server knows the route's pace
-    response = client.post("/score_batch", json=rows, headers={"X-Deadline-Ms": "0.1"})
+    # At most one request a second is let through to measure the pace again (a floor must not
+    # refuse for ever): on a slow machine the first may be that one.
+    for _ in range(3):
+        response = client.post("/score_batch", json=rows, headers={"X-Deadline-Ms": "0.1"})
+        if response.status_code == 503:
+            break
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) >= 1
     body = response.json()

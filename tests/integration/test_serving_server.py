@@ -99,10 +99,32 @@ def greeter(state_dir) -> Iterator[httpx.Client]:
 
 
 def test_keyword_inputs_and_a_sync_api_in_a_thread(greeter):
+    before = greeter.post("/count", json={}).json()
     resp = greeter.post("/greet", json={"name": "ada", "times": 2})
     assert resp.status_code == 200, resp.text
     assert resp.json() == {"text": "hello ada hello ada", "in_thread": True}
-    assert greeter.post("/count", json={}).json() == 1
+    assert greeter.post("/count", json={}).json() == before + 1
+
+
+def test_sync_apis_run_one_at_a_time_as_under_bentoml(greeter):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: greeter.post("/busy", json={}), range(4)))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert max(a.json() for a in answers) == 1  # the service's `threads` is 1: never two at once
+
+
+def test_a_root_input_that_is_not_json_is_a_400(greeter):
+    assert greeter.post("/total", json=[1, 2, 3]).json() == 6
+    bad = greeter.post("/total", content=b"[1, 2", headers={"content-type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["detail"][0]["type"] == "json_invalid", bad.text
+
+
+def test_bentomls_own_clients_find_the_schema(greeter):
+    schema = greeter.get("/schema.json")
+    assert schema.status_code == 200 and schema.json()["name"] == "greeter"
+    assert {r["route"] for r in schema.json()["routes"]} >= {"/greet", "/total", "/busy"}
 
 
 def test_a_project_without_the_serving_layer_gets_bentoml_error_bodies(greeter):

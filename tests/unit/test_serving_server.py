@@ -44,8 +44,19 @@ class Mixed:
         return text
 
 
+@bentoml.service(workers="cpu_count")
+class PerCore:
+    @bentoml.api
+    async def one(self, item: Item, /) -> Item:
+        return item
+
+
 def test_json_and_text_apis_are_served_here():
     assert unsupported(Plain) == []
+
+
+def test_a_worker_per_core_is_handed_over_not_a_crash():
+    assert unsupported(PerCore) == ["it asks for cpu_count workers (one per pod here: scale with replicas)"]
 
 
 def test_every_reason_to_hand_over_is_named():

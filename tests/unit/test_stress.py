@@ -34,3 +34,7 @@ def test_a_saturation_the_generator_reached_first_says_so():
     assert [s["generator_cpu"] for s in m["steps"]] == [0.4, 0.97, 0.99]
     calm = summarize([], Phases(step_rps=[(4, 900.0), (12, 950.0)], step_cpu=[0.3, 0.35]), p95_limit_ms=100)
     assert calm["generator_cpu_at_saturation"] == 0.35 and calm["generator_bound"] is False
+    # The ramp stopped at a step that answered a little less because locust ran out of CPU there.
+    flat = summarize([], Phases(step_rps=[(4, 900.0), (12, 1900.0), (20, 1890.0)], step_cpu=[0.4, 0.8, 0.98]),
+                     p95_limit_ms=100)
+    assert flat["generator_cpu_at_saturation"] == 0.98 and flat["generator_bound"] is True
