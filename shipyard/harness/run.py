@@ -75,6 +75,10 @@ def verify(env: Environment, requested: list[str] | None = None, target_kind: st
             result = run_suite(project, suite, ep.url, configured, context, Path(tmp))
             results.append(result)
             progress(f"{suite}: {result.status} in {result.seconds:.1f}s")
+            if result.metrics.get("generator_bound"):
+                progress(f"{suite}: warning: the load generator was the bottleneck ("
+                         f"{result.metrics.get('generator_cpu_at_saturation')} of a core at the saturation it found): "
+                         "its overload phase did not overload the service, so its overload figures say little")
             if suite == "smoke" and result.status != "passed":
                 progress("smoke failed: stopping here, nothing else can be trusted")
                 break
