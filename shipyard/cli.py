@@ -180,9 +180,8 @@ def deploy(env: str, target: str | None, bento: str | None, image_ref: str | Non
     from shipyard.bento import resolve_bento
     from shipyard.config import load_environment
     from shipyard.image import resolve_deployable
-    from shipyard.manifests import ANNOTATION_JOBS_IMAGE, ImageRef
+    from shipyard.manifests import ImageRef
     from shipyard.output import info
-    from shipyard.project import current_project
     from shipyard.targets import LocalTarget, target_for
 
     environment = load_environment(env)
@@ -198,9 +197,6 @@ def deploy(env: str, target: str | None, bento: str | None, image_ref: str | Non
         return
     reference, notes = resolve_deployable(image_ref)
     info(f"deploying {reference} to {environment.name} (namespace {environment.namespace})")
-    if current_project().image.serving_lock and ANNOTATION_JOBS_IMAGE not in notes:
-        info(f"warning: no jobs image is recorded here for {reference}: batch Jobs and stream workers will run it "
-             "too, and a serving image holds only what the server imports (build here: `shipyard image build`)")
     result = where.deploy(ImageRef.parse(reference), notes, progress=info, dry_run=dry_run, timeout_s=timeout)
     if dry_run:
         click.echo(f"{environment.name}: dry run, {'changes shown above' if result.changed else 'nothing would change'}")

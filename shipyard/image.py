@@ -279,7 +279,7 @@ def resolve_deployable(reference: str | None) -> tuple[str, dict[str, str]]:
     project = current_project()
     if record and record.jobs_reference:
         notes[ANNOTATION_JOBS_IMAGE] = record.jobs_reference  # built from the same Bento, in the same run
-    # Else the jobs run this image too (manifests.render): the deploy says so when it is a serving image.
+    # Else the Kubernetes target looks for it where the image runs (KubernetesTarget._with_jobs_image).
     # Companions do not depend on the Bento: an image built elsewhere gets the latest ones built here.
     for companion in project.companions:
         pinned = next((r.companions[companion.name] for r in ([record] if record else []) + list_images()[::-1]

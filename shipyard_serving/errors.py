@@ -93,6 +93,11 @@ def error_body(code: str, message: str, field: str | None = None, rule: str | No
     return body
 
 
+def timeout_body(seconds: float) -> dict[str, Any]:
+    """The 504 a request gets when the service's traffic timeout ends it before its answer starts."""
+    return error_body("timeout", f"the request was not answered within {seconds:g} s")
+
+
 async def send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:
     """A whole JSON answer from ASGI middleware (the error contract's and admission's refusals)."""
     payload = json.dumps(body).encode()

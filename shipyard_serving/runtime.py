@@ -48,10 +48,9 @@ def _timeout_middleware_class() -> type:
                 await waiter
             except asyncio.TimeoutError:
                 if task.cancel():
-                    from .errors import error_body
+                    from .errors import timeout_body
 
-                    body = error_body("timeout", f"the request was not answered within {self.timeout:g} s")
-                    await JSONResponse(body, status_code=504)(scope, receive, send)
+                    await JSONResponse(timeout_body(self.timeout), status_code=504)(scope, receive, send)
             else:
                 timer.cancel()
                 await task

@@ -441,10 +441,9 @@ class TimeoutMiddleware:
         except TimeoutError:
             if started:
                 raise
-            from .errors import error_body
+            from .errors import send_json, timeout_body
 
-            body = json.dumps(error_body("timeout", f"the request was not answered within {self.timeout:g} s"))
-            await _send(send, 504, body.encode())
+            await send_json(send, 504, timeout_body(self.timeout))
 
 
 def build_app(service: Any) -> Callable:

@@ -112,6 +112,7 @@ class KubernetesTarget:
             raise TargetError(f"no image is known for the companion {', '.join(missing)} of {image}: run "
                               "`shipyard image build` once (it builds and records the images shipyard.yaml's "
                               "companions name)")
+        annotations = self._with_jobs_image(image, annotations, progress)
         objects, checks = self.preflight(image, annotations, progress)
         kubectl.check_reachable()
         rendered = manifests.to_yaml(objects)
@@ -286,23 +287,30 @@ class KubernetesTarget:
         return dep["spec"]["template"]["spec"]["containers"][0]["image"]
 
     def roll_to(self, subject: str, progress: Callable[[str], None] = lambda _: None) -> None:
-        from shipyard import manifests
         from shipyard.image import resolve_deployable
         from shipyard.manifests import ImageRef
 
         reference, notes = resolve_deployable(subject)
-        if self.project.image.serving_lock and manifests.ANNOTATION_JOBS_IMAGE not in notes:
-            jobs = self._jobs_image_deployed_with(reference)
-            if jobs:
-                notes[manifests.ANNOTATION_JOBS_IMAGE] = jobs
-            else:
-                progress(f"warning: no jobs image is known for {reference} (no record here, and no environment runs it "
-                         "with one): batch Jobs and stream workers will run the serving image")
         self.deploy(ImageRef.parse(reference), notes, progress)
 
+    def _with_jobs_image(self, image: "ImageRef", annotations: dict[str, str],
+                         progress: Callable[[str], None]) -> dict[str, str]:
+        """With image.serving_lock, the jobs image to pin beside `image`: the one recorded with it
+        here, else the one an environment runs beside it (a promotion from another machine: the
+        source's Deployment carries it). Without either the jobs run `image`, and the deploy says so."""
+        from shipyard import manifests
+
+        if not self.project.image.serving_lock or manifests.ANNOTATION_JOBS_IMAGE in annotations:
+            return annotations
+        jobs = self._jobs_image_deployed_with(str(image))
+        if jobs:
+            return {**annotations, manifests.ANNOTATION_JOBS_IMAGE: jobs}
+        progress(f"warning: no jobs image is known for {image} (no record here, and no environment runs it with "
+                 "one): batch Jobs and stream workers will run it too, and a serving image holds only what the server "
+                 "imports (build here: `shipyard image build`)")
+        return annotations
+
     def _jobs_image_deployed_with(self, reference: str) -> str:
-        """The jobs image an environment of the project runs beside `reference` (a promotion from
-        another machine: the source's Deployment carries it), or ""."""
         from shipyard import kubectl, manifests
         from shipyard.config import known_environments, load_environment
 
