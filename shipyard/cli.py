@@ -271,6 +271,19 @@ def _print_release(doc: dict[str, Any]) -> None:
     check = "; ".join(f"{', '.join(c['suites'])} {'passed' if c['passed'] else 'FAILED'}" for c in doc.get("post_deploy", []))
     click.echo(f"release {doc['seq']} ({doc['kind']}) in {doc['environment']}: {doc['subject']} -> {doc['outcome']}"
                + (f"; post-deploy {check}" if check else "") + (f"; {doc['note']}" if doc.get("note") else ""))
+    for step in (doc.get("canary") or {}).get("steps", []):
+        click.echo(f"  canary step {step['step']}: {step['share']:.0%} of pods for {step['seconds']:g} s: "
+                   + ", ".join(f"{g['metric']}={g['measured']:.4g}" if g["measured"] is not None else f"{g['metric']}=no data"
+                               for g in step["gates"])
+                   + (" passed" if step.get("passed") else " FAILED"))
+
+
+def _steps(doc: dict[str, Any]) -> str:
+    """A release's canary steps in a table cell: `25%:ok 50%:error_rate` (or - for a replace)."""
+    steps = (doc.get("canary") or {}).get("steps", [])
+    return " ".join(f"{s['share_asked_pct']}%:" + ("ok" if s.get("passed") else
+                                                    ",".join(g["metric"] for g in s["gates"] if not g["passed"]) or "aborted")
+                    for s in steps) or "-"
 
 
 @cli.command()
@@ -279,17 +292,26 @@ def _print_release(doc: dict[str, Any]) -> None:
 @TARGET
 @click.option("--dry-run", is_flag=True, help="print the plan and the gates that allow it; change nothing")
 @click.option("--approve", is_flag=True, help="the acceptance sign-off, when promotion.requires_approval")
+@click.option("--strategy", type=click.Choice(["replace", "canary"]),
+              help="override SOURCE's promotion.strategy for this promotion (canary needs --target kubernetes)")
+@click.option("--watch", is_flag=True, help="canary: a line every 5 s of each step with the canary's live metrics")
 @click.pass_context
 def promote(ctx: click.Context, source: str, destination: str | None, target: str | None, dry_run: bool,
-            approve: bool) -> None:
+            approve: bool, strategy: str | None, watch: bool) -> None:
     """Deploy to DESTINATION (default: SOURCE's promotion.to) exactly the image digest or Bento
     running in SOURCE (default staging), only with a passing, fresh verdict for it, parity between
     the two and the promotion lock; run the post-deploy suites there and roll back by itself when
-    they fail. Records a release either way."""
+    they fail. Records a release either way.
+
+    With promotion.strategy canary (Kubernetes), the digest first serves a growing share of
+    DESTINATION's pods, step by step; each step is judged on production's own metrics against
+    the canary gates, and the first failing step aborts: the canary goes, stable keeps serving.
+    `shipyard rollback DESTINATION` during a canary aborts it too."""
     from shipyard.output import info
     from shipyard.release import promote as run_promote
 
-    outcome = run_promote(source, destination, target, dry_run, approve, progress=info)
+    outcome = run_promote(source, destination, target, dry_run, approve, progress=info, strategy=strategy,
+                          watch=watch)
     if dry_run:
         click.echo("plan (nothing changed):\n  " + "\n  ".join(outcome.plan))
         return
@@ -330,10 +352,50 @@ def history(env: str, target: str | None, output: str) -> None:
     if output == "json":
         print_json(records)
         return
-    click.echo(table(["seq", "kind", "subject", "previous", "model", "verdict", "outcome", "by", "at"],
+    click.echo(table(["seq", "kind", "subject", "previous", "model", "verdict", "canary", "outcome", "by", "at"],
                      [[r["seq"], r["kind"], r["subject"].split("@")[-1][:19], (r["previous"] or "-").split("@")[-1][:19],
-                       r["model_version"] or "-", (r["verdict"] or {}).get("finished_at", "-"), r["outcome"],
-                       r["by"].split(":")[0], r["at"]] for r in records]))
+                       r["model_version"] or "-", (r["verdict"] or {}).get("finished_at", "-"), _steps(r),
+                       r["outcome"], r["by"].split(":")[0], r["at"]] for r in records]))
+
+
+@cli.command()
+@click.argument("env")
+@TARGET
+@click.option("--rps", type=click.FloatRange(min=0, min_open=True, max=500), default=40, show_default=True,
+              help="requests per second, at a fixed rate whatever the answers do")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True, max=3600), default=60, show_default=True,
+              help="seconds to send for")
+@OUTPUT
+@click.pass_context
+def traffic(ctx: click.Context, env: str, target: str | None, rps: float, duration: float, output: str) -> None:
+    """Send ENV steady traffic from where its clients are, then summarise the answers.
+
+    On Kubernetes a Job in ENV's namespace calls the Service by its cluster DNS name, with the
+    image ENV serves (nothing from the host reaches a cluster address); locally the host calls the
+    server. The bodies are shipyard.yaml's `traffic` samples and weights. A canary is judged on
+    production's own metrics, so run this beside `shipyard promote` where production has no real
+    clients (a demo, a test). Exit 1 when a request failed or got a 5xx."""
+    from shipyard.config import load_environment
+    from shipyard.output import info, print_json
+    from shipyard.traffic import KubernetesTraffic, run_local
+
+    environment = load_environment(env)
+    if (target or environment.target) == "kubernetes":
+        sender = KubernetesTraffic(environment, rps, duration)
+        sender.start(info)
+        try:
+            summary = sender.wait(info)
+        finally:
+            sender.remove()
+    else:
+        summary = run_local(environment, rps, duration, info)
+    if output == "json":
+        print_json(summary)
+    else:
+        click.echo(f"{summary['sent']} sent to {summary['url']}: answers by status {summary['statuses']}, "
+                   f"{summary['failed']} failed, p99 {summary['p99_ms']} ms"
+                   + "".join(f"\n  {f}" for f in summary["failures"]))
+    ctx.exit(EXIT_OK if summary["failed"] == 0 and summary["server_errors"] == 0 else EXIT_FAILED)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -451,6 +513,7 @@ def _handlers() -> dict[type[Exception], int]:
     from shipyard.bento import BuildError
     from shipyard.config import ConfigError
     from shipyard.harness.run import VerifyError
+    from shipyard.harness.staged.traffic import TrafficError
     from shipyard.image import ImageError
     from shipyard.init import InitError
     from shipyard.kubectl import ClusterError
@@ -461,7 +524,7 @@ def _handlers() -> dict[type[Exception], int]:
 
     return {ConfigError: EXIT_USAGE, UsageError: EXIT_USAGE, ProjectError: EXIT_USAGE, InitError: EXIT_USAGE, BuildError: EXIT_FAILED,
             TargetError: EXIT_FAILED, ImageError: EXIT_FAILED, ClusterError: EXIT_FAILED, ManifestError: EXIT_FAILED,
-            VerifyError: EXIT_FAILED, PromotionRefused: EXIT_FAILED}
+            VerifyError: EXIT_FAILED, PromotionRefused: EXIT_FAILED, TrafficError: EXIT_USAGE}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,12 +53,64 @@ class Parity(BaseModel):
     allow: list[str] = []
 
 
+# What a canary step is judged on, each measured from production's own Prometheus metrics over
+# the step (shipyard/analysis.py says how). Ratios compare the canary with the stable version.
+CanaryMetric = Literal["requests", "error_rate", "error_rate_increase", "p99_ms", "p99_ratio",
+                       "decision_rate", "decision_rate_shift", "stable_error_rate"]
+
+
+class DecisionMetric(BaseModel):
+    """The model's decision counter, so a canary whose decisions drift is caught: the Prometheus
+    counter, its label, and the label value whose share is compared (e.g. the fraud share)."""
+
+    model_config = _CLOSED
+    metric: Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
+    label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")]
+    value: Annotated[str, Field(min_length=1)]
+
+
+class Canary(BaseModel):
+    """Progressive delivery: the new digest serves a growing share of production's traffic, each
+    step judged on production's metrics before the next; the last step replaces stable."""
+
+    model_config = _CLOSED
+    # Shares of production's endpoints the canary gets, in order; after the last, the new digest
+    # replaces stable. Realised by replica counts, so the share is as close as whole pods allow.
+    steps: Annotated[list[Annotated[int, Field(ge=1, le=99)]], Field(min_length=1, max_length=10)]
+    pause_s: Annotated[float, Field(ge=5, le=600)] = 30
+    decision: DecisionMetric | None = None
+    gates: Annotated[dict[CanaryMetric, Bound], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _sound(self) -> "Canary":
+        if any(b <= a for a, b in zip(self.steps, self.steps[1:])):
+            raise ValueError(f"steps must grow, step by step (got {self.steps})")
+        if {"decision_rate", "decision_rate_shift"} & set(self.gates) and self.decision is None:
+            raise ValueError("a decision_rate gate needs `decision: {metric, label, value}` to know what to count")
+        if "requests" not in self.gates:
+            raise ValueError("gates need `requests: {min: N}`: a step that saw too little traffic must not pass")
+        if len(self.steps) * self.pause_s > 1200:
+            raise ValueError(f"{len(self.steps)} steps of {self.pause_s:g} s exceed the 1200 s a promotion may "
+                             "hold production's lock; use fewer steps or a shorter pause")
+        return self
+
+
 class Promotion(BaseModel):
     model_config = _CLOSED
     to: Annotated[str, Field(pattern=NAME_PATTERN)]
     requires_approval: bool = True
     max_verdict_age_h: Annotated[float, Field(gt=0)] = 24
     post_deploy_suites: list[Suite] = ["smoke"]
+    # replace: the verified digest replaces production at once (a rolling update); canary: step by
+    # step, as `canary` says (Kubernetes only).
+    strategy: Literal["replace", "canary"] = "replace"
+    canary: Canary | None = None
+
+    @model_validator(mode="after")
+    def _canary_settings(self) -> "Promotion":
+        if self.strategy == "canary" and self.canary is None:
+            raise ValueError("strategy canary needs a `canary:` section (steps, pause_s, gates)")
+        return self
 
 
 class BatchSettings(BaseModel):

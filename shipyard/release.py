@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import time
 from dataclasses import dataclass
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -40,10 +41,12 @@ class Outcome:
 
 
 @contextmanager
-def _locked(target, env_name: str) -> Iterator[None]:
+def _locked(target, env_name: str, wait_s: float = 0) -> Iterator[None]:
     """The environment's promotion lock for the duration of a release, or PromotionRefused."""
     holder = _who()
-    held = target.lock.acquire(LOCK, holder, LOCK_TTL_S)
+    deadline = time.monotonic() + wait_s
+    while (held := target.lock.acquire(LOCK, holder, LOCK_TTL_S)) is not None and time.monotonic() < deadline:
+        time.sleep(1)
     if held is not None:
         raise PromotionRefused(f"another promotion to {env_name} is in progress, held by {held}; wait for it to finish")
     try:
@@ -61,7 +64,8 @@ def releases(target) -> list[dict[str, Any]]:
 
 
 def _record(target, env: Environment, kind: str, subject: str, previous: str, verdict: dict | None,
-            outcome: str, checks: list[dict], approved: bool | None, note: str = "") -> dict[str, Any]:
+            outcome: str, checks: list[dict], approved: bool | None, note: str = "",
+            canary: dict[str, Any] | None = None) -> dict[str, Any]:
     history = releases(target)  # one read: on Kubernetes each is a kubectl call
     seq = history[-1]["seq"] + 1 if history else 1
     sub = (verdict or {}).get("subject", {})
@@ -71,6 +75,7 @@ def _record(target, env: Environment, kind: str, subject: str, previous: str, ve
         "verdict": {"record": verdict.get("record", ""), "environment": verdict["environment"],
                     "finished_at": verdict["finished_at"], "passed": verdict["passed"]} if verdict else None,
         "post_deploy": checks, "approved": approved, "by": _who(), "at": now(), "outcome": outcome, "note": note,
+        "canary": canary,
     }
     doc["record"] = target.records.put("release", f"{seq:05d}", doc)
     return doc
@@ -86,7 +91,8 @@ def _post_deploy(env: Environment, target_kind: str | None, suites: list[str],
 
 
 def promote(source: str, destination: str | None, target_kind: str | None = None, dry_run: bool = False,
-            approve: bool = False, progress: Callable[[str], None] = lambda _: None) -> Outcome:
+            approve: bool = False, progress: Callable[[str], None] = lambda _: None,
+            strategy: str | None = None, watch: bool = False) -> Outcome:
     from shipyard.paths import environments_dir
     from shipyard.policy import PromotionFacts, refusal
     from shipyard.targets import target_for
@@ -116,12 +122,21 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
     if refused:
         raise PromotionRefused(refused)
     verdict = facts.verdicts[-1]
+    strategy = strategy or src.promotion.strategy
+    if strategy == "canary" and src.promotion.canary is None:
+        raise PromotionRefused(f"a canary needs settings: add `canary:` (steps, pause_s, gates) to {source}'s "
+                               "promotion section in its environment.yaml")
+    if strategy == "canary" and not hasattr(dst_target, "canary"):
+        raise PromotionRefused(f"a canary needs the kubernetes target: {dst_name} runs one local server here, so there "
+                               "is nothing to split its traffic with; promote with `--target kubernetes`, or replace "
+                               "it at once with `--strategy replace`")
 
     previous = dst_target.subject()
     plan = [f"from {source}: {subject}", f"to {dst_name}: {previous or '(nothing running)'} -> {subject}",
             f"verdict of {verdict['finished_at']} ({verdict.get('record', '')}): "
             + ", ".join(f"{g['suite']}.{g['metric']}={g['measured']:g}" for g in verdict["gates"] if g["measured"] is not None),
-            f"post-deploy suites in {dst_name}: {', '.join(src.promotion.post_deploy_suites)}"]
+            f"post-deploy suites in {dst_name}: {', '.join(src.promotion.post_deploy_suites)}",
+            _strategy_line(strategy, src.promotion.canary, bool(previous))]
     if dry_run:
         return Outcome({"outcome": "planned"}, None, plan)
 
@@ -130,19 +145,46 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
 
         from shipyard.harness.run import VerifyError
 
+        canary_doc = None
+        if strategy == "canary" and previous:
+            from shipyard.canary import walk
+
+            settings = src.promotion.canary
+            canary = dst_target.canary
+            leftover = canary.subject()
+            if leftover:
+                progress(f"a canary of {leftover} is left in {dst_name} by a promotion that no longer runs")
+                canary.remove(progress)
+            run = walk(canary, subject, settings, progress, watch)
+            canary_doc = {"pause_s": settings.pause_s, "steps": run.steps}
+            if not run.passed:
+                aborted = _record(dst_target, dst, "promote", subject, previous, verdict, "aborted", [],
+                                  approve or None, note=f"canary {run.failure}; {dst_name} stays on {previous}",
+                                  canary=canary_doc)
+                if run.interrupted:
+                    raise KeyboardInterrupt
+                return Outcome(aborted, None, plan)
+            progress(f"every canary step passed: {subject} replaces stable in {dst_name}")
+        elif strategy == "canary":
+            progress(f"nothing runs in {dst_name} yet: the first release replaces, there is no stable to compare a "
+                     "canary with")
         progress(f"deploying {subject} to {dst_name}")
         try:
-            dst_target.roll_to(subject, progress)
+            try:
+                dst_target.roll_to(subject, progress)
+            finally:
+                if canary_doc is not None:  # stable now serves the digest (or failed to): the canary goes
+                    dst_target.canary.remove(progress)
             check = _post_deploy(dst, target_kind, src.promotion.post_deploy_suites, progress)
         except (TargetError, VerifyError) as exc:  # the deploy itself failed: treated like a failed check
             check = {"suites": [], "passed": False, "record": "", "failed_gates": [f"deploy: {exc}"]}
         if check["passed"]:
             return Outcome(_record(dst_target, dst, "promote", subject, previous, verdict, "succeeded", [check],
-                                   approve or None), None, plan)
+                                   approve or None, canary=canary_doc), None, plan)
         cause = "; ".join(check["failed_gates"]) or "a post-deploy suite did not pass"
         failed = _record(dst_target, dst, "promote", subject, previous, verdict,
                          "rolled-back" if previous else "failed", [check], approve or None,
-                         note="post-deploy check failed: " + cause)
+                         note="post-deploy check failed: " + cause, canary=canary_doc)
         # The cause first: the rollback's own progress would otherwise bury it.
         progress(f"post-deploy check failed in {dst_name}: {cause}")
         if not previous:
@@ -163,6 +205,9 @@ def rollback(env_name: str, to_seq: int | None = None, target_kind: str | None =
 
     env = load_environment(env_name)
     target = target_for(env, target_kind)
+    canary = getattr(target, "canary", None)
+    if canary is not None and canary.current() is not None:
+        return _abort_canary(target, env, canary, target_kind, progress)
     history = releases(target)
     current = target.subject()
     if to_seq is not None:
@@ -181,3 +226,37 @@ def rollback(env_name: str, to_seq: int | None = None, target_kind: str | None =
         doc = _record(target, env, "rollback", chosen["subject"], current, None,
                       "succeeded" if check["passed"] else "failed", [check], None, note=f"to release {chosen['seq']}")
         return Outcome(doc, None, [])
+
+
+def _abort_canary(target, env: Environment, canary, target_kind: str | None,
+                  progress: Callable[[str], None]) -> Outcome:
+    """`shipyard rollback` while a canary runs: the promotion walking it is asked to abort (it
+    removes the canary and records the abort), then stable is checked and the rollback recorded.
+    A canary nobody walks any more (its promotion was killed) is removed here, under the lock."""
+    subject = canary.subject()
+    progress(f"a canary of {subject} is in progress in {env.name}: asking its promotion to abort it")
+    canary.request_abort(_who())
+    deadline = time.monotonic() + 60
+    while canary.current() is not None and time.monotonic() < deadline:
+        time.sleep(1)
+    with _locked(target, env.name, wait_s=60):
+        if canary.current() is not None:
+            progress("no promotion is walking it any more: removing it here")
+            canary.remove(progress)
+        stable = target.subject()
+        progress(f"{env.name} keeps serving {stable}")
+        check = _post_deploy(env, target_kind, ["smoke"], progress)
+        doc = _record(target, env, "rollback", stable, subject, None, "succeeded" if check["passed"] else "failed",
+                      [check], None, note=f"aborted the canary of {subject}")
+        return Outcome(doc, None, [])
+
+
+def _strategy_line(strategy: str, settings, has_stable: bool) -> str:
+    if strategy != "canary" or settings is None:
+        return "strategy: replace (a rolling update, then the post-deploy suites)"
+    if not has_stable:
+        return "strategy: canary, but nothing runs there yet: the first release replaces"
+    gates = ", ".join(f"{m}" + (f">={b.min:g}" if b.min is not None else "") + (f"<={b.max:g}" if b.max is not None else "")
+                      for m, b in settings.gates.items())
+    return ("strategy: canary, " + " -> ".join(f"{p} %" for p in settings.steps)
+            + f" -> replace, {settings.pause_s:g} s per step; each step: {gates}")

@@ -10,6 +10,7 @@ import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from shipyard.config import Environment
@@ -19,6 +20,7 @@ from shipyard.targets.records import ConfigMapRecords, LeaseLock
 
 if TYPE_CHECKING:
     from shipyard.manifests import ImageRef
+    from shipyard.targets.canary import KubernetesCanary
 
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=shipyard"
 ANNOTATION_BENTO = "shipyard.dev/bento"
@@ -174,10 +176,14 @@ class KubernetesTarget:
     def _wait_for_companions(self, objects: list[dict], progress: Callable[[str], None], timeout_s: float) -> None:
         """The other Deployments of the release (the stream broker and workers) must be ready too.
 
-        A companion whose pods are stuck (crash loop, image pull) fails the deploy after a short
+        A workload whose pods are stuck (crash loop, image pull) fails the deploy after a short
         grace period, naming the workload and the pod's own last words, instead of running into
         the timeout: that is what the release manager needs to read first."""
         names = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] != self.workload]
+        self.wait_ready(names, progress, timeout_s)
+
+    def wait_ready(self, names: list[str], progress: Callable[[str], None], timeout_s: float) -> None:
+        """Every named Deployment ready, or a TargetError naming the one that is not and why."""
         deadline = time.monotonic() + timeout_s
         stuck_since: dict[str, float] = {}
         pending = list(names)
@@ -273,6 +279,13 @@ class KubernetesTarget:
         return "\n".join(lines)
 
     # --- what promotion needs: the running subject, rolling to one, records, a lock -----------
+
+    @cached_property
+    def canary(self) -> "KubernetesCanary":
+        """The environment's canary Deployment (a canary promotion's second track)."""
+        from shipyard.targets.canary import KubernetesCanary
+
+        return KubernetesCanary(self)
 
     def subject(self) -> str:
         """What the API serves here (an image name@sha256:...), or "" when nothing does.

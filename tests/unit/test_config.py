@@ -45,6 +45,20 @@ def test_minimal_file_gets_defaults(envs):
         ("name: other\n", "name: is 'other' but the folder is 'dev'"),
         ("name: [dev\n", "not valid YAML"),
         ("- dev\n", "must be a mapping"),
+        ("name: dev\npromotion: {to: prod, strategy: canary}\n", "strategy canary needs a `canary:` section"),
+        ("name: dev\npromotion: {to: prod, strategy: blue}\n", "promotion.strategy: Input should be 'replace' or 'canary'"),
+        ("name: dev\npromotion: {to: prod, canary: {steps: [50, 25], gates: {requests: {min: 1}}}}\n",
+         "steps must grow"),
+        ("name: dev\npromotion: {to: prod, canary: {steps: [100], gates: {requests: {min: 1}}}}\n",
+         "promotion.canary.steps.0: Input should be less than or equal to 99"),
+        ("name: dev\npromotion: {to: prod, canary: {steps: [10], gates: {error_rate: {max: 0.1}}}}\n",
+         "gates need `requests: {min: N}`"),
+        ("name: dev\npromotion: {to: prod, canary: {steps: [10], gates: {requests: {min: 1}, latency: {max: 1}}}}\n",
+         "promotion.canary.gates.latency"),
+        ("name: dev\npromotion: {to: prod, canary: {steps: [10], gates: {requests: {min: 1}, "
+         "decision_rate_shift: {max: 0.1}}}}\n", "needs `decision: {metric, label, value}`"),
+        ("name: dev\npromotion: {to: prod, canary: {steps: [10, 20, 30], pause_s: 600, gates: {requests: {min: 1}}}}\n",
+         "exceed the 1200 s"),
     ],
 )
 def test_invalid_files_name_key_and_rule(envs, text, expected):

@@ -1,0 +1,176 @@
+"""`shipyard traffic ENV`: steady, bounded traffic to an environment's service, from where its
+clients are: a pod in the environment's namespace calling the Service by its cluster DNS name
+(Kubernetes), or the host (local). A canary is judged on production's metrics, so production
+needs traffic while it runs: real clients in production, this in a demo or a test.
+
+The bodies are the project's (shipyard.yaml `traffic`: the samples file and route weights, else
+the served OpenAPI document's examples), as the staged suites send them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from shipyard.config import Environment
+from shipyard.project import current_project
+from shipyard.targets.base import TargetError
+
+SENDER = Path(__file__).with_name("traffic_sender.py")
+LABEL = "shipyard.dev/traffic"
+MAX_RPS = 500
+MAX_DURATION_S = 3600
+
+
+@dataclass(frozen=True)
+class TrafficPlan:
+    url: str
+    rps: float
+    duration_s: float
+    routes: dict[str, dict[str, Any]]  # route -> {"weight": int, "bodies": [...]}
+
+    def to_json(self) -> str:
+        return json.dumps({"url": self.url, "rps": self.rps, "duration_s": self.duration_s, "routes": self.routes})
+
+
+def _routes(document: Callable[[], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Route -> integer weight and bodies, from the project's samples and weights."""
+    from shipyard.harness.staged.traffic import TrafficError, examples_for, load_samples
+
+    project = current_project()
+    samples = load_samples(str(project.path(project.traffic.samples))) if project.traffic.samples else {}
+    wanted = project.traffic.weights or {route: 1.0 for route in samples}
+    if not wanted or any(route not in samples for route in wanted):
+        samples = examples_for(document(), samples)
+        wanted = project.traffic.weights or {route: 1.0 for route in samples}
+    unknown = sorted(r for r in wanted if not samples.get(r))
+    if unknown:
+        raise TrafficError(f"traffic.weights names {', '.join(unknown)}, which has no samples and no OpenAPI example")
+    smallest = min(wanted.values())
+    return {route: {"weight": max(1, round(w / smallest)), "bodies": samples[route]} for route, w in wanted.items()}
+
+
+def _check(rps: float, duration_s: float) -> None:
+    if not 0 < rps <= MAX_RPS:
+        raise TargetError(f"--rps must be above 0 and at most {MAX_RPS} (got {rps:g})")
+    if not 0 < duration_s <= MAX_DURATION_S:
+        raise TargetError(f"--duration must be above 0 and at most {MAX_DURATION_S} s (got {duration_s:g})")
+
+
+def _summary(text: str) -> dict[str, Any]:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise TargetError(f"the traffic sender ended without a summary; it said: {text.strip()[-500:]}")
+
+
+def run_local(env: Environment, rps: float, duration_s: float, progress: Callable[[str], None]) -> dict[str, Any]:
+    """From the host to the environment's local server."""
+    import tempfile
+
+    import httpx
+
+    from shipyard.targets import LocalTarget
+
+    _check(rps, duration_s)
+    with LocalTarget(env).endpoint() as endpoint, tempfile.TemporaryDirectory() as scratch:
+        plan = TrafficPlan(endpoint.url, rps, duration_s,
+                           _routes(lambda: httpx.get(endpoint.url + "/docs.json", timeout=10).json()))
+        plan_file = Path(scratch) / "plan.json"
+        plan_file.write_text(plan.to_json())
+        proc = subprocess.Popen([sys.executable, str(SENDER), str(plan_file)], stdout=subprocess.PIPE, text=True)
+        lines = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if not line.startswith("{"):
+                progress(line.rstrip())
+        proc.wait(timeout=30)
+    return _summary("".join(lines))
+
+
+class KubernetesTraffic:
+    """A Job in the environment's namespace sending the plan to the Service by its DNS name."""
+
+    def __init__(self, env: Environment, rps: float, duration_s: float) -> None:
+        from shipyard.targets import KubernetesTarget
+
+        _check(rps, duration_s)
+        self.target = KubernetesTarget(env)
+        self.namespace = env.namespace
+        self.rps, self.duration_s = rps, duration_s
+        self.name = f"shipyard-traffic-{time.strftime('%H%M%S')}-{int(time.time() * 1000) % 1000:03d}"
+
+    def start(self, progress: Callable[[str], None]) -> None:
+        from shipyard import kubectl, manifests
+
+        project = self.target.project
+        workload = kubectl.get_json("deployment", project.kubernetes.workload, "-n", self.namespace)
+        if workload is None or not self.target.subject():
+            raise TargetError(f"nothing serves in {self.namespace}: deploy {self.target.env.name} first")
+        pod_spec = workload["spec"]["template"]["spec"]
+        image = pod_spec["containers"][0]["image"]
+        port = next((p["containerPort"] for p in pod_spec["containers"][0].get("ports", [])), None)
+        service = project.kubernetes.service
+        url = f"http://{service}.{self.namespace}.svc.cluster.local:{project.kubernetes.port}"
+        plan = TrafficPlan(url, self.rps, self.duration_s, _routes(lambda: json.loads(kubectl.run(
+            "get", "--raw", f"/api/v1/namespaces/{self.namespace}/services/{service}:{project.kubernetes.port}"
+            "/proxy/docs.json").stdout)))
+        labels = {LABEL: self.name, "app.kubernetes.io/component": "traffic"}
+        restricted = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                      "capabilities": {"drop": ["ALL"]}}
+        objects = [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": self.name, "namespace": self.namespace,
+                                                                   "labels": labels},
+             "data": {"plan.json": plan.to_json(), "sender.py": SENDER.read_text()}},
+            # The namespace denies egress by default: this pod may reach the scorer's pods and DNS, nothing else.
+            {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+             "metadata": {"name": self.name, "namespace": self.namespace, "labels": labels},
+             "spec": {"podSelector": {"matchLabels": {LABEL: self.name}}, "policyTypes": ["Egress"],
+                      "egress": [{"to": [{"podSelector": {"matchLabels": workload["spec"]["selector"]["matchLabels"]}}],
+                                  "ports": [{"port": port, "protocol": "TCP"}]},
+                                 {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]}},
+            {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": self.name, "namespace": self.namespace,
+                                                                   "labels": labels},
+             "spec": {"backoffLimit": 0, "activeDeadlineSeconds": int(self.duration_s) + 120,
+                      "ttlSecondsAfterFinished": 3600,
+                      "template": {"metadata": {"labels": labels}, "spec": {
+                          "restartPolicy": "Never", "automountServiceAccountToken": False,
+                          "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                                              "seccompProfile": {"type": "RuntimeDefault"}},
+                          "containers": [{"name": "traffic", "image": image, "imagePullPolicy": "IfNotPresent",
+                                          "command": ["python", "/traffic/sender.py", "/traffic/plan.json"],
+                                          "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                                                        "limits": {"cpu": "500m", "memory": "256Mi"}},
+                                          "securityContext": restricted,
+                                          "volumeMounts": [{"name": "traffic", "mountPath": "/traffic"}]}],
+                          "volumes": [{"name": "traffic", "configMap": {"name": self.name}}]}}}},
+        ]
+        kubectl.run("apply", "--server-side", "--field-manager=shipyard", "-f", "-", input_text=manifests.to_yaml(objects))
+        progress(f"traffic: job/{self.name} in {self.namespace} sends {self.rps:g} requests/s to {url} for "
+                 f"{self.duration_s:g} s")
+
+    def wait(self, progress: Callable[[str], None]) -> dict[str, Any]:
+        """The sender's summary once the Job ends (bounded by its own deadline)."""
+        from shipyard import kubectl
+
+        deadline = time.monotonic() + self.duration_s + 180
+        while time.monotonic() < deadline:
+            job = kubectl.get_json("job", self.name, "-n", self.namespace) or {}
+            conditions = {c["type"]: c["status"] for c in job.get("status", {}).get("conditions", [])}
+            if conditions.get("Complete") == "True" or conditions.get("Failed") == "True":
+                said = kubectl.run("logs", f"job/{self.name}", "-n", self.namespace, check=False)
+                return _summary(said.stdout + said.stderr)
+            time.sleep(2)
+        raise TargetError(f"job/{self.name} in {self.namespace} did not finish in time: "
+                          f"kubectl -n {self.namespace} logs job/{self.name}")
+
+    def remove(self) -> None:
+        from shipyard import kubectl
+
+        kubectl.run("delete", "job,configmap,networkpolicy", "-n", self.namespace, "-l", f"{LABEL}={self.name}",
+                    "--wait=false", check=False)
