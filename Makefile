@@ -22,19 +22,26 @@ demo: venv
 	$(SHIPYARD) deploy $(DEMO_ENV) --target local
 	scripts/demo-requests $(DEMO_ENV)
 	$(SHIPYARD) verify $(DEMO_ENV) --short
-	$(SHIPYARD) promote $(DEMO_ENV) --approve
+	$(SHIPYARD) promote $(DEMO_ENV) --approve --strategy replace
 	$(SHIPYARD) history production
 	@echo "staging and production keep serving; stop them with: $(SHIPYARD) stop staging; $(SHIPYARD) stop production"
 
 ## cluster-demo: the same release on the local Kubernetes cluster: image by digest, deploy
-## staging, verify it there, promote the verified digest to production
+## staging, verify it there, then promote the verified digest to production as a canary (steps
+## judged on production's metrics) while a pod in production sends it steady traffic
 cluster-demo: venv services
 	$(SHIPYARD) train
 	$(SHIPYARD) build
 	$(SHIPYARD) image build
+	@echo "production runs this first image (yesterday's release); staging gets a new build of the same model"
+	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) deploy production --target kubernetes
+	$(SHIPYARD) build
+	$(SHIPYARD) image build
 	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) deploy staging --target kubernetes
 	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) verify staging --target kubernetes --short
-	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) promote staging --target kubernetes --approve
+	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) traffic production --target kubernetes --rps 40 --duration 150 & sleep 5; \
+	  KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) promote staging --target kubernetes --approve --watch; \
+	  promoted=$$?; wait; exit $$promoted
 	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) history production --target kubernetes
 
 ## test: every test: unit, then integration against real servers, docker, the registry, Redis

@@ -60,6 +60,10 @@ class OutputContractError(Exception):
     workers=int(os.environ.get("SHIPYARD_WORKERS", "1")),
     traffic={"timeout": 10},
     resources={"cpu": "1"},
+    # Latency buckets fine enough for answers of a millisecond or two: BentoML's default starts at
+    # 5 ms, so a p99 (a canary's, against stable's) could not tell 1.5 ms from 4.5 ms.
+    metrics={"duration": {"buckets": [0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05,
+                                      0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]}},
 )
 class FraudScorer:
     model_ref = bentoml.models.BentoModel(MODEL_TAG)

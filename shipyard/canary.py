@@ -79,7 +79,7 @@ def walk(canary, subject: str, settings: Canary, progress: Callable[[str], None]
             run.steps.append(record)
             if aborted_by:
                 run.failure = f"{where} ({share_pct} %) aborted by {aborted_by}"
-                record["passed"] = False
+                record["passed"], record["aborted_by"] = False, aborted_by
                 progress(run.failure)
                 break
             failed = [g for g in gates if not g.passed]

@@ -281,8 +281,8 @@ def _print_release(doc: dict[str, Any]) -> None:
 def _steps(doc: dict[str, Any]) -> str:
     """A release's canary steps in a table cell: `25%:ok 50%:error_rate` (or - for a replace)."""
     steps = (doc.get("canary") or {}).get("steps", [])
-    return " ".join(f"{s['share_asked_pct']}%:" + ("ok" if s.get("passed") else
-                                                    ",".join(g["metric"] for g in s["gates"] if not g["passed"]) or "aborted")
+    return " ".join(f"{s['share_asked_pct']}%:" + ("ok" if s.get("passed") else "aborted" if s.get("aborted_by") else
+                                                    ",".join(g["metric"] for g in s["gates"] if not g["passed"]) or "failed")
                     for s in steps) or "-"
 
 

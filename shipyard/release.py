@@ -105,6 +105,14 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
         raise PromotionRefused(refusal(PromotionFacts(src, dst_name, "")) or "")
     dst = load_environment(dst_name)
     src_target, dst_target = target_for(src, target_kind), target_for(dst, target_kind)
+    strategy = strategy or src.promotion.strategy
+    if strategy == "canary" and src.promotion.canary is None:
+        raise PromotionRefused(f"a canary needs settings: add `canary:` (steps, pause_s, gates) to {source}'s "
+                               "promotion section in its environment.yaml")
+    if strategy == "canary" and not hasattr(dst_target, "canary"):
+        raise PromotionRefused(f"a canary needs the kubernetes target: {dst_name} runs one local server here, so there "
+                               "is nothing to split its traffic with; promote with `--target kubernetes`, or replace "
+                               "it at once with `--strategy replace`")
     subject = src_target.subject()
     facts = PromotionFacts(src, dst_name, subject, approved=approve, dry_run=dry_run)
     if subject:
@@ -122,14 +130,6 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
     if refused:
         raise PromotionRefused(refused)
     verdict = facts.verdicts[-1]
-    strategy = strategy or src.promotion.strategy
-    if strategy == "canary" and src.promotion.canary is None:
-        raise PromotionRefused(f"a canary needs settings: add `canary:` (steps, pause_s, gates) to {source}'s "
-                               "promotion section in its environment.yaml")
-    if strategy == "canary" and not hasattr(dst_target, "canary"):
-        raise PromotionRefused(f"a canary needs the kubernetes target: {dst_name} runs one local server here, so there "
-                               "is nothing to split its traffic with; promote with `--target kubernetes`, or replace "
-                               "it at once with `--strategy replace`")
 
     previous = dst_target.subject()
     plan = [f"from {source}: {subject}", f"to {dst_name}: {previous or '(nothing running)'} -> {subject}",

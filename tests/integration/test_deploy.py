@@ -280,7 +280,7 @@ def test_promotion_on_kubernetes_moves_the_verified_digest_with_its_evidence(dep
         assert refused.returncode == 1 and "held by bob@release-desk:7" in refused.stderr
     finally:
         kubectl("-n", "fraud-production", "delete", "lease", "shipyard-promotion")
-    result = run_cli("promote", "--target", "kubernetes", "--approve", env=K8S, timeout=900)
+    result = run_cli("promote", "--target", "kubernetes", "--approve", "--strategy", "replace", env=K8S, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     assert running_images("fraud-production") == {deployed.reference}
     history = json.loads(run_cli("history", "production", "--target", "kubernetes", "-o", "json", env=K8S).stdout)

@@ -124,6 +124,20 @@ def test_refused_without_a_verdict(pair, built_bento):
     assert serving("prod", env) == ""
 
 
+def test_a_canary_is_refused_on_the_local_target_naming_both_fixes(pair, built_bento, tmp_path):
+    write, env = pair
+    stage = tmp_path / "stage" / "environment.yaml"
+    stage.write_text(stage.read_text().replace(
+        "  post_deploy_suites: [smoke, acceptance]\n",
+        "  post_deploy_suites: [smoke, acceptance]\n  strategy: canary\n"
+        "  canary: {steps: [50], gates: {requests: {min: 10}}}\n"))
+    result = run_cli("promote", "stage", env=env)
+    assert result.returncode == 1
+    assert "a canary needs the kubernetes target" in result.stderr
+    assert "--target kubernetes" in result.stderr and "--strategy replace" in result.stderr
+    assert serving("prod", env) == ""
+
+
 def test_refused_when_the_verdict_failed(pair, built_bento):
     write, env = pair
     deploy("stage", built_bento, env)

@@ -88,6 +88,7 @@ def test_request_metrics_keep_bentoml_names(built_bento, state_dir):
     assert 'bentoml_service_request_total{endpoint="/score",http_response_code="200"' in text
     assert 'bentoml_service_request_total{endpoint="/score",http_response_code="400"' in text
     assert "bentoml_service_request_duration_seconds_bucket" in text
+    assert 'le="0.0015"' in text  # the service's own buckets (its `metrics` config), not BentoML's default
     assert 'shipyard_decisions_total{decision="legitimate"} 1.0' in text
 
 
