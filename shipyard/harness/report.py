@@ -73,6 +73,12 @@ def render_html(verdict: dict[str, Any], suites: list[SuiteResult]) -> str:
         if history:
             charts.append(line_chart(f"{s.name}: latency over time (ms)", history, ["p50_ms", "p95_ms", "p99_ms"], "ms"))
             charts.append(line_chart(f"{s.name}: throughput (req/s) and users", history, ["rps", "users"], ""))
+        replicas = s.details.get("replicas")
+        if replicas:
+            charts.append(line_chart(f"{s.name}: replicas over time (ready, wanted by the autoscaler)", replicas,
+                                     ["ready", "desired_by_hpa"], "pods"))
+            charts.append(line_chart(f"{s.name}: CPU utilisation the autoscaler saw (% of requests)", replicas,
+                                     ["cpu_pct"], "%"))
     failures = "".join(
         f"<tr><td>{s['name']}</td><td>{html.escape(f['test'])}</td><td>{html.escape(f['message'])}</td></tr>"
         for s in verdict["suites"] for f in s.get("failures", []))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +18,10 @@ from shipyard.harness import report, verdict as verdicts
 from shipyard.harness.suites import SuiteResult, run_suite
 from shipyard.paths import state_dir
 from shipyard.project import Project, current_project
+
+
+# The suites under which the autoscaler is watched (on a target that scales).
+SCALED = ("load", "stress")
 
 
 class VerifyError(Exception):
@@ -72,7 +76,11 @@ def verify(env: Environment, requested: list[str] | None = None, target_kind: st
         for suite in suites:
             progress(f"{suite}: running against {ep.url}")
             configured = {**env.suites.get(suite, {}), **(overrides or {}).get(suite, {})}
-            result = run_suite(project, suite, ep.url, configured, context, Path(tmp))
+            with target.scale_watch() if suite in SCALED else nullcontext() as scaling:
+                result = run_suite(project, suite, ep.url, configured, context, Path(tmp))
+            if scaling is not None:  # what the autoscaler did meanwhile: figures to gate, rows to chart
+                result.metrics.update(scaling.metrics())
+                result.details["replicas"] = scaling.rows
             results.append(result)
             progress(f"{suite}: {result.status} in {result.seconds:.1f}s")
             if result.metrics.get("generator_bound"):

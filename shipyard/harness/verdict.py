@@ -40,7 +40,8 @@ def build(environment: str, target: str, subject: dict[str, str], suites: list[S
         "passed": bool(gates) and all(g.passed for g in gates) and not skipped
                   and all(s.status != "error" and (s.status == "passed" or s.name in gated) for s in suites),
         "suites": [{k: v for k, v in asdict(s).items() if k != "details"}
-                   | {"failures": s.details.get("failures", [])[:20]} for s in suites],
+                   | {"failures": s.details.get("failures", [])[:20]}
+                   | ({"replicas": s.details["replicas"]} if s.details.get("replicas") else {}) for s in suites],
         "not_run": skipped,
         "gates": [asdict(g) for g in gates],
         "started_at": started_at,

@@ -21,6 +21,7 @@ from shipyard.targets.records import ConfigMapRecords, LeaseLock
 if TYPE_CHECKING:
     from shipyard.manifests import ImageRef
     from shipyard.targets.canary import KubernetesCanary
+    from shipyard.targets.scale import ScaleWatch
 
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=shipyard"
 ANNOTATION_BENTO = "shipyard.dev/bento"
@@ -365,6 +366,12 @@ class KubernetesTarget:
                               "none: create it, or add a Namespace to the overlay")
         kubectl.run("apply", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
                     input_text=manifests.to_yaml(namespaces))
+
+    def scale_watch(self) -> "ScaleWatch":
+        """The workload's replicas and its autoscaler's view, sampled while a suite runs."""
+        from shipyard.targets.scale import ScaleWatch
+
+        return ScaleWatch(self.namespace, self.workload)
 
     @contextmanager
     def endpoint(self) -> Iterator[Endpoint]:

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -206,6 +206,10 @@ class LocalTarget:
             (models / name / version).symlink_to(shared / "models" / name / version, target_is_directory=True)
             (models / name / "latest").write_text(version)
         return home
+
+    def scale_watch(self) -> "nullcontext[None]":
+        """A local server does not scale: nothing to watch."""
+        return nullcontext()
 
     @contextmanager
     def endpoint(self) -> Iterator[Endpoint]:

@@ -257,10 +257,27 @@ def test_pods_find_services_by_name_in_every_namespace_through_the_cluster_dns(s
     assert phase == "Succeeded" and [line.split()[1] for line in log.splitlines()] == ["200", "200"], log
 
 
+def test_the_metrics_api_serves_node_and_pod_usage(scorer):
+    """metrics-server, built from its module, behind the aggregation layer: `kubectl top` works
+    for nodes and pods (what the HorizontalPodAutoscaler reads)."""
+    nodes = json.loads(kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes").stdout)["items"]
+    assert len(nodes) == 1 and nodes[0]["usage"]["cpu"] and nodes[0]["usage"]["memory"]
+    deadline = time.monotonic() + 120  # a new pod is listed after metrics-server's next scrapes; catches a hang only
+    while True:
+        top = kubectl("-n", NS, "top", "pods", "--no-headers", check=False)
+        if top.returncode == 0 and "scorer-" in top.stdout:
+            break
+        assert time.monotonic() < deadline, top.stdout + top.stderr
+        time.sleep(3)
+    name, cpu, memory = top.stdout.split()[:3]
+    assert cpu.endswith("m") and memory.endswith("Mi"), top.stdout
+
+
 def test_status_reports_the_firewall(cluster):
     result = script("status")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "firewall: FORWARD accepts the cluster's traffic" in result.stdout
+    assert "metrics: the resource metrics API answers" in result.stdout
 
 
 def _our_mounts() -> list[str]:

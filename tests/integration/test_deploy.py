@@ -296,3 +296,23 @@ def test_dry_run_into_a_namespace_that_does_not_exist_lists_what_would_be_create
     assert f"namespace {namespace} does not exist yet" in result.stderr and "Deployment/fraud-scorer" in result.stderr
     assert kubectl("get", "namespace", namespace, check=False).returncode != 0
 
+
+
+def test_stress_on_the_cluster_records_the_autoscaler_scaling_out(deployed):
+    """With the resource metrics API (metrics-server), staging's HPA scales the scorer out under
+    the stress suite; the verdict records replicas over time and the time it took, and the report
+    charts them. (The load still comes through one port-forward: the figures are the autoscaler's.)"""
+    assert deploy("staging", deployed.reference).returncode == 0
+    result = run_cli("verify", "staging", "--target", "kubernetes", "--suite", "smoke", "--suite", "stress",
+                     "-o", "json", env=K8S, timeout=900)
+    verdict = json.loads(result.stdout)
+    [stress] = [s for s in verdict["suites"] if s["name"] == "stress"]
+    metrics = stress["metrics"]
+    assert metrics["replicas_start"] == 1 and metrics["replicas_max"] == 2, stress.get("replicas")
+    assert metrics["scale_out_s"] is not None and metrics["scale_out_s"] > 0
+    rows = stress["replicas"]
+    assert rows[0]["ready"] == 1 and rows[-1]["ready"] == 2 and any(r["cpu_pct"] for r in rows)
+    from shipyard.paths import state_dir
+
+    assert "stress: replicas over time" in (state_dir() / "verdicts" / "staging" / "latest.html").read_text()
+    print(f"stress on the cluster: scaled out from 1 to 2 ready pods after {metrics['scale_out_s']} s")
