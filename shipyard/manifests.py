@@ -102,6 +102,27 @@ def render(env_name: str, image: ImageRef | None = None, annotations: dict[str, 
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
+def keep_autoscaled_replicas(objects: list[dict[str, Any]], live: dict[str, int]) -> list[dict[str, Any]]:
+    """The objects with each autoscaled Deployment's replicas left where its HPA put them.
+
+    The manifests' `replicas` is where a workload starts; once it runs, a HorizontalPodAutoscaler
+    in the same release owns the count. Re-applying the manifests' number would scale a busy
+    service down on every deploy (and the HPA would scale it up again). `live` maps a running
+    Deployment's name to its replicas; a new Deployment starts at the manifests' number. The kept
+    value is clamped to the HPA's bounds, so changing those in the manifests still takes effect."""
+    bounds = {o["spec"]["scaleTargetRef"]["name"]: (o["spec"].get("minReplicas", 1), o["spec"]["maxReplicas"])
+              for o in objects if o.get("kind") == "HorizontalPodAutoscaler"
+              and o["spec"].get("scaleTargetRef", {}).get("kind") == "Deployment"}
+    kept = []
+    for obj in objects:
+        name = obj.get("metadata", {}).get("name")
+        if obj.get("kind") == "Deployment" and name in bounds and name in live:
+            low, high = bounds[name]
+            obj = {**obj, "spec": {**obj["spec"], "replicas": min(max(live[name], low), high)}}
+        kept.append(obj)
+    return kept
+
+
 def to_yaml(objects: list[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(objects, sort_keys=False)
 

@@ -118,7 +118,6 @@ class KubernetesTarget:
         annotations = self._with_jobs_image(image, annotations, progress)
         objects, checks = self.preflight(image, annotations, progress)
         kubectl.check_reachable()
-        rendered = manifests.to_yaml(objects)
         if dry_run and kubectl.get_json("namespace", self.namespace) is None:
             # Nothing to diff against: a server-side dry run needs the namespace to exist.
             progress(f"namespace {self.namespace} does not exist yet; deploying would create:")
@@ -126,6 +125,9 @@ class KubernetesTarget:
                 progress(f"  {obj['kind']}/{obj['metadata']['name']}")
             return KubernetesDeploy(self.env.name, self.namespace, str(image), True, 0, 0,
                                     time.monotonic() - started, checks)
+        live = {d["metadata"]["name"]: d["spec"].get("replicas", 1) for d in
+                (kubectl.get_json("deployments", "-n", self.namespace) or {}).get("items", [])}
+        rendered = manifests.to_yaml(manifests.keep_autoscaled_replicas(objects, live))
         if dry_run:
             diff = kubectl.run("diff", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
                                input_text=rendered, check=False)
@@ -207,8 +209,12 @@ class KubernetesTarget:
             if pending:
                 time.sleep(1)
 
-    def _workload_health(self, name: str, dep: dict | None = None) -> "WorkloadHealth":
-        """Is one Deployment of the release ready, and if not, why (from its pods, not a guess)."""
+    def _workload_health(self, name: str, dep: dict | None = None, scaling_is_ready: bool = False) -> "WorkloadHealth":
+        """Is one Deployment of the release ready, and if not, why (from its pods, not a guess).
+
+        scaling_is_ready: a Deployment whose every pod runs the current template, at least one
+        ready and none stuck, is only adding pods (its autoscaler scaled it out): healthy for
+        status, not for a deploy waiting on its own rollout."""
         from shipyard import kubectl
 
         dep = dep if dep is not None else kubectl.get_json("deployment", name, "-n", self.namespace)
@@ -223,6 +229,9 @@ class KubernetesTarget:
             return WorkloadHealth(name, True, False, summary)
         selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"].get("matchLabels", {}).items())
         pods = (kubectl.get_json("pods", "-n", self.namespace, "-l", selector) or {}).get("items", [])
+        if scaling_is_ready and current and updated == want and st.get("replicas", 0) == want and ready >= 1 \
+                and not any(_pod_problem(p) for p in pods):
+            return WorkloadHealth(name, True, False, f"{summary}, scaling out")
         for pod in pods:
             problem = _pod_problem(pod)
             if problem:
@@ -346,7 +355,7 @@ class KubernetesTarget:
         dep = next((d for d in deps if d["metadata"]["name"] == self.workload), None)
         if dep is None:
             return Status(self.env.name, "kubernetes", "absent")
-        health = [self._workload_health(d["metadata"]["name"], d) for d in deps]
+        health = [self._workload_health(d["metadata"]["name"], d, scaling_is_ready=True) for d in deps]
         problems = tuple(f"deployment/{h.name}: {h.summary}" for h in health if not h.ready)
         state = "ready" if not problems else "not ready: " + ", ".join(h.name for h in health if not h.ready)
         notes = dep["metadata"].get("annotations", {})

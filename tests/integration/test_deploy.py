@@ -298,21 +298,41 @@ def test_dry_run_into_a_namespace_that_does_not_exist_lists_what_would_be_create
 
 
 
-def test_stress_on_the_cluster_records_the_autoscaler_scaling_out(deployed):
-    """With the resource metrics API (metrics-server), staging's HPA scales the scorer out under
-    the stress suite; the verdict records replicas over time and the time it took, and the report
-    charts them. (The load still comes through one port-forward: the figures are the autoscaler's.)"""
-    assert deploy("staging", deployed.reference).returncode == 0
-    result = run_cli("verify", "staging", "--target", "kubernetes", "--suite", "smoke", "--suite", "stress",
-                     "-o", "json", env=K8S, timeout=900)
-    verdict = json.loads(result.stdout)
-    [stress] = [s for s in verdict["suites"] if s["name"] == "stress"]
-    metrics = stress["metrics"]
-    assert metrics["replicas_start"] == 1 and metrics["replicas_max"] == 2, stress.get("replicas")
+AUTOSCALED = """  - target: {kind: Deployment, name: fraud-scorer}
+    patch: |-
+      - {op: replace, path: /spec/replicas, value: 1}
+  - target: {kind: HorizontalPodAutoscaler, name: fraud-scorer}
+    patch: |-
+      - {op: replace, path: /spec/minReplicas, value: 1}
+      - {op: replace, path: /spec/maxReplicas, value: 2}"""
+
+
+def test_stress_on_the_cluster_records_the_autoscaler_scaling_out(deployed, tmp_path):
+    """With the resource metrics API (metrics-server), the HPA scales the scorer out under the
+    stress suite; the verdict records replicas over time and the time it took, and the report
+    charts them. (The load still comes through one port-forward: the figures are the autoscaler's.)
+    A namespace of its own, so the HPA starts from one pod with no history."""
+    namespace = f"fraud-hpa-{os.getpid()}"
+    _overlay(tmp_path, "hpa", namespace, AUTOSCALED)
+    staging = (PROJECT_ROOT / "environments" / "staging" / "environment.yaml").read_text()
+    stress = next(line for line in staging.splitlines() if line.strip().startswith("stress: {start_users"))
+    follow = staging.splitlines()[staging.splitlines().index(stress) + 1]
+    with (tmp_path / "hpa" / "environment.yaml").open("a") as f:
+        f.write(f"suites:\n{stress}\n{follow}\n")
+    env = {**K8S, "SHIPYARD_ENVIRONMENTS": str(tmp_path)}
+    try:
+        assert deploy("hpa", deployed.reference, envs=tmp_path).returncode == 0
+        result = run_cli("verify", "hpa", "--target", "kubernetes", "--suite", "smoke", "--suite", "stress",
+                         "-o", "json", env=env, timeout=900)
+        verdict = json.loads(result.stdout)
+    finally:
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    [stress_suite] = [s for s in verdict["suites"] if s["name"] == "stress"]
+    metrics, rows = stress_suite["metrics"], stress_suite["replicas"]
+    assert metrics["replicas_start"] == 1 and metrics["replicas_max"] == 2, rows
     assert metrics["scale_out_s"] is not None and metrics["scale_out_s"] > 0
-    rows = stress["replicas"]
     assert rows[0]["ready"] == 1 and rows[-1]["ready"] == 2 and any(r["cpu_pct"] for r in rows)
     from shipyard.paths import state_dir
 
-    assert "stress: replicas over time" in (state_dir() / "verdicts" / "staging" / "latest.html").read_text()
+    assert "stress: replicas over time" in (state_dir() / "verdicts" / "hpa" / "latest.html").read_text()
     print(f"stress on the cluster: scaled out from 1 to 2 ready pods after {metrics['scale_out_s']} s")
