@@ -138,6 +138,18 @@ def test_a_canary_is_refused_on_the_local_target_naming_both_fixes(pair, built_b
     assert serving("prod", env) == ""
 
 
+def test_traffic_sends_the_samples_at_a_fixed_rate_and_accounts_for_every_request(pair, built_bento):
+    write, env = pair
+    deploy("stage", built_bento, env)
+    result = run_cli("traffic", "stage", "--rps", "20", "--duration", "3", "-o", "json", env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["planned"] == summary["sent"] == 60 and summary["statuses"] == {"200": 60}
+    assert summary["failed"] == 0 and summary["p99_ms"] is not None
+    bad = run_cli("traffic", "stage", "--rps", "1000", env=env)
+    assert bad.returncode == 2 and "--rps" in bad.stderr
+
+
 def test_refused_when_the_verdict_failed(pair, built_bento):
     write, env = pair
     deploy("stage", built_bento, env)
