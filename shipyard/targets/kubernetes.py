@@ -274,11 +274,21 @@ class KubernetesTarget:
         from shipyard import kubectl
 
         lines = [f"rollout of {image} to {self.namespace} failed: {reason}"]
-        for pod in self._new_pods(image)[:3]:
+        # The pods that are not ready first: with an unchanged image (a probe or setting changed)
+        # the healthy old pods run it too, and their events explain nothing.
+        pods = sorted(self._new_pods(image), key=lambda p: all(
+            c.get("ready") for c in p.get("status", {}).get("containerStatuses", [])))
+        for pod in pods[:3]:
             name = pod["metadata"]["name"]
             events = kubectl.get_json("events", "-n", self.namespace, "--field-selector",
                                       f"involvedObject.name={name}") or {}
-            for ev in sorted(events.get("items", []), key=lambda e: e.get("lastTimestamp") or "")[-4:]:
+            ordered = sorted(events.get("items", []), key=lambda e: e.get("lastTimestamp") or e.get("eventTime")
+                             or e.get("metadata", {}).get("creationTimestamp") or "")
+            shown = ordered[-4:]
+            warnings = [e for e in ordered if e.get("type") == "Warning"]
+            if warnings and warnings[-1] not in shown:  # the probe's or the kubelet's complaint, always
+                shown = [warnings[-1]] + shown[-3:]
+            for ev in shown:
                 lines.append(f"  {name}: {ev.get('reason')}: {ev.get('message', '')[:200]}")
             restarted = any(c.get("restartCount") for c in pod.get("status", {}).get("containerStatuses", []))
             if restarted:  # a container that started and exited: what it said before it died

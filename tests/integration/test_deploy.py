@@ -196,10 +196,18 @@ BAD_PROBE = """  - target: {kind: Deployment, name: fraud-scorer}
       - {op: replace, path: /spec/replicas, value: 1}
       - {op: replace, path: /spec/template/spec/containers/0/readinessProbe/httpGet/path, value: /never-ready}
       - {op: replace, path: /spec/template/spec/containers/0/startupProbe/httpGet/path, value: /never-ready}
-      - {op: replace, path: /spec/template/spec/containers/0/startupProbe/failureThreshold, value: 40}"""
+      - {op: replace, path: /spec/template/spec/containers/0/startupProbe/failureThreshold, value: 40}
+  - target: {kind: HorizontalPodAutoscaler, name: fraud-scorer}
+    patch: |-
+      - {op: replace, path: /spec/minReplicas, value: 1}
+      - {op: replace, path: /spec/maxReplicas, value: 1}"""
 ONE_REPLICA = """  - target: {kind: Deployment, name: fraud-scorer}
     patch: |-
-      - {op: replace, path: /spec/replicas, value: 1}"""
+      - {op: replace, path: /spec/replicas, value: 1}
+  - target: {kind: HorizontalPodAutoscaler, name: fraud-scorer}
+    patch: |-
+      - {op: replace, path: /spec/minReplicas, value: 1}
+      - {op: replace, path: /spec/maxReplicas, value: 1}"""
 
 
 def test_probe_that_never_passes_fails_and_old_pods_keep_serving(deployed, tmp_path):
