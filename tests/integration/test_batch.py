@@ -107,6 +107,10 @@ def test_unknown_columns_are_refused_before_anything_is_written(trained_model, t
 
 
 def test_an_interrupted_run_leaves_no_output_that_looks_complete(trained_model, tmp_path, cli_env):
+    """SIGTERM in the middle of a run. The middle is made certain, not hoped for: the run's stderr
+    is a pipe of one page that this test stops reading after the first progress line, so the run
+    blocks on its next page of progress lines, with its outputs half written, until it is told."""
+    import fcntl
     import os
     import signal
     import subprocess
@@ -116,15 +120,22 @@ def test_an_interrupted_run_leaves_no_output_that_looks_complete(trained_model, 
     from tests.conftest import PROJECT_ROOT
 
     source, out = tmp_path / "big.csv", tmp_path / "scores.csv"
-    generate_transactions(400_000, seed=5).to_csv(source, index=False)
+    generate_transactions(800_000, seed=5).to_csv(source, index=False)  # 400 progress lines: pages of them
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
     proc = subprocess.Popen([sys.executable, "-m", "shipyard.cli", "batch", str(source), str(out), "--model",
                              trained_model, "--chunk-rows", "2000"], cwd=PROJECT_ROOT, env=dict(os.environ, **cli_env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:  # the first progress line: the outputs are being written
-        if "rows:" in line:
-            break
+                            stdout=subprocess.DEVNULL, stderr=write_end)
+    os.close(write_end)
+    said = b""
+    while b" rows: " not in said:  # byte by byte: nothing past the first progress line leaves the pipe
+        byte = os.read(read_end, 1)
+        assert byte, f"the run ended before its first progress line: {said.decode(errors='replace')}"
+        said += byte
     assert list(tmp_path.glob("*.partial")), "the run should be writing .partial files"
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted" in err
+    with os.fdopen(read_end, "rb") as rest:
+        said += rest.read()
+    assert proc.wait(timeout=60) == 130, said.decode(errors="replace")[-2000:]
+    assert b"interrupted" in said
     assert not out.exists() and not list(tmp_path.glob("*.partial")) and not (tmp_path / "scores.rejects.csv").exists()
