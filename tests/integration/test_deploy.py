@@ -191,23 +191,20 @@ def _overlay(envs: Path, name: str, namespace: str, extra_patch: str = "") -> No
     (folder / "environment.yaml").write_text(f"name: {name}\ntarget: kubernetes\nnamespace: {namespace}\n")
 
 
-BAD_PROBE = """  - target: {kind: Deployment, name: fraud-scorer}
-    patch: |-
-      - {op: replace, path: /spec/replicas, value: 1}
-      - {op: replace, path: /spec/template/spec/containers/0/readinessProbe/httpGet/path, value: /never-ready}
-      - {op: replace, path: /spec/template/spec/containers/0/startupProbe/httpGet/path, value: /never-ready}
-      - {op: replace, path: /spec/template/spec/containers/0/startupProbe/failureThreshold, value: 40}
-  - target: {kind: HorizontalPodAutoscaler, name: fraud-scorer}
-    patch: |-
-      - {op: replace, path: /spec/minReplicas, value: 1}
-      - {op: replace, path: /spec/maxReplicas, value: 1}"""
-ONE_REPLICA = """  - target: {kind: Deployment, name: fraud-scorer}
-    patch: |-
-      - {op: replace, path: /spec/replicas, value: 1}
-  - target: {kind: HorizontalPodAutoscaler, name: fraud-scorer}
-    patch: |-
-      - {op: replace, path: /spec/minReplicas, value: 1}
-      - {op: replace, path: /spec/maxReplicas, value: 1}"""
+def _scale_patch(hpa_max: int, *deployment_ops: str) -> str:
+    """Overlay patches: the scorer at one pod (plus `deployment_ops`), its HPA between 1 and hpa_max."""
+    ops = "\n".join(f"      - {op}" for op in ("{op: replace, path: /spec/replicas, value: 1}", *deployment_ops))
+    return (f"  - target: {{kind: Deployment, name: fraud-scorer}}\n    patch: |-\n{ops}\n"
+            "  - target: {kind: HorizontalPodAutoscaler, name: fraud-scorer}\n    patch: |-\n"
+            "      - {op: replace, path: /spec/minReplicas, value: 1}\n"
+            f"      - {{op: replace, path: /spec/maxReplicas, value: {hpa_max}}}")
+
+
+BAD_PROBE = _scale_patch(
+    1, "{op: replace, path: /spec/template/spec/containers/0/readinessProbe/httpGet/path, value: /never-ready}",
+    "{op: replace, path: /spec/template/spec/containers/0/startupProbe/httpGet/path, value: /never-ready}",
+    "{op: replace, path: /spec/template/spec/containers/0/startupProbe/failureThreshold, value: 40}")
+ONE_REPLICA = _scale_patch(1)
 
 
 def test_probe_that_never_passes_fails_and_old_pods_keep_serving(deployed, tmp_path):
@@ -306,13 +303,7 @@ def test_dry_run_into_a_namespace_that_does_not_exist_lists_what_would_be_create
 
 
 
-AUTOSCALED = """  - target: {kind: Deployment, name: fraud-scorer}
-    patch: |-
-      - {op: replace, path: /spec/replicas, value: 1}
-  - target: {kind: HorizontalPodAutoscaler, name: fraud-scorer}
-    patch: |-
-      - {op: replace, path: /spec/minReplicas, value: 1}
-      - {op: replace, path: /spec/maxReplicas, value: 2}"""
+AUTOSCALED = _scale_patch(2)
 
 
 def test_stress_on_the_cluster_records_the_autoscaler_scaling_out(deployed, tmp_path):
