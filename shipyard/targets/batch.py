@@ -50,11 +50,25 @@ COPY_TIMEOUT_S = 1800  # each way, for the files of one run
 RUN_LABEL = "shipyard.dev/batch-run"
 # Each shard's pod: skip a shard already complete (a resumed run), else the entry point with the
 # shard protocol's arguments. $JOB_COMPLETION_INDEX is set by the Job controller.
-SHARD_SCRIPT = """set -eu
+# The shell stays PID 1 and forwards SIGTERM to the entry point instead of exec-ing it: the kernel
+# drops a signal to PID 1 that has no handler, so a pod deleted while Python was still importing
+# ran its shard to the end (and was not retried). The trap is set before any work starts; a
+# signal before the entry point starts ends the shard with 143.
+SHARD_SCRIPT = """child=""; stop=0
+trap 'stop=1; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null || true' TERM INT
+set -eu
 i="$JOB_COMPLETION_INDEX"; d="$SHIPYARD_BATCH_RUN"
 if [ -f "$d/out/$i.json" ]; then echo "shard $i is complete: skipped" >&2; exit 0; fi
-exec "$@" "$d/in/$i$SHIPYARD_BATCH_IN" "$d/out/$i$SHIPYARD_BATCH_OUT" --rejects "$d/out/$i.rejects.csv" \\
-  --first-row "$(cat "$d/in/$i.first-row")" --summary "$d/out/$i.json"
+first_row="$(cat "$d/in/$i.first-row")"
+[ "$stop" = 0 ] || exit 143
+"$@" "$d/in/$i$SHIPYARD_BATCH_IN" "$d/out/$i$SHIPYARD_BATCH_OUT" --rejects "$d/out/$i.rejects.csv" \\
+  --first-row "$first_row" --summary "$d/out/$i.json" &
+child=$!
+[ "$stop" = 0 ] || kill -TERM "$child" 2>/dev/null || true
+while :; do
+  status=0; wait "$child" || status=$?
+  kill -0 "$child" 2>/dev/null || exit "$status"
+done
 """
 
 

@@ -96,10 +96,12 @@ def wait_for(what: str, check, limit_s: float = 300):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def batch_pods(state: str = "Running") -> list[str]:
+def unfinished_shard_pods() -> list[str]:
+    """Shard pods not yet done: a pod deleted now must fail (the shard script forwards the SIGTERM
+    even while Python is starting) and be retried."""
     pods = json.loads(kubectl("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=batch",
                               "-o", "json").stdout)["items"]
-    return [p["metadata"]["name"] for p in pods if p["status"].get("phase") == state
+    return [p["metadata"]["name"] for p in pods if p["status"].get("phase") in ("Pending", "Running")
             and "deletionTimestamp" not in p["metadata"] and "job-name" in str(p["metadata"].get("labels"))]
 
 
@@ -108,7 +110,7 @@ def test_a_killed_shard_is_retried_and_the_result_is_still_exact(transactions, l
     out = tmp_path / "scores.csv"
     run = start_batch(*batch_args(source, out, "--shards", "4"))
     try:
-        victim = wait_for("a running shard", batch_pods)[0]
+        victim = wait_for("a shard's pod", unfinished_shard_pods)[0]
         kubectl("-n", NAMESPACE, "delete", "pod", victim, "--wait=false")
         stdout, stderr = run.communicate(timeout=900)
     finally:
