@@ -67,10 +67,15 @@ kubectl_admin() { "$CLUSTER_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; 
 # SHIPYARD-FORWARD accepts exactly the cluster's own traffic (bridge to bridge, pod CIDR to pod
 # CIDR) and nothing that leaves the machine; one jump to it sits at the top of FORWARD. dockerd only
 # inserts its own jumps and never flushes FORWARD, so the jump survives dockerd starting later.
+# NetworkPolicy: the first packet of every new pod-to-pod connection goes first to nfqueue
+# NETWORK_POLICY_QUEUE, where kube-network-policies (an add-on, up step 8) accepts or drops it; with
+# no daemon bound to the queue the packet is dropped (fail-closed). Established traffic is not queued.
 FIREWALL_CHAIN="SHIPYARD-FORWARD"
+NETWORK_POLICY_QUEUE=98
 
 firewall_rules() {  # the chain's rules, one per line, as iptables -A arguments
   printf '%s\n' \
+    "-s $POD_SUBNET -d $POD_SUBNET -m conntrack --ctstate NEW -m comment --comment shipyard-network-policy -j NFQUEUE --queue-num $NETWORK_POLICY_QUEUE" \
     "-i $BRIDGE -o $BRIDGE -m comment --comment shipyard-pod-to-pod -j ACCEPT" \
     "-s $POD_SUBNET -d $POD_SUBNET -m comment --comment shipyard-pod-cidr -j ACCEPT"
 }
@@ -100,4 +105,8 @@ firewall_ok() {  # the chain holds exactly our rules and FORWARD jumps to it
     # shellcheck disable=SC2086
     iptables -w -C "$FIREWALL_CHAIN" $rule 2>/dev/null || return 1
   done < <(firewall_rules)
+}
+
+network_policy_enforced() {  # a process is bound to the queue the firewall sends new pod connections to
+  awk -v q="$NETWORK_POLICY_QUEUE" '$1 == q { found = 1 } END { exit !found }' /proc/net/netfilter/nfnetlink_queue 2>/dev/null
 }

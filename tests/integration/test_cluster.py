@@ -273,11 +273,12 @@ def test_the_metrics_api_serves_node_and_pod_usage(scorer):
     assert cpu.endswith("m") and memory.endswith("Mi"), top.stdout
 
 
-def test_status_reports_the_firewall(cluster):
+def test_status_reports_the_firewall_metrics_and_network_policy(cluster):
     result = script("status")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "firewall: FORWARD accepts the cluster's traffic" in result.stdout
     assert "metrics: the resource metrics API answers" in result.stdout
+    assert "network policy: enforced (kube-network-policies on nfqueue 98)" in result.stdout
 
 
 def _our_mounts() -> list[str]:
