@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shipyard.paths import environments_dir
 from shipyard.project import NAME_PATTERN, Project, current_project, read_yaml_model
 
 _CLOSED = ConfigDict(extra="forbid")
+# Locust worker pods one load suite may get on the kubernetes target (suites.<suite>.workers).
+MAX_LOCUST_WORKERS = 32
 # A suite's name: a built-in one or one the project declares in shipyard.yaml (checked on load).
 Suite = Annotated[str, Field(pattern=NAME_PATTERN)]
 
@@ -140,6 +142,17 @@ class Environment(BaseModel):
     gates: dict[Suite, dict[str, Bound]] = {}
     promotion: Promotion | None = None
     batch: BatchSettings = BatchSettings()
+
+    @field_validator("suites")
+    @classmethod
+    def _locust_workers(cls, suites: dict[str, dict[str, float | int | str]]) -> dict[str, dict[str, float | int | str]]:
+        """`workers`: how many locust worker pods a load suite gets on the kubernetes target."""
+        for suite, settings in suites.items():
+            workers = settings.get("workers", 1)
+            if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_LOCUST_WORKERS:
+                raise ValueError(f"suites.{suite}.workers must be a whole number from 1 to {MAX_LOCUST_WORKERS} "
+                                 f"(got {workers!r})")
+        return suites
 
     @model_validator(mode="after")
     def _namespace_for_kubernetes(self) -> "Environment":

@@ -54,6 +54,9 @@ class ImageRecord:
     # With image.serving_lock: the same Bento on the full base, for batch Jobs, stream workers and
     # hooks (registry/<repository>-jobs@sha256:...); empty: the one image does everything.
     jobs_reference: str = ""
+    # What runs the staged suites inside the cluster (shipyard.image_runner): the jobs image, the
+    # harness and the project's suites (registry/<repository>-runner@sha256:...).
+    runner_reference: str = ""
 
     @property
     def digest(self) -> str:
@@ -197,16 +200,25 @@ def build_image(bento_tag: str | None = None, registry: str | None = None,
     if lean:
         _check_serving_image(image, echo)
     reference, size = _push_pinned(registry, repository, version, image, echo)
-    jobs_reference = ""
+    jobs_reference, jobs_image = "", image  # without a serving lock, the one image does everything
     if lean:
         jobs_image = f"{registry}/{project.image.jobs_repository}:{version}"
         _containerize(bento.tag, jobs_image, {}, echo)
         jobs_reference, _ = _push_pinned(registry, project.image.jobs_repository, version, jobs_image, echo)
+    from shipyard.image_runner import RunnerImageError, build_runner_image
+
+    runner_image = f"{registry}/{project.image.runner_repository}:{version}"
+    try:
+        build_runner_image(jobs_image, runner_image, echo)
+    except RunnerImageError as exc:
+        raise ImageError(str(exc)) from None
+    runner_reference, _ = _push_pinned(registry, project.image.runner_repository, version, runner_image, echo)
     companions = build_companions(registry, echo)
     record = ImageRecord(
         bento=bento.tag, model=bento.model_tag, reference=reference, tag=image,
         size_bytes=size, built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         build_seconds=round(time.monotonic() - started, 1), companions=companions, jobs_reference=jobs_reference,
+        runner_reference=runner_reference,
     )
     _record(record)
     return record
@@ -260,7 +272,7 @@ __all__ = ["BuildError", "ImageError", "ImageRecord", "build_image", "list_image
 def resolve_deployable(reference: str | None) -> tuple[str, dict[str, str]]:
     """The image to deploy (given, or the last one built) once its registry confirms the digest,
     with the Bento and model it carries as annotations when shipyard built it."""
-    from shipyard.manifests import ANNOTATION_JOBS_IMAGE, ImageRef, companion_annotation
+    from shipyard.manifests import ANNOTATION_JOBS_IMAGE, ANNOTATION_RUNNER_IMAGE, ImageRef, companion_annotation
 
     if reference is None:
         records = list_images()
@@ -279,6 +291,8 @@ def resolve_deployable(reference: str | None) -> tuple[str, dict[str, str]]:
     project = current_project()
     if record and record.jobs_reference:
         notes[ANNOTATION_JOBS_IMAGE] = record.jobs_reference  # built from the same Bento, in the same run
+    if record and record.runner_reference:
+        notes[ANNOTATION_RUNNER_IMAGE] = record.runner_reference
     # Else the Kubernetes target looks for it where the image runs (KubernetesTarget._with_jobs_image).
     # Companions do not depend on the Bento: an image built elsewhere gets the latest ones built here.
     for companion in project.companions:

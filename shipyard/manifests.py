@@ -61,6 +61,8 @@ def overlay_dir(env_name: str) -> Path:
 # The jobs image (image.serving_lock) travels the same way: a promotion deploys the jobs image built
 # from the same Bento as the serving image the verdict was given for.
 ANNOTATION_JOBS_IMAGE = "shipyard.dev/jobs-image"
+# And the runner image built with them: what `shipyard verify --target kubernetes` runs the suites in.
+ANNOTATION_RUNNER_IMAGE = "shipyard.dev/runner-image"
 
 
 def companion_annotation(name: str) -> str:
@@ -150,8 +152,9 @@ def scanner_path() -> str:
     explicit = os.environ.get("SHIPYARD_CHECKOV")
     if explicit:
         return explicit
-    cache = Path(os.environ.get("SHIPYARD_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shipyard")
-    venv = cache / "tools" / f"checkov-{CHECKOV_VERSION}"
+    from shipyard.paths import cache_dir
+
+    venv = cache_dir() / "tools" / f"checkov-{CHECKOV_VERSION}"
     checkov = venv / "bin" / "checkov"
     if not checkov.exists():
         import shutil

@@ -24,6 +24,13 @@ def data_dir() -> Path:
     return state_dir() / "data"
 
 
+def cache_dir() -> Path:
+    """Downloads and tools kept across projects and clean clones (never in a repository):
+    SHIPYARD_CACHE, else $XDG_CACHE_HOME/shipyard or ~/.cache/shipyard, as the scripts use."""
+    explicit = os.environ.get("SHIPYARD_CACHE")
+    return Path(explicit) if explicit else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shipyard"
+
+
 def environments_dir() -> Path:
     explicit = os.environ.get("SHIPYARD_ENVIRONMENTS")
     return Path(explicit).resolve() if explicit else current_project().path(current_project().environments)

@@ -62,6 +62,10 @@ class Image(BaseModel):
     def jobs_repository(self) -> str:
         return f"{self.repository}-jobs"
 
+    @property
+    def runner_repository(self) -> str:
+        return f"{self.repository}-runner"
+
 
 class Companion(BaseModel):
     """An image the release needs beside the Bento's (the example's stream broker). Its build

@@ -83,12 +83,16 @@ def render_html(verdict: dict[str, Any], suites: list[SuiteResult]) -> str:
         f"<tr><td>{s['name']}</td><td>{html.escape(f['test'])}</td><td>{html.escape(f['message'])}</td></tr>"
         for s in verdict["suites"] for f in s.get("failures", []))
     not_run = ", ".join(verdict["not_run"]) or "none"
+    origins = verdict.get("generated_from", {})
+    origin_rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(where)}</td></tr>"
+                          for name, where in origins.items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>shipyard verdict: {verdict['environment']}</title>
 <style>{_CSS}</style></head><body>
 <h1>Verdict for {html.escape(verdict['environment'])} <span class="badge {'pass' if ok else 'fail'}">{'PASSED' if ok else 'FAILED'}</span></h1>
 <p class="muted">{subject}<br>target {verdict['target']} · {verdict['started_at']} → {verdict['finished_at']} · {verdict['user']}@{verdict['host']} · not run: {not_run}</p>
 <h2>Gates</h2><table><tr><th>suite</th><th>metric</th><th>min</th><th>max</th><th>measured</th><th></th><th>reason</th></tr>{gate_rows}</table>
 <h2>Suites</h2><table><tr><th>suite</th><th>status</th><th>time</th><th>measured</th></tr>{suite_rows}</table>
+<h2>Where the requests came from</h2>{f'<table><tr><th>suite</th><th>generator</th></tr>{origin_rows}</table>' if origin_rows else '<p class="muted">not recorded</p>'}
 <h2>Load and stress</h2><div class="charts">{''.join(charts) or '<p class="muted">no load or stress suite ran</p>'}</div>
 <h2>Failed cases</h2>{f'<table><tr><th>suite</th><th>case</th><th>message</th></tr>{failures}</table>' if failures else '<p class="muted">none</p>'}
 </body></html>"""
@@ -99,4 +103,7 @@ def summary(verdict: dict[str, Any]) -> str:
              "-" if g["max"] is None else _fmt(g["max"]), _fmt(g["measured"]),
              "pass" if g["passed"] else "FAIL", g["reason"]] for g in verdict["gates"]]
     head = f"verdict for {verdict['environment']}: {'PASSED' if verdict['passed'] else 'FAILED'}"
+    origins = sorted(set(verdict.get("generated_from", {}).values()))
+    if origins:
+        head += "\nrequests from " + "; ".join(origins)
     return head + "\n" + table(["suite", "metric", "min", "max", "measured", "result", "reason"], rows)

@@ -7,7 +7,6 @@ suite runs even when an earlier one failed, so the verdict shows everything that
 from __future__ import annotations
 
 import json
-import tempfile
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Callable
@@ -15,7 +14,7 @@ from typing import Callable
 from shipyard.config import Environment
 from shipyard.harness import gates as gate_eval
 from shipyard.harness import report, verdict as verdicts
-from shipyard.harness.suites import SuiteResult, run_suite
+from shipyard.harness.suites import SuiteResult
 from shipyard.paths import state_dir
 from shipyard.project import Project, current_project
 
@@ -67,17 +66,19 @@ def verify(env: Environment, requested: list[str] | None = None, target_kind: st
     target = target_for(env, target_kind)
     with ExitStack() as stack:
         try:
-            ep = stack.enter_context(target.endpoint())
+            runner = stack.enter_context(target.suite_runner())
         except TargetError as exc:
             raise VerifyError(str(exc)) from None
-        subject = {**ep.subject, **_data_hash(ep.subject.get("model_version", ""))}
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="shipyard-verify-"))
+        subject = {**runner.subject, **_data_hash(runner.subject.get("model_version", ""))}
         context = _context(project, env, subject)
         for suite in suites:
-            progress(f"{suite}: running against {ep.url}")
+            progress(f"{suite}: running against {runner.url}")
             configured = {**env.suites.get(suite, {}), **(overrides or {}).get(suite, {})}
             with target.scale_watch() if suite in SCALED else nullcontext() as scaling:
-                result = run_suite(project, suite, ep.url, configured, context, Path(tmp))
+                try:
+                    result = runner.run(project, suite, configured, context, progress)
+                except TargetError as exc:  # the suite could not run at all: an error, the others still run
+                    result = SuiteResult(suite, "error", 0.0, {}, {"output": str(exc)})
             if scaling is not None:  # what the autoscaler did meanwhile: figures to gate, rows to chart
                 result.metrics.update(scaling.metrics())
                 result.details["replicas"] = scaling.rows
@@ -93,6 +94,7 @@ def verify(env: Environment, requested: list[str] | None = None, target_kind: st
     measured = {r.name: r.metrics for r in results}
     judged = gate_eval.evaluate(env.gates, measured, {r.name for r in results if r.status != "error"}, suites)
     document = verdicts.build(env.name, target_kind or env.target, subject, results, judged, started, suites)
+    document["generated_from"] = {r.name: r.details["generator"] for r in results if r.details.get("generator")}
     path = verdicts.store(document)
     # The machine-readable copy promotion reads: beside the release it may allow (a ConfigMap in
     # the namespace on Kubernetes, the state folder locally).

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 WINDOW_S = 2.0
 GENERATOR_BOUND_CPU = 0.9
-Sample = tuple[float, str, float, int]  # monotonic time, request name, response ms, HTTP status (0: no answer)
+Sample = tuple[float, str, float, int]  # wall-clock time, request name, response ms, HTTP status (0: no answer)
 
 
 @dataclass

@@ -63,20 +63,59 @@ def spec_for(project: Project, suite: str) -> SuiteSpec:
 
 
 def run_suite(project: Project, suite: str, url: str, configured: dict[str, Any], context: dict[str, str],
-              workdir: Path) -> SuiteResult:
+              workdir: Path, locust_workers: int = 0) -> SuiteResult:
+    """Runs one suite from here against `url`. With locust_workers, a locust suite runs as the
+    master of that many workers (started elsewhere: pods, see shipyard.targets.suite_pods), which
+    connect to this process on MASTER_PORT."""
     started = time.monotonic()
     opts = settings(suite, configured)
     spec = spec_for(project, suite)
-    env = dict(os.environ, SHIPYARD_TARGET_URL=url, **context,
-               **{f"SHIPYARD_SUITE_{k.upper()}": str(v) for k, v in opts.items()})
+    env = suite_environment(suite, url, configured, context)
     if spec.runner == "pytest":
         result = _run_pytest(project, suite, spec, env, workdir)
     elif spec.runner == "locust":
-        result = _run_locust(project, suite, spec, url, opts, env, workdir)
+        result = _run_locust(project, suite, spec, url, opts, env, workdir, locust_workers)
     else:
         result = _run_command(project, suite, spec, env)
     result.seconds = round(time.monotonic() - started, 1)
     return result
+
+
+def suite_environment(suite: str, url: str, configured: dict[str, Any], context: dict[str, str]) -> dict[str, str]:
+    """What a suite's process is told: the URL, the context and its settings (SHIPYARD_SUITE_*)."""
+    return dict(os.environ, SHIPYARD_TARGET_URL=url, **context,
+                **{f"SHIPYARD_SUITE_{k.upper()}": str(v) for k, v in settings(suite, configured).items()})
+
+
+def locust_worker_command(project: Project, suite: str, master_host: str) -> list[str]:
+    """One locust worker of a locust suite whose master (run_suite with locust_workers) is at master_host."""
+    spec = spec_for(project, suite)
+    if spec.runner != "locust":
+        raise ValueError(f"suite {suite} runs with {spec.runner}, not locust: it has no workers")
+    return [sys.executable, "-m", "locust", "-f", str(spec.path), "--worker", "--master-host", master_host,
+            "--master-port", str(MASTER_PORT), "--loglevel", "WARNING"]
+
+
+class HostRunner:
+    """Suites run from this machine against `url` (the local target's server): pytest and locust
+    as processes here. The Kubernetes target runs them as pods instead (targets.suite_pods)."""
+
+    def __init__(self, url: str, subject: dict[str, str]) -> None:
+        self.url, self.subject = url, subject
+
+    def where(self, workers: int = 0) -> str:
+        import socket
+
+        return f"this machine ({socket.gethostname()}): processes against {self.url}"
+
+    def run(self, project: Project, suite: str, settings: dict[str, Any], context: dict[str, str],
+            progress: Any = None) -> SuiteResult:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="shipyard-verify-") as workdir:
+            result = run_suite(project, suite, self.url, settings, context, Path(workdir))
+        result.details["generator"] = self.where()
+        return result
 
 
 def _run_pytest(project: Project, suite: str, spec: SuiteSpec, env: dict[str, str], workdir: Path) -> SuiteResult:
@@ -138,12 +177,19 @@ def _junit(path: Path) -> tuple[int, int, list[dict[str, str]], dict[str, float 
 
 # --- locust ---------------------------------------------------------------------------------
 
+MASTER_PORT = 5557  # locust's own default
+WORKERS_WAIT_S = 120  # how long a master waits for its workers to connect before it gives up
+
+
 def _run_locust(project: Project, suite: str, spec: SuiteSpec, url: str, opts: dict[str, Any], env: dict[str, str],
-                workdir: Path) -> SuiteResult:
+                workdir: Path, workers: int = 0) -> SuiteResult:
     prefix = workdir / suite
     cmd = [sys.executable, "-m", "locust", "-f", str(spec.path), "--headless", "--host", url,
            "--csv", str(prefix), "--csv-full-history", "--only-summary", "--loglevel", "WARNING",
            "--exit-code-on-error", "0", "--stop-timeout", "5"]
+    if workers:
+        cmd += ["--master", "--master-bind-port", str(MASTER_PORT), "--expect-workers", str(workers),
+                "--expect-workers-max-wait", str(WORKERS_WAIT_S)]
     shaped = suite == "stress"  # its locustfile's load shape sets users and time
     if not shaped:
         for flag, key in (("-u", "users"), ("-r", "spawn_rate")):
@@ -152,7 +198,7 @@ def _run_locust(project: Project, suite: str, spec: SuiteSpec, url: str, opts: d
         cmd += ["-t", f"{opts.get('duration_s', 60)}s"]
     report = workdir / f"{suite}_report.json"
     env = dict(env, SHIPYARD_STRESS_REPORT=str(report))
-    limit = (_stress_seconds(opts) if shaped else float(opts.get("duration_s", 60))) + 120
+    limit = (_stress_seconds(opts) if shaped else float(opts.get("duration_s", 60))) + 120 + (WORKERS_WAIT_S if workers else 0)
     proc = subprocess.run(cmd, cwd=project.root, env=env, capture_output=True, text=True, timeout=limit)
     history = _history(Path(f"{prefix}_stats_history.csv"))
     total = _aggregated(Path(f"{prefix}_stats.csv"))

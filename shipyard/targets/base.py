@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from shipyard.config import Environment
 
@@ -62,6 +62,9 @@ class Target(Protocol):
     def status(self) -> Status: ...
     def subject(self) -> str: ...
     def roll_to(self, subject: str, progress: Progress = ...) -> None: ...
-    def endpoint(self) -> AbstractContextManager[Endpoint]: ...
+    # What runs the staged suites against the environment (a HostRunner or a PodRunner): its
+    # url, subject (recorded in the verdict), where(workers) and run(project, suite, settings,
+    # context, progress) -> SuiteResult.
+    def suite_runner(self) -> AbstractContextManager[Any]: ...
     # What the autoscaler did while a suite ran (a ScaleWatch), or None where nothing scales.
     def scale_watch(self) -> AbstractContextManager[object | None]: ...

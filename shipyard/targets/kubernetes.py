@@ -5,23 +5,22 @@ server-side and watch every Deployment of the release until it is ready or says 
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable
 
 from shipyard.config import Environment
 from shipyard.project import current_project
-from shipyard.targets.base import Endpoint, Status, TargetError
+from shipyard.targets.base import Status, TargetError
 from shipyard.targets.records import ConfigMapRecords, LeaseLock
 
 if TYPE_CHECKING:
     from shipyard.manifests import ImageRef
     from shipyard.targets.canary import KubernetesCanary
     from shipyard.targets.scale import ScaleWatch
+    from shipyard.targets.suite_pods import PodRunner
 
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=shipyard"
 ANNOTATION_BENTO = "shipyard.dev/bento"
@@ -392,34 +391,8 @@ class KubernetesTarget:
 
         return ScaleWatch(self.namespace, self.workload)
 
-    @contextmanager
-    def endpoint(self) -> Iterator[Endpoint]:
-        """The environment's Service through a kubectl port-forward on a free loopback port."""
-        from shipyard import kubectl
-        from shipyard.targets.local import port_in_use
+    def suite_runner(self) -> AbstractContextManager["PodRunner"]:
+        """The suites run as pods in the namespace, against the Service (targets.suite_pods)."""
+        from shipyard.targets.suite_pods import pod_runner
 
-        st = self.status()
-        if st.state != "ready":
-            raise TargetError(f"{self.env.name} is {st.state} on Kubernetes"
-                              + (f" ({'; '.join(st.problems)})" if st.problems else "")
-                              + f": fix it and run `shipyard deploy {self.env.name} --target kubernetes`")
-        service, port = self.project.kubernetes.service, self.project.kubernetes.port
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            local_port = sock.getsockname()[1]
-        forward = subprocess.Popen([kubectl.kubectl_path(), "-n", self.namespace, "port-forward", f"service/{service}",
-                                    f"{local_port}:{port}", "--address", "127.0.0.1"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 30
-            while not port_in_use(local_port):
-                if forward.poll() is not None or time.monotonic() > deadline:
-                    said = forward.stderr.read().decode()[-300:] if forward.stderr and forward.poll() is not None else ""
-                    raise TargetError(f"port-forward to {self.namespace}/{service} failed: {said}")
-                time.sleep(0.2)
-            yield Endpoint(f"http://127.0.0.1:{local_port}",
-                           {"image": st.image, "digest": st.image.rsplit("@", 1)[-1], "bento": st.bento,
-                            "model_version": st.model})
-        finally:
-            forward.terminate()
-            forward.wait(timeout=10)
+        return pod_runner(self)

@@ -20,7 +20,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from shipyard.config import Environment
 from shipyard.paths import state_dir
@@ -96,6 +96,10 @@ def wait_until_ready(url: str, timeout_s: float, alive: Callable[[], bool] = lam
             return True
         time.sleep(0.2)
     return False
+
+
+if TYPE_CHECKING:
+    from shipyard.harness.suites import HostRunner
 
 
 class LocalTarget:
@@ -219,6 +223,14 @@ class LocalTarget:
             raise TargetError(f"{self.env.name} is {st.state} on the local target: run "
                               f"`shipyard deploy {self.env.name} --target local`")
         yield Endpoint(st.url, {"bento": st.bento, "model_version": st.model})
+
+    @contextmanager
+    def suite_runner(self) -> Iterator["HostRunner"]:
+        """Suites from this machine against the local server."""
+        from shipyard.harness.suites import HostRunner
+
+        with self.endpoint() as endpoint:
+            yield HostRunner(endpoint.url, endpoint.subject)
 
     def subject(self) -> str:
         """What runs here (a Bento tag), or "" when nothing does."""

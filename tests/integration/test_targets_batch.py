@@ -4,7 +4,6 @@ output equal to the local run's row for row, a killed shard retried, a deleted J
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time

@@ -59,6 +59,8 @@ def test_minimal_file_gets_defaults(envs):
          "decision_rate_shift: {max: 0.1}}}}\n", "needs `decision: {metric, label, value}`"),
         ("name: dev\npromotion: {to: prod, canary: {steps: [10, 20, 30], pause_s: 600, gates: {requests: {min: 1}}}}\n",
          "exceed the 1200 s"),
+        ("name: dev\nsuites: {stress: {workers: 0}}\n", "suites.stress.workers must be a whole number from 1 to 32"),
+        ("name: dev\nsuites: {load: {workers: 1.5}}\n", "suites.load.workers must be a whole number"),
     ],
 )
 def test_invalid_files_name_key_and_rule(envs, text, expected):

@@ -18,9 +18,15 @@ written as JSON to SHIPYARD_STRESS_REPORT (printed when run by hand):
   shows here);
 - recovery_s: seconds from the end of the overload until the first 2-second window at normal load
   with p95 <= p95_ms_limit and no rejection or error;
-- generator_cpu_at_saturation / generator_bound: locust's own CPU in the saturation step; at 0.9
-  of a core or more the saturation found is the generator's, and "3 x saturation" did not overload
-  the service (the report says so rather than passing it off as an overload).
+- generator_cpu_at_saturation / generator_bound: locust's own CPU in the saturation step (in
+  distributed mode, the busiest worker's); at 0.9 of a core or more the saturation found is the
+  generator's, and "3 x saturation" did not overload the service (the report says so rather than
+  passing it off as an overload).
+
+Distributed (`locust --master` with `--worker`s, as `shipyard verify --target kubernetes` runs it):
+the shape runs on the master, the users on the workers, so each worker sends the master its
+requests' samples twice a second (a locust custom message) and once more when the test stops.
+Times are wall-clock seconds, which every pod of a cluster shares (NTP), unlike monotonic clocks.
 
     SHIPYARD_SAMPLES=tests/staged/samples.json \
         locust -f <shipyard>/harness/staged/stress/locustfile.py --headless --host http://127.0.0.1:3001
@@ -32,7 +38,9 @@ import json
 import os
 import time
 
+import gevent
 from locust import FastHttpUser, LoadTestShape, events, task
+from locust.runners import MasterRunner, WorkerRunner
 
 from shipyard.harness.stress import Phases, Sample, answered_rps, summarize
 from shipyard.harness.staged.load.locustfile import next_request  # also plans the routes at test start
@@ -51,6 +59,8 @@ OVERLOAD_S = _setting("overload_s", 30)
 RECOVERY_S = _setting("recovery_s", 20)
 P95_LIMIT = _setting("p95_ms_limit", 100)
 SAMPLES: list[Sample] = []
+SAMPLES_MESSAGE = "shipyard_stress_samples"
+FORWARD_EVERY_S = 0.5
 
 
 class ApiClient(FastHttpUser):
@@ -77,7 +87,30 @@ class ApiClient(FastHttpUser):
 @events.request.add_listener
 def _record(request_type, name, response_time, response_length, response=None, exception=None, **kw) -> None:
     status = 0 if exception is not None and response is None else getattr(response, "status_code", 0) or 0
-    SAMPLES.append((time.monotonic(), name, float(response_time), int(status)))
+    SAMPLES.append((time.time(), name, float(response_time), int(status)))
+
+
+def _forward_samples(runner: WorkerRunner) -> None:
+    """On a worker: hands what it measured so far to the master."""
+    if SAMPLES:
+        batch = SAMPLES[:]
+        del SAMPLES[:len(batch)]
+        runner.send_message(SAMPLES_MESSAGE, batch)
+
+
+@events.init.add_listener
+def _distributed(environment, **kw) -> None:
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        runner.register_message(SAMPLES_MESSAGE, lambda msg, **_: SAMPLES.extend(tuple(s) for s in msg.data))
+    elif isinstance(runner, WorkerRunner):
+        def forward_forever() -> None:
+            while True:
+                gevent.sleep(FORWARD_EVERY_S)
+                _forward_samples(runner)
+
+        gevent.spawn(forward_forever)
+        environment.events.test_stop.add_listener(lambda **_: _forward_samples(runner))
 
 
 class SaturateOverloadRecover(LoadTestShape):
@@ -87,18 +120,25 @@ class SaturateOverloadRecover(LoadTestShape):
         self.users = START
         self.phase_started: float | None = None
         self.seen = Phases()
-        self.cpu_samples: list[tuple[float, float]] = []  # (monotonic, process CPU seconds) per tick
+        self.cpu_samples: list[tuple[float, float]] = []  # (time, process CPU seconds) per tick
+        self.worker_cpu: list[tuple[float, float]] = []  # distributed: (time, the busiest worker's CPU share)
 
     def _generator_cpu(self, start: float, end: float) -> float:
-        """This process's CPU share (locust's users run here) between two of the ticks' samples."""
+        """The generator's CPU share between two ticks: the busiest worker's (from the heartbeats
+        workers send the master), or this process's, where the users run in-process."""
+        if isinstance(self.runner, MasterRunner):
+            shares = [share for t, share in self.worker_cpu if start - 1 <= t <= end]
+            return sum(shares) / len(shares) if shares else 0.0
         inside = [(t, cpu) for t, cpu in self.cpu_samples if start - 1 <= t <= end]
         if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
             return 0.0
         return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
     def tick(self):
-        now = time.monotonic()
+        now = time.time()
         self.cpu_samples.append((now, time.process_time()))
+        if isinstance(self.runner, MasterRunner) and self.runner.clients:
+            self.worker_cpu.append((now, max(w.cpu_usage for w in self.runner.clients.values()) / 100))
         if self.phase_started is None:
             self.phase_started = now
         elapsed = now - self.phase_started
