@@ -149,6 +149,8 @@ def image_build(bento: str | None, registry: str | None) -> None:
          f"built and pushed in {record.build_seconds:.1f}s")
     if record.jobs_reference:
         info(f"jobs image (batch, stream, hooks; deployed with it): {record.jobs_reference}")
+    if record.runner_reference:
+        info(f"runner image (the staged suites in the cluster; deployed with it): {record.runner_reference}")
 
 
 @image.command("list")

@@ -96,7 +96,7 @@ def manifests(plan: PodPlan) -> list[dict[str, Any]]:
         container: dict[str, Any] = {
             "name": role, "image": plan.image, "imagePullPolicy": "IfNotPresent", "args": ["run" if role == "runner" else "worker"],
             "env": [{"name": SPEC_VARIABLE, "value": json.dumps(spec)}],
-            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
+            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "2Gi"}},
             "securityContext": RESTRICTED, "volumeMounts": mounts}
         if role == "runner" and plan.workers:
             container["ports"] = [{"name": "locust", "containerPort": MASTER_PORT}]
@@ -183,6 +183,8 @@ class PodRunner:
                                {"output": f"job/{plan.name} {'failed' if failed else 'ended'} without a result:\n"
                                           + log[-2000:]})
         result.details["generator"] = self.where(plan.workers)
+        # The time verify spent on it, pods' start included; the suite's own time stays in details.
+        result.details["seconds_in_pod"], result.seconds = result.seconds, round(time.monotonic() - started, 1)
         return result
 
     def _wait(self, plan: PodPlan, progress: Callable[[str], None]) -> tuple[str, bool]:

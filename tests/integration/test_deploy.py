@@ -309,7 +309,7 @@ AUTOSCALED = _scale_patch(2)
 def test_stress_on_the_cluster_records_the_autoscaler_scaling_out(deployed, tmp_path):
     """With the resource metrics API (metrics-server), the HPA scales the scorer out under the
     stress suite; the verdict records replicas over time and the time it took, and the report
-    charts them. (The load still comes through one port-forward: the figures are the autoscaler's.)
+    charts them. The load comes from locust pods in that namespace, through the Service.
     A namespace of its own, so the HPA starts from one pod with no history."""
     namespace = f"fraud-hpa-{os.getpid()}"
     _overlay(tmp_path, "hpa", namespace, AUTOSCALED)

@@ -90,19 +90,38 @@ def _record(request_type, name, response_time, response_length, response=None, e
     SAMPLES.append((time.time(), name, float(response_time), int(status)))
 
 
+# Distributed: each worker's (time, process CPU seconds) readings, as its messages brought them.
+WORKER_CPU: dict[str, list[tuple[float, float]]] = {}
+
+
 def _forward_samples(runner: WorkerRunner) -> None:
-    """On a worker: hands what it measured so far to the master."""
-    if SAMPLES:
-        batch = SAMPLES[:]
-        del SAMPLES[:len(batch)]
-        runner.send_message(SAMPLES_MESSAGE, batch)
+    """On a worker: hands the master what it measured since the last time, and its own CPU time
+    (locust's heartbeats carry a CPU figure only every 10 s: too coarse for a step of a few seconds)."""
+    batch = SAMPLES[:]
+    del SAMPLES[:len(batch)]
+    runner.send_message(SAMPLES_MESSAGE, {"worker": runner.client_id, "cpu": [time.time(), time.process_time()],
+                                          "samples": batch})
+
+
+def _received(msg, **_: object) -> None:
+    """On the master: a worker's samples and CPU reading."""
+    SAMPLES.extend(tuple(sample) for sample in msg.data["samples"])
+    WORKER_CPU.setdefault(msg.data["worker"], []).append(tuple(msg.data["cpu"]))
+
+
+def _cpu_share(readings: list[tuple[float, float]], start: float, end: float) -> float:
+    """A process's CPU share (1.0: a whole core) between the first and last reading in [start - 1, end]."""
+    inside = [(t, cpu) for t, cpu in readings if start - 1 <= t <= end]
+    if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+        return 0.0
+    return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
 
 @events.init.add_listener
 def _distributed(environment, **kw) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
-        runner.register_message(SAMPLES_MESSAGE, lambda msg, **_: SAMPLES.extend(tuple(s) for s in msg.data))
+        runner.register_message(SAMPLES_MESSAGE, _received)
     elif isinstance(runner, WorkerRunner):
         def forward_forever() -> None:
             while True:
@@ -121,24 +140,17 @@ class SaturateOverloadRecover(LoadTestShape):
         self.phase_started: float | None = None
         self.seen = Phases()
         self.cpu_samples: list[tuple[float, float]] = []  # (time, process CPU seconds) per tick
-        self.worker_cpu: list[tuple[float, float]] = []  # distributed: (time, the busiest worker's CPU share)
 
     def _generator_cpu(self, start: float, end: float) -> float:
-        """The generator's CPU share between two ticks: the busiest worker's (from the heartbeats
-        workers send the master), or this process's, where the users run in-process."""
+        """The generator's CPU share between two times: this process's, where the users run
+        in-process, or the busiest worker's (from the readings workers send with their samples)."""
         if isinstance(self.runner, MasterRunner):
-            shares = [share for t, share in self.worker_cpu if start - 1 <= t <= end]
-            return sum(shares) / len(shares) if shares else 0.0
-        inside = [(t, cpu) for t, cpu in self.cpu_samples if start - 1 <= t <= end]
-        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
-            return 0.0
-        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+            return max((_cpu_share(readings, start, end) for readings in WORKER_CPU.values()), default=0.0)
+        return _cpu_share(self.cpu_samples, start, end)
 
     def tick(self):
         now = time.time()
         self.cpu_samples.append((now, time.process_time()))
-        if isinstance(self.runner, MasterRunner) and self.runner.clients:
-            self.worker_cpu.append((now, max(w.cpu_usage for w in self.runner.clients.values()) / 100))
         if self.phase_started is None:
             self.phase_started = now
         elapsed = now - self.phase_started

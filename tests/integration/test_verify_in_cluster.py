@@ -1,0 +1,78 @@
+"""`shipyard verify --target kubernetes` on the local cluster: every suite runs as pods in staging's
+namespace against the Service by its DNS name (locust's master and its worker pods for load and
+stress), the requests reach both of staging's replicas through kube-proxy, the verdict says where
+the load came from, and nothing the runs created is left behind."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import run_cli
+from tests.integration.conftest import KUBECONFIG, kubectl
+
+pytestmark = pytest.mark.cluster
+K8S = {"KUBECONFIG": str(KUBECONFIG)}
+NAMESPACE = "fraud-staging"
+SERVICE_URL = "http://fraud-scorer.fraud-staging.svc.cluster.local:80"
+
+
+def answered_per_pod() -> dict[str, float]:
+    """Each ready scorer pod's count of answered API requests (its own /metrics, read through the
+    API server's pod proxy: the host sends no request to the pods)."""
+    pods = json.loads(kubectl("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=api",
+                              "-o", "json").stdout)["items"]
+    counts = {}
+    for pod in pods:
+        if "deletionTimestamp" in pod["metadata"] or pod["status"].get("phase") != "Running":
+            continue
+        name = pod["metadata"]["name"]
+        port = pod["spec"]["containers"][0]["ports"][0]["containerPort"]
+        text = kubectl("get", "--raw", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}:{port}/proxy/metrics").stdout
+        counts[name] = sum(sample.value for family in text_string_to_metric_families(text)
+                           if family.name == "bentoml_service_request" for sample in family.samples
+                           if sample.name.endswith("_total") and sample.labels.get("endpoint", "").startswith("/score"))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def verdict(cluster_up, built_image):
+    deployed = run_cli("deploy", "staging", "--target", "kubernetes", "--image", built_image.reference, env=K8S,
+                       timeout=600)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    before = answered_per_pod()
+    assert len(before) >= 2, f"staging should serve with 2 replicas: {before}"
+    result = run_cli("verify", "staging", "--target", "kubernetes", "--short", "-o", "json", env=K8S, timeout=1200)
+    after = answered_per_pod()
+    assert result.stdout, result.stderr
+    return json.loads(result.stdout), result, before, after
+
+
+def test_every_suite_ran_in_the_cluster_against_the_service(verdict):
+    document, result, _, _ = verdict
+    assert result.returncode == 0, result.stderr[-3000:]
+    suites = {s["name"]: s for s in document["suites"]}
+    assert set(suites) == {"smoke", "integration", "acceptance", "contract", "load", "stress"}
+    assert all(s["status"] == "passed" for s in suites.values()), suites
+    origins = document["generated_from"]
+    assert set(origins) == set(suites)
+    assert all(where.startswith("in-cluster: ") and SERVICE_URL in where for where in origins.values()), origins
+    # environment.yaml gives stress 2 locust workers; load has the default, 1.
+    assert "locust's master and 2 worker pods" in origins["stress"]
+    assert "locust's master and 1 worker pod " in origins["load"]
+    assert f"running against {SERVICE_URL}" in result.stderr
+    assert suites["load"]["metrics"]["requests"] > 0 and suites["stress"]["metrics"]["requests"] > 0
+
+
+def test_the_load_reached_every_replica_through_the_service(verdict):
+    _, _, before, after = verdict
+    served = {pod: after[pod] - before.get(pod, 0) for pod in after}
+    assert len(served) >= 2 and all(count > 0 for count in served.values()), served
+
+
+def test_the_runs_leave_no_pod_job_policy_or_service_behind(verdict):
+    left = kubectl("-n", NAMESPACE, "get", "jobs,services,networkpolicies,configmaps", "-l", "shipyard.dev/suite-run",
+                   "-o", "name").stdout.split()
+    assert left == []
