@@ -26,9 +26,10 @@ demo: venv
 	$(SHIPYARD) history production
 	@echo "staging and production keep serving; stop them with: $(SHIPYARD) stop staging; $(SHIPYARD) stop production"
 
-## cluster-demo: the same release on the local Kubernetes cluster: image by digest, deploy
-## staging, verify it there, then promote the verified digest to production as a canary (steps
-## judged on production's metrics) while a pod in production sends it steady traffic
+## cluster-demo: the same release on the local Kubernetes cluster: images by digest, deploy
+## staging, verify it there (every suite as pods in staging's namespace, against its Service),
+## then promote the verified digest to production as a canary (steps judged on production's
+## metrics) while a pod in production sends it steady traffic
 cluster-demo: venv services
 	$(SHIPYARD) train
 	$(SHIPYARD) build

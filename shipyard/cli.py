@@ -244,7 +244,13 @@ def verify(ctx: click.Context, env: str, suites: tuple[str, ...], target: str | 
     """Run the staged suites against ENV: smoke first (a failed smoke stops the run), the
     project's own suites, contract, load and stress; judge the gates of its environment.yaml and
     store a verdict (JSON) and a report (HTML) for the exact image digest or Bento. Exit 0 only
-    when every gate passed."""
+    when every gate passed.
+
+    \b
+    --target local: the suites run on this machine against the local server.
+    --target kubernetes: every suite runs as pods in ENV's namespace against its Service
+    (the runner image built with the image; load and stress as locust's master and
+    suites.<suite>.workers worker pods); results come back through the API server."""
     from shipyard.config import load_environment
     from shipyard.harness.report import summary
     from shipyard.harness.run import verify as run_verify

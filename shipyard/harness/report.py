@@ -103,7 +103,9 @@ def summary(verdict: dict[str, Any]) -> str:
              "-" if g["max"] is None else _fmt(g["max"]), _fmt(g["measured"]),
              "pass" if g["passed"] else "FAIL", g["reason"]] for g in verdict["gates"]]
     head = f"verdict for {verdict['environment']}: {'PASSED' if verdict['passed'] else 'FAILED'}"
-    origins = sorted(set(verdict.get("generated_from", {}).values()))
-    if origins:
-        head += "\nrequests from " + "; ".join(origins)
+    by_origin: dict[str, list[str]] = {}
+    for suite, where in verdict.get("generated_from", {}).items():
+        by_origin.setdefault(where, []).append(suite)
+    if by_origin:
+        head += "\nrequests came from:" + "".join(f"\n  {', '.join(suites)}: {where}" for where, suites in by_origin.items())
     return head + "\n" + table(["suite", "metric", "min", "max", "measured", "result", "reason"], rows)
