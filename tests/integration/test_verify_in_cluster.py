@@ -67,9 +67,11 @@ def test_every_suite_ran_in_the_cluster_against_the_service(verdict):
 
 
 def test_the_load_reached_every_replica_through_the_service(verdict):
+    """Every replica serving when verify began answered part of its requests (a pod the autoscaler
+    adds late in stress may see none, so only those count)."""
     _, _, before, after = verdict
-    served = {pod: after[pod] - before.get(pod, 0) for pod in after}
-    assert len(served) >= 2 and all(count > 0 for count in served.values()), served
+    served = {pod: after[pod] - before[pod] for pod in before if pod in after}
+    assert len(served) >= 2 and all(count > 0 for count in served.values()), (before, after)
 
 
 def test_the_runs_leave_no_pod_job_policy_or_service_behind(verdict):
