@@ -14,6 +14,7 @@ pinned by digest like the other images, built from the same Bento in the same `s
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -143,13 +144,14 @@ def build_runner_image(base: str, image: str, echo: Callable[[str], None]) -> No
         (context / "pins.txt").write_text("\n".join(pins) + "\n")
         shutil.copytree(Path(shipyard.__file__).parent, context / "shipyard",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        for relative in suite_files(project):
+        files = suite_files(project)
+        for relative in files:
             target = context / "project" / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(project.root / relative, target)
         (context / "Dockerfile").write_text(DOCKERFILE.format(base=base, toolkit=TOOLKIT, workspace=WORKSPACE))
-        echo(f"building the runner image {image} (the jobs image + the harness + {len(suite_files(project))} suite files)")
+        echo(f"building the runner image {image} (the jobs image + the harness + {len(files)} suite files)")
         result = subprocess.run(["docker", "build", "-q", "-t", image, str(context)], capture_output=True, text=True,
-                                env={**__import__("os").environ, "DOCKER_BUILDKIT": "0"}, timeout=1800)
+                                env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=1800)
     if result.returncode != 0:
         raise RunnerImageError(f"docker build of the runner image failed:\n{(result.stdout + result.stderr)[-1500:]}")

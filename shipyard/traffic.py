@@ -116,7 +116,7 @@ class KubernetesTraffic:
         image = pod_spec["containers"][0]["image"]
         port = next((p["containerPort"] for p in pod_spec["containers"][0].get("ports", [])), None)
         service = project.kubernetes.service
-        url = f"http://{service}.{self.namespace}.svc.cluster.local:{project.kubernetes.port}"
+        url = self.target.service_url
         plan = TrafficPlan(url, self.rps, self.duration_s, _routes(lambda: json.loads(kubectl.run(
             "get", "--raw", f"/api/v1/namespaces/{self.namespace}/services/{service}:{project.kubernetes.port}"
             "/proxy/docs.json").stdout)))

@@ -391,6 +391,12 @@ class KubernetesTarget:
 
         return ScaleWatch(self.namespace, self.workload)
 
+    @property
+    def service_url(self) -> str:
+        """The Service as the namespace's pods call it: by its cluster DNS name."""
+        k8s = self.project.kubernetes
+        return f"http://{k8s.service}.{self.namespace}.svc.cluster.local:{k8s.port}"
+
     def suite_runner(self) -> AbstractContextManager["PodRunner"]:
         """The suites run as pods in the namespace, against the Service (targets.suite_pods)."""
         from shipyard.targets.suite_pods import pod_runner

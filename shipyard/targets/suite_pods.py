@@ -71,8 +71,10 @@ def workers_for(project: Project, suite: str, settings: dict[str, Any]) -> int:
 
 def manifests(plan: PodPlan) -> list[dict[str, Any]]:
     """The run's objects: pure, so what runs in the cluster is unit-tested without one."""
-    meta = lambda name, **labels: {"name": name, "namespace": plan.namespace,  # noqa: E731
-                                   "labels": {RUN_LABEL: plan.name, "app.kubernetes.io/component": "suite", **labels}}
+    def meta(name: str, **labels: str) -> dict[str, Any]:
+        return {"name": name, "namespace": plan.namespace,
+                "labels": {RUN_LABEL: plan.name, "app.kubernetes.io/component": "suite", **labels}}
+
     spec = {"suite": plan.suite, "url": plan.url, "settings": plan.settings, "context": plan.context,
             "workers": plan.workers, "master": f"{plan.name}-master"}
     same_run = {"podSelector": {"matchLabels": {RUN_LABEL: plan.name}}}
@@ -224,7 +226,6 @@ def pod_runner(target: Any) -> Iterator[PodRunner]:
         raise TargetError(f"{target.env.name} is {st.state} on Kubernetes"
                           + (f" ({'; '.join(st.problems)})" if st.problems else "")
                           + f": fix it and run `shipyard deploy {target.env.name} --target kubernetes`")
-    project = target.project
     workload = kubectl.get_json("deployment", target.workload, "-n", target.namespace) or {}
     image = workload.get("metadata", {}).get("annotations", {}).get(manifests.ANNOTATION_RUNNER_IMAGE)
     if not image:
@@ -235,7 +236,6 @@ def pod_runner(target: Any) -> Iterator[PodRunner]:
     port = next((p["containerPort"] for p in container.get("ports", [])), None)
     if port is None:
         raise TargetError(f"deployment/{target.workload} declares no containerPort: the suites' NetworkPolicy needs it")
-    url = f"http://{project.kubernetes.service}.{target.namespace}.svc.cluster.local:{project.kubernetes.port}"
-    yield PodRunner(target.namespace, image, url, workload["spec"]["selector"]["matchLabels"], int(port),
+    yield PodRunner(target.namespace, image, target.service_url, workload["spec"]["selector"]["matchLabels"], int(port),
                     {"image": st.image, "digest": st.image.rsplit("@", 1)[-1], "bento": st.bento,
                      "model_version": st.model})
