@@ -10,8 +10,9 @@
   second row for what it is (a different model runtime);
 - shipyard: the served Bento (1 worker); and the staging pod through port-forward when the local
   cluster runs it (reported apart: the forwarder is in the path);
-- loads: single client (p50/p99), 32 concurrent clients, 100-row lists, and an open-loop sweep of
-  offered load up to and past saturation;
+- loads: single client (p50/p99), 32 concurrent clients, 100-row lists (wrk, closed loops); an
+  open-loop sweep of offered load up to and past saturation; and, for shipyard's server, open-loop
+  overload at 3 x its measured saturation between two spells of normal load (bench/open_loop.py);
 - batch (bench/batch.py) and stream (bench/stream.py) against predict_proba on the same rows.
 
 Writes docs/benchmarks.json, docs/benchmarks.md (table, date, cores) and
@@ -38,7 +39,7 @@ from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-SWEEP_RPS = (100, 200, 400, 600, 800, 1000, 1400, 2000)
+SWEEP_RPS = (500, 1000, 2000, 4000, 6000, 8000, 10000, 12000)
 
 
 def free_port() -> int:
@@ -103,12 +104,15 @@ def onnx_rows_per_s(onnx_path: Path, records: list[dict], rows: int, repeats: in
     return rows * repeats / (time.perf_counter() - started)
 
 
+def encode(bodies: list[Any]) -> list[bytes]:
+    return [json.dumps(b).encode() for b in bodies]
+
+
 def measure_server(url: str, pid: int, bodies: list[bytes], lists: list[bytes] | None, quick: bool,
-                   sweep: bool = True) -> dict[str, Any]:
-    """Closed loops with wrk (the server pinned to one core, wrk to the other), then the open-loop
-    sweep with bench/load.py (rates a Python generator reaches: its CPU share is in each row)."""
-    from bench import wrk
-    from bench.load import open_loop
+                   sweep: bool = True, overload: bool = False) -> dict[str, Any]:
+    """Closed loops with wrk (the server pinned to one core, wrk to the other), then the open loops
+    of bench/open_loop.py on the other core (its CPU share and lateness are in each row)."""
+    from bench import open_loop, wrk
 
     wrk.pin(pid)
     seconds = 3 if quick else 8
@@ -119,7 +123,9 @@ def measure_server(url: str, pid: int, bodies: list[bytes], lists: list[bytes] |
     if lists:
         out["100_row_lists_4_clients"] = wrk.closed_loop(url, "/score_batch", lists, 4, seconds, rows_per_request=100)
     if sweep:
-        out["sweep"] = [open_loop(f"{url}/score", bodies, rate, 2 if quick else 4) for rate in SWEEP_RPS]
+        out["sweep"] = [open_loop.sweep_point(url, "/score", bodies, rate, 2 if quick else 4) for rate in SWEEP_RPS]
+    if overload:
+        out["overload"] = open_loop.overload(url, "/score", bodies, out["32_clients"]["answered_rps"], quick=quick)
     return out
 
 
@@ -172,9 +178,28 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
          "met": True},
         {"target": "32 clients: share of the HTTP floor", "need": "reported",
          "measured": f"{s['32_clients']['answered_rps'] / r['floor']['32_clients']['answered_rps']:.2f}", "met": True},
+        *overload_targets(s["overload"]),
         {"target": "worker memory (RSS)", "need": "< 250 MB each", "measured": f"{rss} MB", "met": rss < 250},
         {"target": "batch: rows/s vs raw predict_proba (1M rows)", "need": ">= 0.7x",
          "measured": f"{r['batch']['ratio']:.2f}x", "met": r["batch"]["ratio"] >= 0.7},
+    ]
+
+
+def overload_targets(o: dict[str, Any]) -> list[dict[str, Any]]:
+    """The serving-path issue's overload goals, at 3 x the saturation measured in the same run."""
+    over = o["overload"]
+    failed = over["other_status"] + over["unanswered"] + o["after"]["other_status"] + o["after"]["unanswered"]
+    at = f"open loop at {o['times']:g}x saturation ({over['offered_rps']:.0f}/s)"
+    return [
+        {"target": f"{at}: answered p99", "need": "< 100 ms (the deadline)", "measured": f"{over['answered_p99_ms']} ms",
+         "met": over["answered_p99_ms"] is not None and over["answered_p99_ms"] < 100},
+        {"target": f"{at}: refusals (503 + Retry-After) p99", "need": "< 20 ms", "measured": f"{over['refused_p99_ms']} ms",
+         "met": over["refused_p99_ms"] is not None and over["refused_p99_ms"] < 20},
+        {"target": f"{at}: 5xx but 503, or unanswered", "need": "0", "measured": str(failed), "met": failed == 0},
+        {"target": f"{at}: back to normal after it", "need": "<= 10 s", "measured": f"{o['recovery_s']} s",
+         "met": o["recovery_s"] is not None and o["recovery_s"] <= 10},
+        {"target": f"{at}: the generator was not the bottleneck", "need": "CPU < 0.9, lateness p99 <= 5 ms",
+         "measured": f"CPU {o['client_cpu']}, lateness p99 {o['send_lag_p99_ms']} ms", "met": not o["client_bound"]},
     ]
 
 
@@ -187,7 +212,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [f"# Benchmarks ({r['date']}, {r['machine']['cores']} cores, {r['machine']['python']})", "",
              "Produced by `make bench` (`python -m bench.run`); every ratio is between figures of the same run.",
              "Servers get one worker each, pinned to core 0. Closed loops (single client, 32 clients, lists) use",
-             "wrk (Debian's, C) pinned to core 1; the open-loop sweep uses bench/load.py (aiohttp). The generator's",
+             "wrk (Debian's, C) pinned to core 1. Open loops (the sweep, the overload) use bench/open_loop.py",
+             "(uvloop + httptools, latency counted from when each request was due) on core 1. The generator's",
              f"CPU share is shown (1.0 is a whole core; >= {0.9} marks a result the generator may have limited).", "",
              "## Targets", "",
              "| target | need | measured | met |", "|---|---|---|---|"]
@@ -221,11 +247,24 @@ def markdown(r: dict[str, Any]) -> str:
         lines += ["", "Share of the HTTP floor at 32 clients: " + ", ".join(
             f"{names[n]} {r[n]['32_clients']['answered_rps'] / floor:.2f}" for n in names if n != "floor" and n in r)]
     lines += ["", "## Offered load sweep (open loop, /score)", "",
-              "| offered/s | baseline answered/s | baseline p99 ms | shipyard answered/s | shipyard p99 ms | shipyard 503 | shipyard 503 p99 ms |",
-              "|---|---|---|---|---|---|---|"]
+              "| offered/s | baseline answered/s | baseline p99 ms | shipyard answered/s | shipyard p99 ms | shipyard 503 | "
+              "shipyard 503 p99 ms | generator CPU (baseline, shipyard) |",
+              "|---|---|---|---|---|---|---|---|"]
     for b, s in zip(r["baseline"]["sweep"], r["shipyard"]["sweep"]):
-        lines.append(f"| {s['offered_rps']} | {b['answered_rps']} | {b['p99_ms']} | {s['answered_rps']} | {s['p99_ms']} | "
-                     f"{s['rejected']} | {s['rejection_p99_ms']} |")
+        lines.append(f"| {s['offered_rps']} | {b['answered_rps']} | {b['answered_p99_ms']} | {s['answered_rps']} | "
+                     f"{s['answered_p99_ms']} | {s['refused']} | {s['refused_p99_ms']} | {b['client_cpu']}, {s['client_cpu']} |")
+    o = r["shipyard"]["overload"]
+    lines += ["", f"## Overload: open loop at {o['times']:g} x saturation (shipyard's server, /score)", "",
+              f"Saturation: {o['saturation_rps']:.0f} answers/s (wrk, 32 clients, this run). Generator: "
+              f"{o['generator']}, up to {o['connections']} connections, CPU {o['client_cpu']}, lateness p99 "
+              f"{o['send_lag_p99_ms']} ms. Back to normal (2 s all answered, p95 <= {o['normal_p95_ms']:g} ms) "
+              f"{o['recovery_s']} s after the overload.", "",
+              "| phase | offered/s | answered/s | answered p50 ms | answered p99 ms | 503 | 503 p99 ms | other status | unanswered |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name in ("before", "overload", "after"):
+        m = o[name]
+        lines.append(f"| {name} | {m['offered_rps']:.0f} | {m['answered_rps']} | {m['answered_p50_ms']} | {m['answered_p99_ms']} | "
+                     f"{m['refused']} | {m['refused_p99_ms']} | {m['other_status']} | {m['unanswered']} |")
     lines += ["", "![latency vs offered load](benchmarks-latency.svg)", "",
               "![answers vs offered load](benchmarks-throughput.svg)", "", "## Batch and stream", "",
               f"- batch, {r['batch']['rows']} {r['batch']['format']} rows: {r['batch']['batch_rows_per_s']:.0f} rows/s "
@@ -240,8 +279,8 @@ def markdown(r: dict[str, Any]) -> str:
 def charts(r: dict[str, Any]) -> tuple[str, str]:
     from shipyard.harness.report import line_chart
 
-    rows = [{"offered": s["offered_rps"], "baseline p99": b["p99_ms"], "shipyard p99": s["p99_ms"],
-             "baseline p50": b["p50_ms"], "shipyard p50": s["p50_ms"],
+    rows = [{"offered": s["offered_rps"], "baseline p99": b["answered_p99_ms"], "shipyard p99": s["answered_p99_ms"],
+             "baseline p50": b["answered_p50_ms"], "shipyard p50": s["answered_p50_ms"],
              "baseline answered": b["answered_rps"], "shipyard answered": s["answered_rps"]}
             for b, s in zip(r["baseline"]["sweep"], r["shipyard"]["sweep"])]
     latency = line_chart("latency of answers (ms) vs offered load (req/s)", rows,
@@ -262,7 +301,6 @@ def main() -> None:
     import sklearn
 
     from bench import batch, stream
-    from bench.load import encode
     from service.edge import ONNX_FILE
     from service.model import generate_transactions, load_from_store, train_and_register
     from service.schemas import FEATURES
@@ -300,21 +338,21 @@ def main() -> None:
                "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
     bento_env = {"SHIPYARD_MODEL": trained.tag, "SHIPYARD_WORKERS": "1", "OMP_NUM_THREADS": "1"}
     bentoml_serve = [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1"]
-    # (name, command, environment, 100-row lists?, open-loop sweep?)
+    # (name, command, environment, 100-row lists?, open-loop sweep?, overload?)
     servers = [
-        ("floor", [*uvicorn, "bench.floor_app:app"], env, False, False),
-        ("baseline", [*uvicorn, "bench.baseline_onnx_app:app"], env, True, True),
-        ("baseline_sklearn", [*uvicorn, "bench.baseline_app:app"], env, True, False),
-        ("bentoml_vanilla", [*bentoml_serve, "bench.vanilla:FraudScorer"], bento_env, True, False),
-        ("shipyard_bentoml_serve", [*bentoml_serve, "bench.served:FraudScorer"], bento_env, True, False),
+        ("floor", [*uvicorn, "bench.floor_app:app"], env, False, False, False),
+        ("baseline", [*uvicorn, "bench.baseline_onnx_app:app"], env, True, True, False),
+        ("baseline_sklearn", [*uvicorn, "bench.baseline_app:app"], env, True, False, False),
+        ("bentoml_vanilla", [*bentoml_serve, "bench.vanilla:FraudScorer"], bento_env, True, False, False),
+        ("shipyard_bentoml_serve", [*bentoml_serve, "bench.served:FraudScorer"], bento_env, True, False, False),
         ("shipyard", [sys.executable, "-m", "shipyard_serving.server", "bench.served:FraudScorer", "--host", "127.0.0.1"],
-         bento_env, True, True),
+         bento_env, True, True, True),
     ]
-    for name, command, server_env, with_lists, sweep in servers:
+    for name, command, server_env, with_lists, sweep, overload in servers:
         print(f"{name} ...", file=sys.stderr)
         port = free_port()
         with server([*command, "--port", str(port)], server_env, port) as (url, pid):
-            result[name] = measure_server(url, pid, bodies, lists if with_lists else None, args.quick, sweep)
+            result[name] = measure_server(url, pid, bodies, lists if with_lists else None, args.quick, sweep, overload)
             result[f"{name}_worker_rss_mb"] = worker_rss_mb(pid)
     print("the staging pod, if the cluster runs it ...", file=sys.stderr)
     result["pod_port_forward"] = _pod_through_port_forward(bodies, args.quick)

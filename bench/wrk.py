@@ -1,9 +1,9 @@
 """Closed-loop loads with wrk (Debian's package, written in C): N connections, each sends its next
 request when its answer arrives, cycling through real request bodies.
 
-Why wrk and not the aiohttp generator of bench/load.py for these rows: at 32 connections the
-Python generator spends a whole core producing ~6 000 requests/s, so every server at or above that
-rate measured the generator. wrk runs pinned to the second core (the server to the first), and
+Why wrk for the closed loops: it is the field's C generator, and a Python closed loop (the aiohttp
+one these benchmarks first had) spent a whole core producing ~6 000 requests/s, so every server at
+or above that rate measured the generator. wrk runs pinned to the second core (the server to the first), and
 its own CPU share is reported with each result: under 0.9 of its core, it was not the bottleneck.
 Bounded in time (`-d`) and only ever aimed at 127.0.0.1.
 """
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.load import CLIENT_BOUND_CPU
+CLIENT_BOUND_CPU = 0.9  # the generator used 90 % of its core or more: the result may be the client's limit
 
 SERVER_CORE, CLIENT_CORE = 0, 1
 
@@ -63,7 +63,7 @@ def pin(pid: int, core: int = SERVER_CORE) -> None:
 
 def closed_loop(url: str, path: str, bodies: list[bytes], connections: int, seconds: float,
                 rows_per_request: int = 1) -> dict[str, Any]:
-    """wrk against url+path for `seconds`; the summary has bench/load.py's fields, plus wrk's errors."""
+    """wrk against url+path for `seconds`: answers, latency percentiles, wrk's errors and its CPU."""
     if not available():
         raise RuntimeError("wrk is not installed: apt-get install wrk (Debian's package)")
     with tempfile.TemporaryDirectory(prefix="shipyard-wrk-") as tmp:

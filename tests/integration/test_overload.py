@@ -70,3 +70,66 @@ def test_a_flood_gets_fast_refusals_and_the_server_recovers(served, client):
     assert all(r.headers.get("Retry-After", "").isdigit() for r in refused)
     # Refusing is not sticky: at the normal deadline the next request is answered.
     assert client.post("/score", json=VALID_TRANSACTION).status_code == 200
+
+
+def _pipelined(url: str, *requests: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """Sends the requests in one write on one connection and reads that many answers, in order."""
+    import socket
+    from urllib.parse import urlsplit
+
+    import httptools
+
+    answers: list[tuple[int, dict[str, str], bytes]] = []
+
+    class Reader:
+        def __init__(self) -> None:
+            self.headers: dict[str, str] = {}
+            self.body = b""
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.headers[name.decode().lower()] = value.decode()
+
+        def on_body(self, body: bytes) -> None:
+            self.body += body
+
+        def on_message_complete(self) -> None:
+            answers.append((parser.get_status_code(), self.headers, self.body))
+            self.headers, self.body = {}, b""
+
+    parser = httptools.HttpResponseParser(Reader())
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(b"".join(requests))
+        while len(answers) < len(requests):
+            data = sock.recv(65536)
+            assert data, f"the server closed the connection after {len(answers)} of {len(requests)} answers"
+            parser.feed_data(data)
+    return answers
+
+
+def _post(path: str, body: object, deadline_ms: str | None = None) -> bytes:
+    import json
+
+    payload = json.dumps(body).encode()
+    extra = f"X-Deadline-Ms: {deadline_ms}\r\n" if deadline_ms else ""
+    return (f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n{extra}\r\n").encode() + payload
+
+
+def test_a_refusal_at_the_door_keeps_the_connection_and_the_order_of_pipelined_answers(served, client):
+    """The server refuses in its HTTP protocol when it can (no earlier answer pending on the
+    connection) and through the middleware when it cannot (one is): either way the same 503, in
+    order, and the connection keeps serving."""
+    rows = [{**VALID_TRANSACTION, "transaction_id": f"t{i}"} for i in range(MAX_BATCH_ITEMS)]
+    assert client.post("/score_batch", json=rows).status_code == 200  # the route's pace: a few ms
+    # Small requests, so all three arrive in one read: the third is parsed while the second is running.
+    refused, answered = _post("/score_batch", rows[:1], deadline_ms="0.1"), _post("/score", VALID_TRANSACTION)
+    for _ in range(3):  # one request a second re-measures the pace (see the first test)
+        first = _pipelined(served.url, refused, answered, refused)
+        if first[0][0] == 503 and first[2][0] == 503:
+            break
+    assert [status for status, _, _ in first] == [503, 200, 503], first
+    assert first[0][2] == first[2][2]  # at the door (first) and behind an answer (third): one body
+    assert first[0][1]["retry-after"].isdigit() and first[0][1]["content-type"] == "application/json"
+    assert "date" in first[0][1]  # the server's own headers, as on every other answer
+    assert first[1][2].startswith(b"{") and b'"probability"' in first[1][2]

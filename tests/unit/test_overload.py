@@ -1,4 +1,5 @@
-"""Admission without a server: a floor raised by a past overload cannot refuse for ever."""
+"""Admission without a server: a floor raised by a past overload cannot refuse for ever, and the
+work admitted at once shrinks while the event loop's passes run long (so refusals stay fast)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,47 @@ def test_each_route_has_its_own_floor():
         state.record(took, route)
     assert not state.admits(0.001, now=5.1, route="/score_batch")  # 1 ms cannot fit a list that takes 8 ms
     assert state.admits(0.001, now=5.1, route="/score")
+
+
+def test_admitted_work_beyond_the_budget_is_refused_until_some_of_it_is_done():
+    state = AdmissionState()
+    assert state.admits(0.100, now=1.0, route="/score")
+    state.record(0.0004, "/score", ran_s=0.0003)  # one row runs 0.3 ms of late
+    state.budget_s = 0.001  # the loop's passes ran long: 1 ms of admitted work at most
+    assert all(state.admits(0.100, now=1.1, route="/score") for _ in range(3))  # 0.9 ms admitted
+    assert not state.admits(0.100, now=1.1, route="/score")  # a fourth would make 1.2 ms
+    state.record(0.0005, "/score", ran_s=0.0003)  # one of them is done
+    assert state.admits(0.100, now=1.1, route="/score")
+
+
+def test_with_nothing_in_flight_one_request_is_admitted_even_if_it_is_more_than_the_budget():
+    state = AdmissionState()
+    assert state.admits(1.0, now=1.0, route="/score_batch")
+    state.record(0.007, "/score_batch", ran_s=0.006)  # a 1 000-row list runs 6 ms
+    state.budget_s = 0.001
+    assert state.admits(1.0, now=1.1, route="/score_batch")  # else the route could never be served
+    assert not state.admits(1.0, now=1.1, route="/score_batch")
+
+
+def _refuse_one(state: AdmissionState) -> None:
+    state.queue_delay_s = 1.0  # refused whatever the budget: the probe counts it
+    assert not state.admits(0.100, now=1.0)
+
+
+def test_long_passes_while_refusing_shrink_the_budget_and_short_ones_let_it_grow_back():
+    state = AdmissionState()
+    full = state.budget_s
+    for _ in range(3):
+        state.observe_pass(0.020)  # long passes, nothing refused: 32 clients in a closed loop
+    assert state.budget_s == full
+    _refuse_one(state)
+    state.observe_pass(0.010)  # a pass twice the target while refusing: a quarter of the budget stays
+    assert abs(state.budget_s - full / 4) < 1e-12
+    for _ in range(20):
+        _refuse_one(state)
+        state.observe_pass(0.040)
+    assert state.budget_s > 0  # never shut: one request per pass still gets in
+    for _ in range(1000):
+        state.observe_pass(0.001)
+    assert state.budget_s == full
+    assert state.queue_delay_s == 0.001  # the sustained queue is the least of the last probes
