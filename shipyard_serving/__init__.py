@@ -25,6 +25,7 @@ def install(service: Any) -> Any:
 
     Call at import time, before BentoML builds the worker's app: the build's entry module does."""
     import functools
+    import inspect
 
     import bentoml
 
@@ -35,7 +36,12 @@ def install(service: Any) -> Any:
     if getattr(service.inner, "_shipyard_serving", False):
         return service
     runtime.install()
+    from bentoml._internal.utils import get_original_func
+
     routes = tuple(sorted(api.route for api in service.apis.values()))
+    # Async APIs run on the event loop, sync ones in a thread pool (BentoML's rule, and the server's).
+    loop_routes = tuple(sorted(api.route for api in service.apis.values()
+                               if inspect.iscoroutinefunction(get_original_func(api.func))))
     rejections = bentoml.metrics.Counter(
         name="shipyard_overload_rejections_total",
         documentation="Requests refused with 503 because they could not be answered within their deadline.",
@@ -43,7 +49,8 @@ def install(service: Any) -> Any:
     )
     # The first added is the outermost (Starlette): admission runs first, so a refused request costs
     # no body parsing; then the error contract guards what is admitted.
-    service.add_asgi_middleware(overload.DeadlineMiddleware, api_paths=routes, rejections=rejections)
+    service.add_asgi_middleware(overload.DeadlineMiddleware, api_paths=routes, rejections=rejections,
+                                loop_paths=loop_routes)
     service.add_asgi_middleware(ErrorContractMiddleware, api_paths=routes)
     service.add_asgi_middleware(OpenAPIMiddleware, service=service)
     inner_init = service.inner.__init__

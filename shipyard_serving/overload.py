@@ -8,8 +8,8 @@ worker's event loop (one ONNX call is tens of microseconds: a thread hop costs m
 queue in front of the model is the event loop's own. A request is refused when
 - the loop's sustained delay (the least of the last three 5 ms probes: a lone pause refuses
   nothing) is over a quarter of its deadline; or
-- the work already admitted and not done (requests in flight x what each runs, per route) would,
-  with it, pass the budget: the smaller of a quarter of its deadline and the budget the loop's
+- the work already admitted and not done on the loop (requests in flight x what each runs, per
+  route served by an async API) would, with it, pass the budget: the smaller of a quarter of its deadline and the budget the loop's
   passes allow (_PASS_S below: short passes are what keep refusals fast under overload); or
 - its deadline is shorter than the fastest answer of late on its route.
 Once admitted, a request is answered: its handler runs to completion on the loop in about a
@@ -81,6 +81,11 @@ class AdmissionState:
         self._recent: collections.deque[float] = collections.deque([0.0] * _SUSTAINED, maxlen=_SUSTAINED)
         self._floors: dict[str, list[float]] = {}  # route -> [fastest answer of late, monotonic time of last admission]
         self._work: dict[str, list[float]] = {}  # route -> [requests admitted and not finished, seconds one runs]
+        # The routes whose work runs on the event loop (async APIs; None: every route). A sync API
+        # runs in a thread pool: its requests do not lengthen the loop's passes, and its run time
+        # includes its wait for a thread (the service's `threads`, 1 by default), so counting it
+        # refused a fifth of a 40 requests/s load on a sync service. Its queue shows as its floor.
+        self.loop_routes: set[str] | None = None
         self.budget_s = _BUDGET_MAX_S  # the most admitted work waiting at once (see _PASS_S)
         self._refusals = 0  # since the last probe
         self.after_probe: list[Callable[[], None]] = []  # run after each probe (bulk metric updates)
@@ -96,15 +101,16 @@ class AdmissionState:
 
     def admits(self, deadline_s: float, now: float, route: str = "") -> bool:
         work = self._work.get(route)
-        if work is None:
+        if work is None and (self.loop_routes is None or route in self.loop_routes):
             work = self._work[route] = [0.0, 0.0]
         admitted = self.admitted_work_s()
         floor = self._floors.setdefault(route, [0.0, 0.0])
         if self.queue_delay_s <= deadline_s * _QUEUE_SHARE \
-                and not (admitted and admitted + work[1] > min(deadline_s * _QUEUE_SHARE, self.budget_s)) \
+                and not (work and admitted and admitted + work[1] > min(deadline_s * _QUEUE_SHARE, self.budget_s)) \
                 and (deadline_s >= floor[0] or now - floor[1] >= _REMEASURE_S):
             floor[1] = now
-            work[0] += 1
+            if work:
+                work[0] += 1
             return True
         self._refusals += 1
         return False
@@ -159,9 +165,12 @@ class DeadlineMiddleware:
     It also holds the decision the HTTP protocol makes at the door (protocol.py): under overload
     most requests are refused, and a refusal made there costs no ASGI task, scope or middleware."""
 
-    def __init__(self, app: Callable, api_paths: tuple[str, ...], rejections: Any = None) -> None:
+    def __init__(self, app: Callable, api_paths: tuple[str, ...], rejections: Any = None,
+                 loop_paths: tuple[str, ...] | None = None) -> None:
         self.app = app
         self.api_paths = set(api_paths)
+        if loop_paths is not None:
+            STATE.loop_routes = set(loop_paths)
         self.rejections = rejections  # a prometheus Counter with a `reason` label, or None
         self.default_ms = default_deadline_ms()
         self._counters: dict[str, Any] = {}

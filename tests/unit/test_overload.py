@@ -75,3 +75,14 @@ def test_long_passes_while_refusing_shrink_the_budget_and_short_ones_let_it_grow
         state.observe_pass(0.001)
     assert state.budget_s == full
     assert state.queue_delay_s == 0.001  # the sustained queue is the least of the last probes
+
+
+def test_a_route_served_in_a_thread_pool_is_not_held_to_the_loops_budget():
+    state = AdmissionState()
+    state.loop_routes = {"/score"}  # /route is a sync API: its requests wait for a thread, not the loop
+    for _ in range(2):
+        assert state.admits(0.100, now=1.0, route="/route")
+        state.record(0.040, "/route", ran_s=0.040)  # 40 ms of wall time, mostly waiting for the thread
+    state.budget_s = 0.001
+    assert all(state.admits(0.100, now=1.1, route="/route") for _ in range(10))
+    assert state.admitted_work_s() == 0
