@@ -67,7 +67,7 @@ def _run(line: str, cwd: Path, env: dict[str, str], venv: Path) -> subprocess.Co
 
 
 @pytest.fixture(scope="module")
-def own_project(tmp_path_factory):
+def own_project(tmp_path_factory, cluster_up):  # the walkthrough ends on the cluster; kubectl comes with it
     _delete_namespaces(wait=True)  # a previous run's records would be this run's history
     root = tmp_path_factory.mktemp("own-project") / "ticket-router"
     shutil.copytree(TEMPLATE, root, ignore=shutil.ignore_patterns("__pycache__"))
