@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from shipyard.harness.stress import Sample
+from shipyard.harness.stress import GENERATOR_BOUND_CPU, Sample, percentile
 
-CLIENT_BOUND_CPU = 0.9
 SEND_LAG_BOUND_MS = 5.0  # the generator's own lateness (p99) above which its rate was not the one offered
 KEEP_ALIVE_S = 4.0  # a connection idle this long is closed, not used: servers close idle ones (uvicorn after 5 s)
 _TICK_S = 0.001  # uvloop's timers have millisecond resolution: a shorter sleep spins
@@ -102,6 +101,7 @@ class _Generator:
         self.outstanding = 0
         self.run = Run()
         self.done = asyncio.get_running_loop().create_future()
+        self.sending_finished = False
 
     def send(self, connection: _Connection, due: float, phase: str) -> None:
         connection.in_flight = (due, phase)
@@ -168,7 +168,10 @@ class _Generator:
         if self.outstanding == 0 and self.sending_finished and not self.done.done():
             self.done.set_result(None)
 
-    sending_finished = False
+    def finish_sending(self) -> None:
+        """Every phase is offered: done once the last answer is in."""
+        self.sending_finished = True
+        self._maybe_done()
 
 
 def run(url: str, path: str, bodies: list[bytes], phases: list[Phase], connections: int | None = None,
@@ -208,8 +211,7 @@ def run(url: str, path: str, bodies: list[bytes], phases: list[Phase], connectio
                     sent += 1
                 await asyncio.sleep(_TICK_S)
             phase_start += phase.seconds
-        generator.sending_finished = True
-        generator._maybe_done()
+        generator.finish_sending()
         try:
             await asyncio.wait_for(asyncio.shield(generator.done), drain_s)
         except asyncio.TimeoutError:
@@ -229,13 +231,6 @@ def run(url: str, path: str, bodies: list[bytes], phases: list[Phase], connectio
     import uvloop
 
     return uvloop.run(main())
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def phase_summary(result: Run, phase: Phase) -> dict[str, Any]:
@@ -266,7 +261,7 @@ def generator_summary(result: Run) -> dict[str, Any]:
         "client_cpu": round(result.cpu, 2),
         "send_lag_p99_ms": round(lag_p99, 2),
         "queued_for_connection": result.queued_for_connection,
-        "client_bound": result.cpu >= CLIENT_BOUND_CPU or lag_p99 > SEND_LAG_BOUND_MS,
+        "client_bound": result.cpu >= GENERATOR_BOUND_CPU or lag_p99 > SEND_LAG_BOUND_MS,
     }
 
 

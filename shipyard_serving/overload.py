@@ -175,8 +175,10 @@ class DeadlineMiddleware:
         self.default_ms = default_deadline_ms()
         self._counters: dict[str, Any] = {}
 
-    def deadline_ms(self, header: bytes | None) -> float | None:
-        """The request's deadline: the header's, else the default; None when the header breaks its rule."""
+    def deadline_ms(self, headers: list[tuple[bytes, bytes]]) -> float | None:
+        """The request's deadline: its header's, else the default; None when the header breaks its rule.
+        The header is looked up in place: a refusal must cost as little as possible."""
+        header = next((v for k, v in headers if k == DEADLINE_HEADER), None)
         if header is None:
             return self.default_ms
         try:
@@ -211,10 +213,7 @@ class DeadlineMiddleware:
         arrived = scope.get(ADMITTED_AT)
         if arrived is None:
             arrived = time.monotonic()
-            # A refusal must cost as little as possible (it competes with answers for the one core),
-            # so the header is looked up in place and refusal bodies are made once (refusal).
-            header = next((v for k, v in scope["headers"] if k == DEADLINE_HEADER), None)
-            deadline_ms = self.deadline_ms(header)
+            deadline_ms = self.deadline_ms(scope["headers"])
             if deadline_ms is None:
                 await send_json(send, 400, error_body(
                     "invalid_header", f"X-Deadline-Ms must be a number of milliseconds from {MIN_DEADLINE_MS:g} "

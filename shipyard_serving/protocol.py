@@ -21,7 +21,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .overload import ADMITTED_AT, DEADLINE_HEADER, STATE, DeadlineMiddleware, refusal
+from .overload import ADMITTED_AT, STATE, DeadlineMiddleware, refusal
 
 
 class _Answered:
@@ -29,7 +29,6 @@ class _Answered:
     body and end are ignored, and the next request on the connection starts at once."""
 
     response_complete = True
-    keep_alive = True
 
 
 _ANSWERED = _Answered()
@@ -77,7 +76,7 @@ def admitting_protocol(gate: DeadlineMiddleware, observe_many: Any) -> type[Http
                 super().on_headers_complete()
                 return
             arrived = time.monotonic()
-            deadline_ms = gate.deadline_ms(next((v for k, v in self.headers if k == DEADLINE_HEADER), None))
+            deadline_ms = gate.deadline_ms(self.headers)
             if deadline_ms is None:  # the middleware answers 400, naming the header
                 super().on_headers_complete()
                 return
