@@ -46,10 +46,18 @@ cluster-demo: venv services
 	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) history production --target kubernetes
 
 ## test: every test: unit, then integration against real servers, docker, the registry, Redis
-## and the local cluster (their scripts install and start whatever is missing; the cluster stays up)
-test: venv services
+## and the local cluster (their scripts install and start whatever is missing; the cluster stays up).
+## The cluster comes up (and is built, when its cache is cold) in the background while the tests
+## that need no cluster run; they run first, and the first cluster test waits for it.
+test: venv
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest
+	scripts/image/up
+	scripts/redis/up
+	@mkdir -p .shipyard && echo "the local cluster comes up in the background: log in .shipyard/cluster-up.log"
+	@scripts/cluster/up > .shipyard/cluster-up.log 2>&1 & cluster=$$!; \
+	  $(PY) -m pytest --durations=25; tested=$$?; \
+	  wait $$cluster || { echo "scripts/cluster/up failed:"; tail -25 .shipyard/cluster-up.log; exit 1; }; \
+	  exit $$tested
 
 ## services: docker engine + loopback registry, Redis, and the local Kubernetes cluster
 services:

@@ -9,6 +9,7 @@ exports it under its own name; the bentofile in the context points BentoML at th
 from __future__ import annotations
 
 import glob
+import json
 import shutil
 import tempfile
 from contextlib import chdir
@@ -76,8 +77,31 @@ def build_bento(project: Project | None = None) -> BuiltBento:
             except bentoml.exceptions.NotFound as exc:
                 train = " run `shipyard train` first, or" if "train" in project.hooks else ""
                 raise BuildError(f"{exc}:{train} save the model the service loads to the model store") from None
+    _record_build(str(bento.tag))
     models = [str(m.tag) for m in bento.info.all_models]
     return BuiltBento(str(bento.tag), models[0] if models else "", bento.path)
+
+
+def _build_record() -> Path:
+    from shipyard.paths import state_dir
+
+    return state_dir() / "last-build.json"
+
+
+def _record_build(tag: str) -> None:
+    """What BentoML named the Bento: later steps look it up by that name, never by a guess."""
+    record = _build_record()
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"tag": tag, "name": tag.split(":")[0]}))
+
+
+def built_bento_name(project: Project) -> str:
+    """The name of the Bento `shipyard build` last built for this project, or BentoML's rule for it
+    when nothing was built here yet."""
+    try:
+        return str(json.loads(_build_record().read_text())["name"])
+    except (OSError, ValueError, KeyError):
+        return project.bento_name
 
 
 def _wrap_service(project: Project, ctx: Path, bentofile: Path) -> None:
@@ -112,7 +136,7 @@ def resolve_bento(tag: str | None = None) -> BuiltBento:
     """A Bento already in the store (default: the project's latest); BuildError names the fix."""
     import bentoml
 
-    tag = tag or f"{current_project().bento_name}:latest"
+    tag = tag or f"{built_bento_name(current_project())}:latest"
     try:
         bento = bentoml.get(tag)
     except bentoml.exceptions.NotFound:

@@ -187,9 +187,20 @@ class Project(BaseModel):
 
     @property
     def bento_name(self) -> str:
-        """The Bento's name as BentoML derives it: the bentofile's `name`, else the service's."""
+        """The Bento's name by BentoML's own rule, before anything is built: the bentofile's
+        `name`, else the service's name in BentoML's snake case (`TicketRouter` -> `ticket_router`).
+        A service may name itself (`@bentoml.service(name=...)`), which only importing it tells:
+        after a build, shipyard/bento.py uses the name BentoML gave the Bento instead."""
         data = self.bentofile_data()
-        return str(data.get("name") or data["service"].split(":")[-1]).lower()
+        return str(data["name"]) if data.get("name") else bentoml_snake_case(data["service"].split(":")[-1])
+
+
+def bentoml_snake_case(name: str) -> str:
+    """BentoML's own conversion of a service's name into a Bento's: snake case, then its Tag's
+    lower case (bentoml._internal.tag)."""
+    from bentoml._internal.tag import Tag, to_snake_case
+
+    return Tag(to_snake_case(name)).name
 
 
 def command_line(command: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ It is built once per process, from the service object, for any BentoML service.
 from __future__ import annotations
 
 import inspect
+import json
 import typing
 from typing import Any, Awaitable, Callable
 
@@ -48,35 +49,60 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class SchemaRegistry:
-    """components/schemas, filled from pydantic's JSON Schemas; a name used twice must mean one thing."""
+    """components/schemas, filled from pydantic's JSON Schemas. Every name means one schema: two
+    different models with one name (BentoML names every API's generated model `Input`; two modules
+    may both define `Ticket`) get stable, distinct names, and the references follow."""
 
     def __init__(self) -> None:
         self.schemas: dict[str, Any] = {}
 
-    def add(self, name: str, schema: dict[str, Any]) -> dict[str, str]:
-        if name in self.schemas and self.schemas[name] != schema:
-            raise ValueError(f"two different schemas are both named {name!r}: rename one of the models")
-        self.schemas[name] = schema
-        return {"$ref": REF.format(model=name)}
+    def _free_name(self, name: str, schema: dict[str, Any]) -> str:
+        """`name` if it is free or already means `schema`; else the first `name2`, `name3`... that is."""
+        candidate, n = name, 1
+        while candidate in self.schemas and self.schemas[candidate] != schema:
+            n += 1
+            candidate = f"{name}{n}"
+        return candidate
 
-    def of(self, typ: Any, mode: str) -> dict[str, Any]:
-        """The schema for a Python type; named models go to components and are referenced."""
+    def of(self, typ: Any, mode: str, name: str | None = None) -> dict[str, Any]:
+        """The schema for a Python type; named models go to components and are referenced. `name`
+        names the type's own schema when its title would say nothing (BentoML's generated models)."""
         schema = TypeAdapter(typ).json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
-        for name, sub in schema.pop("$defs", {}).items():
-            self.add(name, sub)
-        if inspect.isclass(typ) and "title" in schema and schema.get("type") in ("object", "array"):
-            return self.add(schema["title"], schema)
+        defs: dict[str, Any] = schema.pop("$defs", {})
+        top = inspect.isclass(typ) and "title" in schema and schema.get("type") in ("object", "array")
+        if top and name:
+            schema["title"] = name
+        # Rename what collides, then rewrite every reference of this batch to the names it got.
+        wanted = {**defs, **({schema["title"]: schema} if top else {})}
+        renamed = {old: self._free_name(old, sub) for old, sub in wanted.items()}
+        if any(old != new for old, new in renamed.items()):
+            text = json.dumps([schema, defs])
+            for old, new in renamed.items():
+                text = text.replace(json.dumps(REF.format(model=old)), json.dumps(REF.format(model=new)))
+            schema, defs = json.loads(text)
+        for old, sub in defs.items():
+            self.schemas[renamed[old]] = sub
+        if top:
+            final = self._free_name(renamed[schema["title"]], schema)
+            self.schemas[final] = schema
+            return {"$ref": REF.format(model=final)}
         return schema
 
 
-def api_types(api: Any) -> tuple[Any, Any]:
-    """(request type, response type) of a BentoML API, from its Python signature."""
+def api_types(api: Any) -> tuple[Any, Any, str | None]:
+    """(request type, response type, a name for the request's schema when BentoML generated the
+    request model) of a BentoML API, from its Python signature."""
     hints = typing.get_type_hints(api.func, include_extras=True)
     response = hints.get("return", Any)
     if getattr(api.input_spec, "__root_input__", False):
         params = [p for name, p in inspect.signature(api.func).parameters.items() if name != "self"]
-        return hints.get(params[0].name, Any), response
-    return api.input_spec, response  # the model BentoML built from the keyword parameters
+        return hints.get(params[0].name, Any), response, None
+    # The model BentoML built from the keyword parameters: `Input` for every API, so named by its API.
+    return api.input_spec, response, _pascal(api.name) + "Input"
+
+
+def _pascal(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +121,7 @@ def contract_document(service: Any) -> dict[str, Any]:
     if "/metrics" in paths:
         paths["/metrics"]["get"]["responses"]["200"]["content"] = {"text/plain": {"schema": {"type": "string"}}}
     for api in service.apis.values():
-        request, response = api_types(api)
+        request, response, request_name = api_types(api)
         responses: dict[str, Any] = {"200": {"description": "Successful Response",
                                              "content": _json(registry.of(response, "serialization"))}}
         for status, description in ERROR_STATUSES.items():
@@ -105,7 +131,7 @@ def contract_document(service: Any) -> dict[str, Any]:
             "operationId": f"{service.name}__{api.name}",
             "tags": ["Service APIs"],
             "description": (api.doc or "").strip(),
-            "requestBody": {"required": True, "content": _json(registry.of(request, "validation"))},
+            "requestBody": {"required": True, "content": _json(registry.of(request, "validation", request_name))},
             "responses": responses,
         }}
     info = {k: v for k, v in base["info"].items() if v is not None}

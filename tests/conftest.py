@@ -51,6 +51,12 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
     )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need the local cluster run last (the sort keeps every other order): `make test`
+    brings the cluster up in the background meanwhile, and the first of them waits for it."""
+    items.sort(key=lambda item: item.get_closest_marker("cluster") is not None)
+
+
 @pytest.fixture(scope="session")
 def state_dir() -> Path:
     return _SESSION_STATE

@@ -39,6 +39,14 @@ def cluster_up() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _cluster_for_cluster_modules(request: pytest.FixtureRequest) -> None:
+    """A module marked `cluster` starts only once the cluster is up: `make test` may still be
+    building it in the background when the first such module begins."""
+    if request.node.get_closest_marker("cluster"):
+        request.getfixturevalue("cluster_up")
+
+
 @dataclass(frozen=True)
 class Served:
     url: str

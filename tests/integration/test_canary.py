@@ -22,6 +22,7 @@ import pytest
 
 from shipyard.paths import state_dir
 from tests.conftest import PROJECT_ROOT, run_cli
+from tests.environments import copy_environments, rewrite_environment
 from tests.integration.conftest import KUBECONFIG, kubectl
 
 pytestmark = pytest.mark.cluster
@@ -68,12 +69,12 @@ _c.Session.run = run
 
 
 def _environments(root: Path, pause_s: float) -> Path:
+    """The project's overlays as test environments (tests/environments.py: the canary's latency
+    gate bounds only a hang), with this module's staging and production settings."""
+    copy_environments(PROJECT_ROOT / "environments", root)
     for name, text in (("staging", STAGING.format(pause_s=pause_s)), ("production", PRODUCTION)):
-        shutil.copytree(PROJECT_ROOT / "environments" / name, root / name, dirs_exist_ok=True)
-        kustomization = (root / name / "kustomization.yaml").read_text()
-        base = os.path.relpath(PROJECT_ROOT / "k8s" / "base", root / name)
-        (root / name / "kustomization.yaml").write_text(kustomization.replace("../../k8s/base", base))
         (root / name / "environment.yaml").write_text(text)
+        rewrite_environment(root / name)
     return root
 
 

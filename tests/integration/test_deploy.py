@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import PROJECT_ROOT, VALID_TRANSACTION, free_port, run_cli
+from tests.environments import copy_environments
 from tests.integration.conftest import KUBECONFIG, KUBECTL, kubectl, wait_ready
 
 pytestmark = pytest.mark.cluster
@@ -267,10 +268,13 @@ def test_unreachable_cluster_is_a_clear_error(deployed, tmp_path):
     assert result.returncode == 1 and "cannot reach the cluster" in result.stderr and "make cluster-up" in result.stderr
 
 
-def test_promotion_on_kubernetes_moves_the_verified_digest_with_its_evidence(deployed):
-    """staging -> production on the cluster: verdict and releases are ConfigMaps, the lock a Lease."""
-    assert deploy("staging", deployed.reference).returncode == 0
-    verified = run_cli("verify", "staging", "--target", "kubernetes", "--short", env=K8S, timeout=900)
+def test_promotion_on_kubernetes_moves_the_verified_digest_with_its_evidence(deployed, tmp_path):
+    """staging -> production on the cluster: verdict and releases are ConfigMaps, the lock a Lease.
+    The project's own overlays with a test environment's gates (tests/environments.py)."""
+    envs = copy_environments(PROJECT_ROOT / "environments", tmp_path)
+    k8s = {"KUBECONFIG": str(KUBECONFIG), "SHIPYARD_ENVIRONMENTS": str(envs)}
+    assert deploy("staging", deployed.reference, envs=envs).returncode == 0
+    verified = run_cli("verify", "staging", "--target", "kubernetes", "--short", env=k8s, timeout=900)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     records = kubectl("-n", "fraud-staging", "get", "configmaps", "-l", "shipyard.dev/record=verdict", "-o", "name").stdout
     assert "configmap/shipyard-verdict-" in records
@@ -281,14 +285,14 @@ def test_promotion_on_kubernetes_moves_the_verified_digest_with_its_evidence(dep
                       "renewTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())}}
     kubectl("create", "-f", "-", input=json.dumps(lease))
     try:
-        refused = run_cli("promote", "--target", "kubernetes", "--approve", env=K8S)
+        refused = run_cli("promote", "--target", "kubernetes", "--approve", env=k8s)
         assert refused.returncode == 1 and "held by bob@release-desk:7" in refused.stderr
     finally:
         kubectl("-n", "fraud-production", "delete", "lease", "shipyard-promotion")
-    result = run_cli("promote", "--target", "kubernetes", "--approve", "--strategy", "replace", env=K8S, timeout=900)
+    result = run_cli("promote", "--target", "kubernetes", "--approve", "--strategy", "replace", env=k8s, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     assert running_images("fraud-production") == {deployed.reference}
-    history = json.loads(run_cli("history", "production", "--target", "kubernetes", "-o", "json", env=K8S).stdout)
+    history = json.loads(run_cli("history", "production", "--target", "kubernetes", "-o", "json", env=k8s).stdout)
     assert history[-1]["subject"] == deployed.reference and history[-1]["outcome"] == "succeeded"
     assert history[-1]["verdict"]["record"].startswith("configmap/shipyard-verdict-")
 

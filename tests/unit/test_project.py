@@ -72,7 +72,7 @@ def test_the_bento_name_and_build_context_come_from_the_bentofile(tmp_path):
     (tmp_path / "router" / "notes.txt").write_text("")
     (tmp_path / ".venv").mkdir()
     (tmp_path / ".venv" / "big.py").write_text("")
-    assert project.bento_name == "ticketrouter"
+    assert project.bento_name == "ticket_router"  # BentoML's snake case, as `bentoml build` names it
     assert [p.relative_to(tmp_path).as_posix() for p in build_context(project)] == [
         "bentofile.yaml", "router/schemas.py", "router/service.py"]
 

@@ -1,0 +1,57 @@
+"""shipyard_serving/openapi.py: the document is made for any BentoML service, whatever its models
+are called. BentoML names every API's model built from keyword parameters `Input`, and two modules
+may define models of one name: each gets a distinct, stable name, and every reference follows."""
+
+from __future__ import annotations
+
+import bentoml
+from openapi_spec_validator import validate
+from pydantic import BaseModel, create_model
+
+from shipyard_serving.openapi import contract_document
+
+
+class Ticket(BaseModel):
+    subject: str
+    body: str = ""
+
+
+# Another module's `Ticket`, of another shape.
+OtherTicket = create_model("Ticket", priority=(int, ...))
+
+
+@bentoml.service
+class TicketRouter:
+    @bentoml.api
+    def route(self, ticket: Ticket) -> dict:
+        return {"queue": "billing"}
+
+    @bentoml.api
+    def route_many(self, tickets: list[Ticket]) -> list[dict]:
+        return [{"queue": "billing"} for _ in tickets]
+
+    @bentoml.api
+    def escalate(self, ticket: OtherTicket, urgent: bool = False) -> dict:  # type: ignore[valid-type]
+        return {"escalated": urgent}
+
+
+def _resolve(document: dict, ref: str) -> dict:
+    return document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+
+
+def test_apis_with_keyword_parameters_and_models_sharing_a_name_make_a_valid_document():
+    document = contract_document(TicketRouter)
+    validate(document)  # OpenAPI 3.1, every $ref resolvable
+    bodies = {path: _resolve(document, op["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"])
+              for path, op in document["paths"].items() if path in ("/route", "/route_many", "/escalate")}
+    assert {path: body["title"] for path, body in bodies.items()} == {
+        "/route": "RouteInput", "/route_many": "RouteManyInput", "/escalate": "EscalateInput"}
+    # Each API's `ticket` is its own Ticket: the references were renamed with the schemas.
+    routed = _resolve(document, bodies["/route"]["properties"]["ticket"]["$ref"])
+    escalated = _resolve(document, bodies["/escalate"]["properties"]["ticket"]["$ref"])
+    assert set(routed["properties"]) == {"subject", "body"} and set(escalated["properties"]) == {"priority"}
+    assert _resolve(document, bodies["/route_many"]["properties"]["tickets"]["items"]["$ref"]) == routed
+
+
+def test_the_names_are_stable_from_one_build_to_the_next():
+    assert contract_document(TicketRouter) == contract_document(TicketRouter)
