@@ -7,9 +7,12 @@ DEMO_ENV ?= staging
 
 .PHONY: venv demo cluster-demo test test-unit bench services cluster-up cluster-down cluster-status clean
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# The toolkit (its ranges, pyproject.toml) and the reference project's own libraries, at this
+# repository's exact versions (requirements/constraints.txt).
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt requirements/fraud-scorer.txt
+	test -x $(PY) || python3.11 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt \
+	  -e '.[test,parquet]' -r requirements/fraud-scorer.txt
 	touch $@
 
 venv: $(VENV)/.installed

@@ -49,9 +49,12 @@ def build_context(project: Project) -> list[Path]:
             if path.is_file() and not any(part.startswith(".") or part == "__pycache__"
                                           for part in Path(match).parts):
                 files.add(path.resolve())
-    template = (data.get("docker") or {}).get("dockerfile_template")
-    if template:
-        files.add(project.path(template))
+    # Files the bentofile names besides `include` (BentoML reads them from the build context).
+    named = [(data.get("docker") or {}).get("dockerfile_template"), (data.get("docker") or {}).get("setup_script"),
+             (data.get("python") or {}).get("requirements_txt"), (data.get("conda") or {}).get("environment_yml")]
+    for name in named:
+        if name:
+            files.add(project.path(name))
     missing = sorted(str(f) for f in files if not f.is_file())
     if missing:
         raise BuildError(f"the bentofile names files that do not exist: {', '.join(missing)}")

@@ -29,13 +29,15 @@ def install(service: Any) -> Any:
 
     import bentoml
 
-    from . import overload, runtime
+    from . import compat, overload, runtime
     from .errors import ErrorContractMiddleware
     from .openapi import OpenAPIMiddleware
 
     if getattr(service.inner, "_shipyard_serving", False):
         return service
     runtime.install()
+    compat.bound_dependency_keepalive()
+    compat.retry_dependency_disconnects()
     from bentoml._internal.utils import get_original_func
 
     routes = tuple(sorted(api.route for api in service.apis.values()))

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import typing
 from typing import Any, Awaitable, Callable
 
 from pydantic import TypeAdapter
 
-from .errors import ErrorBody, send_json
+from .errors import ErrorBody, error_body, send_json
 
 OPENAPI_VERSION = "3.1.0"
 REF = "#/components/schemas/{model}"
@@ -109,11 +110,66 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+# JSON Schema's types; BentoML writes others for its own IO types (e.g. `tensor` for numpy arrays).
+_JSON_TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
+
+
+def _valid_schema(node: Any) -> Any:
+    """A schema fragment of BentoML's with every non-JSON-Schema `type` kept as `x-bentoml-type`."""
+    if isinstance(node, list):
+        return [_valid_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    fixed = {key: _valid_schema(value) for key, value in node.items()}
+    if isinstance(fixed.get("type"), str) and fixed["type"] not in _JSON_TYPES:
+        fixed["x-bentoml-type"] = fixed.pop("type")
+    return fixed
+
+
+def _exact_contents(api: Any, registry: SchemaRegistry, theirs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(request content, 200 content) from the Python types of a JSON API's signature; raises when
+    a type has no JSON Schema of pydantic's, or the API takes or answers another media type."""
+    request_media = next(iter((theirs.get("requestBody") or {}).get("content") or {"application/json": {}}))
+    answer_media = next(iter(_success(theirs).get("content") or {"application/json": {}}))
+    if request_media != "application/json" or answer_media != "application/json":
+        raise TypeError(f"{api.name} takes {request_media} and answers {answer_media}")
+    request, response, request_name = api_types(api)
+    return (_json(registry.of(request, "validation", request_name)), _json(registry.of(response, "serialization")))
+
+
+def _success(operation: dict[str, Any]) -> dict[str, Any]:
+    """BentoML's 200 response of an operation (its document's status keys may be ints)."""
+    responses = operation.get("responses") or {}
+    return responses.get("200") or responses.get(200) or {}
+
+
+def _bentoml_contents(theirs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(request content, 200 content) as BentoML documents the API: its own IO models know files,
+    images, numpy arrays and streams (multipart/form-data, text/event-stream, ...)."""
+    request = (theirs.get("requestBody") or {}).get("content") or _json({"type": "object"})
+    answer = _success(theirs).get("content") or {}
+    return _valid_schema(request), _valid_schema(answer)
+
+
+def _sets_status(api: Any) -> bool:
+    """An API with a `bentoml.Context` parameter may set its own success status (201, 202, ...)."""
+    try:
+        hints = typing.get_type_hints(api.func)
+    except Exception:  # noqa: BLE001 - unresolvable hints: look at the annotations' text
+        hints = {name: str(p.annotation) for name, p in inspect.signature(api.func).parameters.items()}
+    return any("Context" in getattr(hint, "__name__", str(hint)) for hint in hints.values())
+
+
 def contract_document(service: Any) -> dict[str, Any]:
-    """The service's OpenAPI 3.1 document (see the module's docstring)."""
+    """The service's OpenAPI 3.1 document (see the module's docstring). Any service gets one: an
+    API whose types pydantic cannot describe, or that is not JSON in and out, is documented as
+    BentoML documents it, with the same error statuses."""
     base = service.openapi_spec.asdict()
     registry = SchemaRegistry()
     error_ref = registry.of(ErrorBody, "serialization")
+    # BentoML's own components (its per-API models), for the operations documented its way.
+    for name, schema in (base.get("components") or {}).get("schemas", {}).items():
+        registry.schemas.setdefault(name, _valid_schema(schema))
     routes = {api.route for api in service.apis.values()}  # rewritten below; BentoML's infra paths stay
     paths = {path: item for path, item in base["paths"].items() if path not in routes}
     if "/readyz" in paths:
@@ -121,9 +177,14 @@ def contract_document(service: Any) -> dict[str, Any]:
     if "/metrics" in paths:
         paths["/metrics"]["get"]["responses"]["200"]["content"] = {"text/plain": {"schema": {"type": "string"}}}
     for api in service.apis.values():
-        request, response, request_name = api_types(api)
-        responses: dict[str, Any] = {"200": {"description": "Successful Response",
-                                             "content": _json(registry.of(response, "serialization"))}}
+        theirs = (base["paths"].get(api.route) or {}).get("post") or {}
+        try:
+            request, answer = _exact_contents(api, registry, theirs)
+        except Exception:  # noqa: BLE001 - any type pydantic cannot describe: BentoML's description
+            request, answer = _bentoml_contents(theirs)
+        responses: dict[str, Any] = {"200": {"description": "Successful Response", "content": answer}}
+        if _sets_status(api):
+            responses["2XX"] = {"description": "Success, with the status the API sets", "content": answer}
         for status, description in ERROR_STATUSES.items():
             responses[status] = {"description": description, "content": _json(error_ref)}
         responses["503"]["headers"] = RETRY_AFTER
@@ -131,7 +192,7 @@ def contract_document(service: Any) -> dict[str, Any]:
             "operationId": f"{service.name}__{api.name}",
             "tags": ["Service APIs"],
             "description": (api.doc or "").strip(),
-            "requestBody": {"required": True, "content": _json(registry.of(request, "validation", request_name))},
+            "requestBody": {"required": True, "content": request},
             "responses": responses,
         }}
     info = {k: v for k, v in base["info"].items() if v is not None}
@@ -140,8 +201,8 @@ def contract_document(service: Any) -> dict[str, Any]:
         "info": info,
         "servers": base.get("servers") or [{"url": "."}],
         "tags": base.get("tags", []),
-        "paths": paths,
-        "components": {"schemas": registry.schemas},
+        "paths": _valid_schema(paths),
+        "components": {"schemas": _valid_schema(registry.schemas)},
     }
 
 
@@ -158,7 +219,14 @@ class OpenAPIMiddleware:
             await self.app(scope, receive, send)
             return
         if self._document is None:
-            self._document = contract_document(self.service)
+            try:
+                self._document = contract_document(self.service)
+            except Exception as exc:  # noqa: BLE001 - an answer, never a request left hanging
+                logging.getLogger(__name__).exception("the OpenAPI document could not be made")
+                await send_json(send, 500, error_body(
+                    "openapi_failed", f"the OpenAPI document could not be made ({type(exc).__name__}: {exc}); "
+                    "run `python -m shipyard_serving.openapi module:Service` in the project to see where"))
+                return
         await send_json(send, 200, self._document)
 
 

@@ -4,12 +4,12 @@
 The project (tests/projects/ticket_router: a ticket router with its own schema, two routes and its
 own model, importing nothing of shipyard) is copied to a temporary folder outside the repository,
 gets a virtual environment of its own with shipyard installed from this repository as a user
-installs it (`pip install <path>`, not editable), and runs: init, its own training, build, deploy,
+installs it (`pip install <path>`, not editable, its requirements resolved from the index next to the
+project's own), and runs: init, its own training, build, deploy,
 a promotion refused for want of a verdict, verify, promotion, then the same on the local
 Kubernetes cluster (the image built on a base from Debian packages, deployed by digest into the
-project's own namespaces), a second model through every step, history and rollback on both. The dependencies come from this repository's environment through a
-.pth file (the same pinned wheels; installing them again from the index would only cost minutes);
-shipyard itself is the copy pip installed, so nothing of the checkout is imported.
+project's own namespaces), a second model through every step, history and rollback on both. Nothing of the checkout or of this repository's
+environment is imported.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -41,14 +40,20 @@ def readme_commands() -> list[str]:
     return [line.strip() for line in block.splitlines() if line.strip()]
 
 
-def _venv(root: Path) -> Path:
-    """The project's own environment: shipyard installed from this repository, not editable."""
+def _venv(root: Path, python: str = sys.executable) -> Path:
+    """The project's own environment, as its authors have it: a venv with the project's own
+    requirements. shipyard comes later, by the README's `pip install`, resolved from the index next
+    to them (pip's wheel cache, outside the repository, makes it seconds after the first run)."""
     venv = root / ".venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
-    (site / "shipyard-test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    pip_install(venv, "-r", str(root / "requirements.txt"))
     return venv
+
+
+def pip_install(venv: Path, *args: str) -> None:
+    result = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                             "--disable-pip-version-check", *args], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _run(line: str, cwd: Path, env: dict[str, str], venv: Path) -> subprocess.CompletedProcess:
@@ -58,8 +63,9 @@ def _run(line: str, cwd: Path, env: dict[str, str], venv: Path) -> subprocess.Co
         assert name == "KUBECONFIG", line
         env[name] = str(KUBECONFIG)
         return subprocess.CompletedProcess(words, 0, "", "")
-    if words[:2] == ["pip", "install"]:
-        words = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", str(PROJECT_ROOT)]
+    if words[:2] == ["pip", "install"]:  # the toolkit and what it requires, resolved beside the project's pins
+        words = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                 str(PROJECT_ROOT)]
     elif words[0] == "python":
         words[0] = str(venv / "bin" / "python")
     elif words[0] == "shipyard":

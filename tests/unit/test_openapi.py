@@ -4,7 +4,11 @@ may define models of one name: each gets a distinct, stable name, and every refe
 
 from __future__ import annotations
 
+from typing import Annotated, AsyncGenerator
+
 import bentoml
+import numpy as np
+from bentoml.validators import DType, Shape
 from openapi_spec_validator import validate
 from pydantic import BaseModel, create_model
 
@@ -55,3 +59,44 @@ def test_apis_with_keyword_parameters_and_models_sharing_a_name_make_a_valid_doc
 
 def test_the_names_are_stable_from_one_build_to_the_next():
     assert contract_document(TicketRouter) == contract_document(TicketRouter)
+
+
+@bentoml.service
+class Embedder:
+    @bentoml.api(batchable=True)
+    def embed(self, vectors: Annotated[np.ndarray, Shape((-1, 4)), DType("float32")]) -> np.ndarray:
+        return vectors * 2
+
+
+@bentoml.service
+class Gateway:
+    embedder = bentoml.depends(Embedder)
+
+    @bentoml.api
+    def classify(self, text: str, ctx: bentoml.Context) -> dict:
+        ctx.response.status_code = 201
+        return {"label": "spam" if "win" in text else "ham"}
+
+    @bentoml.api
+    async def stream(self, prompt: str) -> AsyncGenerator[str, None]:
+        for word in prompt.split():
+            yield word + " "
+
+
+def _operation(document: dict, path: str) -> dict:
+    return document["paths"][path]["post"]
+
+
+def test_numpy_arrays_streams_and_a_context_are_documented_as_bentoml_serves_them():
+    """Types pydantic cannot describe (numpy arrays, generators) get BentoML's own description,
+    made valid JSON Schema; an API with a Context may answer any 2xx it sets."""
+    for service in (Gateway, Embedder):
+        validate(contract_document(service))
+    gateway, embedder = contract_document(Gateway), contract_document(Embedder)
+    assert set(_operation(gateway, "/stream")["responses"]["200"]["content"]) == {"text/event-stream"}
+    assert "2XX" in _operation(gateway, "/classify")["responses"]
+    assert "2XX" not in _operation(gateway, "/stream")["responses"]
+    answer = _operation(embedder, "/embed")["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer["type"] == "array"
+    for operation in (_operation(gateway, "/classify"), _operation(embedder, "/embed")):  # the error contract
+        assert operation["responses"]["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
