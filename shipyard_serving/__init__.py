@@ -38,6 +38,7 @@ def install(service: Any) -> Any:
     runtime.install()
     compat.bound_dependency_keepalive()
     compat.retry_dependency_disconnects()
+    compat.unparseable_bodies_are_bad_input(service)
     from bentoml._internal.utils import get_original_func
 
     routes = tuple(sorted(api.route for api in service.apis.values()))

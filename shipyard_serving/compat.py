@@ -6,6 +6,7 @@ Tested with BentoML 1.4.40 (aiohttp 3.13)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -75,3 +76,58 @@ def retry_dependency_disconnects() -> None:
 
     once_more._shipyard_retried = True  # type: ignore[attr-defined]
     AsyncClient._call = once_more  # type: ignore[method-assign]
+
+
+def unparseable_bodies_are_bad_input(service: Any) -> None:
+    """A body BentoML cannot turn into an API's input types is the client's error (400), not the
+    server's. BentoML validates with pydantic, but its conversions around pydantic raise plain
+    TypeError/ValueError, which it answers with 500: `{"input_series": {}}` for a numpy parameter
+    ends in `float() argument must be ... not 'dict'`; and numpy takes `false`, `"1.5"` and `null`
+    (as NaN, which the model then fails on) where the document says a number."""
+    from bentoml.exceptions import BadInput
+    from pydantic import ValidationError
+
+    for api in service.apis.values():
+        spec = api.input_spec
+        parse = getattr(spec, "from_http_request", None)
+        if parse is None or getattr(parse, "_shipyard_bad_input", False):
+            continue
+
+        # Numeric numpy parameters (a Shape/DType-validated np.ndarray without a non-numeric dtype).
+        tensors = tuple(name for name, field in getattr(spec, "model_fields", {}).items()
+                        for m in field.metadata if getattr(m, "format", None) == "numpy-array"
+                        and str(getattr(m, "dtype", None) or "float").startswith(("float", "int", "uint")))
+
+        async def guarded(request: Any, serde: Any, _parse: Any = parse, _name: str = api.name,
+                          _tensors: tuple[str, ...] = tensors) -> Any:
+            if _tensors and request.headers.get("content-type", "application/json").startswith("application/json"):
+                # numpy takes false, "1.5" and null (as NaN) for a number: the document does not
+                try:
+                    body = json.loads(await request.body() or b"{}")
+                except ValueError:
+                    body = None  # BentoML's own parsing says what is wrong with it
+                if isinstance(body, dict):
+                    for name in _tensors:
+                        _numbers_only(body.get(name), name, BadInput)
+            try:
+                return await _parse(request, serde)
+            except ValidationError:
+                raise
+            except (TypeError, ValueError) as exc:
+                raise BadInput(f"the body does not fit the inputs of {_name}: {exc}") from exc
+
+        guarded._shipyard_bad_input = True  # type: ignore[attr-defined]
+        spec.from_http_request = guarded
+
+
+def _numbers_only(value: Any, name: str, error: type[Exception]) -> None:
+    """Every element of a nested list is a JSON number (not a boolean, string or null)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif item is not None and (isinstance(item, bool) or not isinstance(item, (int, float))):
+            raise error(f"{name}: every element must be a number, not {json.dumps(item)[:40]}")
+        elif item is None and value is not None:
+            raise error(f"{name}: every element must be a number, not null")

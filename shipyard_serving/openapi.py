@@ -143,12 +143,32 @@ def _success(operation: dict[str, Any]) -> dict[str, Any]:
     return responses.get("200") or responses.get(200) or {}
 
 
-def _bentoml_contents(theirs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _bentoml_contents(api: Any, theirs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(request content, 200 content) as BentoML documents the API: its own IO models know files,
-    images, numpy arrays and streams (multipart/form-data, text/event-stream, ...)."""
-    request = (theirs.get("requestBody") or {}).get("content") or _json({"type": "object"})
+    images, numpy arrays and streams (multipart/form-data, text/event-stream, ...). A numpy
+    parameter's shape and dtype (bentoml.validators Shape, DType) go into its schema, which
+    BentoML leaves out: a body the API refuses must be one the document refuses too."""
+    request = _valid_schema((theirs.get("requestBody") or {}).get("content") or _json({"type": "object"}))
     answer = _success(theirs).get("content") or {}
-    return _valid_schema(request), _valid_schema(answer)
+    schema = (request.get("application/json") or {}).get("schema") or {}
+    for name, field in getattr(api.input_spec, "model_fields", {}).items():
+        tensor = next((m for m in field.metadata if getattr(m, "format", None) == "numpy-array"), None)
+        if tensor is not None and name in (schema.get("properties") or {}):
+            schema["properties"][name] = {**_tensor_schema(tensor.shape, tensor.dtype),
+                                          **{k: v for k, v in schema["properties"][name].items()
+                                             if k in ("title", "description", "examples")}}
+    return request, _valid_schema(answer)
+
+
+def _tensor_schema(shape: tuple[int, ...] | None, dtype: str | None) -> dict[str, Any]:
+    """Nested JSON arrays for a numpy array: a fixed length where the shape fixes one (-1: any)."""
+    kind = str(dtype or "")
+    item: dict[str, Any] = ({"type": "boolean"} if kind.startswith("bool") else
+                            {"type": "integer"} if kind.startswith(("int", "uint")) else
+                            {"type": "string"} if kind.startswith(("str", "<U", "object")) else {"type": "number"})
+    for size in reversed(shape or (-1,)):
+        item = {"type": "array", "items": item, **({"minItems": size, "maxItems": size} if size >= 0 else {})}
+    return item
 
 
 def _sets_status(api: Any) -> bool:
@@ -181,7 +201,7 @@ def contract_document(service: Any) -> dict[str, Any]:
         try:
             request, answer = _exact_contents(api, registry, theirs)
         except Exception:  # noqa: BLE001 - any type pydantic cannot describe: BentoML's description
-            request, answer = _bentoml_contents(theirs)
+            request, answer = _bentoml_contents(api, theirs)
         responses: dict[str, Any] = {"200": {"description": "Successful Response", "content": answer}}
         if _sets_status(api):
             responses["2XX"] = {"description": "Success, with the status the API sets", "content": answer}

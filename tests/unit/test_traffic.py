@@ -52,3 +52,21 @@ def test_weights_name_unknown_routes(monkeypatch):
         weights(["/score"])
     monkeypatch.setenv("SHIPYARD_WEIGHTS", "{}")
     assert weights(["/a", "/b"]) == {"/a": 1.0, "/b": 1.0}
+
+
+def test_a_body_is_made_from_the_properties_examples_as_bentoml_documents_them():
+    """`text: str = Field(examples=[...])` puts the example on the property: one body of every
+    property's first example, when each required property has one."""
+    schema = {"type": "object", "required": ["text"], "properties": {
+        "text": {"type": "string", "examples": ["win a free prize"]},
+        "lang": {"type": "string", "examples": ["en", "de"]}}}
+    partial = {"type": "object", "required": ["text", "n"], "properties": {
+        "text": {"type": "string", "examples": ["x"]}, "n": {"type": "integer"}}}
+    document = {**DOCUMENT, "paths": {
+        "/classify": {"post": {"requestBody": {"content": {"application/json": {"schema": schema}}},
+                               "responses": {"200": {"description": "ok"}}}},
+        "/partial": {"post": {"requestBody": {"required": True, "content": {"application/json": {"schema": partial}}},
+                              "responses": {"200": {"description": "ok"}}}}}}
+    bodies = examples_for(document, {})
+    assert bodies["/classify"] == [{"text": "win a free prize", "lang": "en"}]
+    assert all(set(body) >= {"text", "n"} for body in bodies["/partial"])  # generated: n had no example

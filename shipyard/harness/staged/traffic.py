@@ -2,8 +2,9 @@
 
 From the project's samples file (shipyard.yaml `traffic.samples`, passed as SHIPYARD_SAMPLES):
 `{"/route": [body, ...], ...}`, validated here so a typo names the route and the rule. A route
-without samples falls back to the examples in the served OpenAPI document, and a route without
-those to bodies generated from its request schema (schemathesis' positive generation, seeded).
+without samples falls back to the examples in the served OpenAPI document (the request's own, or
+one body made of its properties' examples), and a route without those to bodies generated from its
+request schema (schemathesis' positive generation, seeded).
 """
 
 from __future__ import annotations
@@ -56,7 +57,19 @@ def document_examples(document: dict[str, Any], route: str) -> list[Any]:
         name = schema["$ref"].rsplit("/", 1)[-1]
         schema = document.get("components", {}).get("schemas", {}).get(name, {})
     examples += list(schema.get("examples") or [])
-    return examples
+    return examples or _from_property_examples(schema)
+
+
+def _from_property_examples(schema: dict[str, Any]) -> list[Any]:
+    """One body made of each property's first example, when every required property has one: how
+    BentoML's documentation gives examples (`text: str = Field(examples=[...])` on an API's
+    parameters), which land on the generated model's properties, not on the model."""
+    properties = schema.get("properties") or {}
+    chosen = {name: prop["examples"][0] for name, prop in properties.items()
+              if isinstance(prop, dict) and prop.get("examples")}
+    if not chosen or not set(schema.get("required") or []) <= set(chosen):
+        return []
+    return [chosen]
 
 
 GENERATED_PER_ROUTE = 10

@@ -26,4 +26,6 @@ class IrisClassifier:
             examples=[[[5.9, 3.0, 5.1, 1.8]]]
         ),
     ) -> np.ndarray:
+        if len(input_series) == 0:
+            return np.empty((0,), dtype=np.int64)
         return self.model.predict(input_series)
