@@ -1,9 +1,9 @@
 """`pip install <this repository>` into a project's own environment, as a user does: resolved from
 the index beside the project's own pins, on each Python the toolkit supports.
 
-- Python 3.11, a project that pins an older scikit-learn first: shipyard installs without touching it.
 - Python 3.12: shipyard installs, and takes a project (the ticket router) through init, its own
   training, build, deploy, verify and promotion on the local target.
+(Python 3.11 with an older scikit-learn pinned first: tests/integration/test_corpus.py, iris_classifier.)
 pip's wheel cache (outside the repository) makes the installs seconds after the first run.
 """
 
@@ -46,19 +46,6 @@ def venv_with(root: Path, version: str, *first: str) -> Path:
                                      "--disable-pip-version-check", *args], capture_output=True, text=True, timeout=900)
             assert result.returncode == 0, result.stdout + result.stderr
     return venv
-
-
-def version_of(venv: Path, distribution: str) -> str:
-    return subprocess.run([str(venv / "bin" / "python"), "-c",
-                           f"from importlib.metadata import version; print(version({distribution!r}))"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-
-
-def test_an_older_scikit_learn_pinned_first_keeps_its_version(tmp_path):
-    venv = venv_with(tmp_path, "3.11", "scikit-learn==1.5.2")
-    assert version_of(venv, "scikit-learn") == "1.5.2"
-    said = subprocess.run([str(venv / "bin" / "shipyard"), "--version"], capture_output=True, text=True)
-    assert said.returncode == 0 and "shipyard" in said.stdout
 
 
 def test_python_3_12_takes_a_project_from_init_to_promotion(tmp_path):

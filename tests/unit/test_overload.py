@@ -3,6 +3,8 @@ work admitted at once shrinks while the event loop's passes run long (so refusal
 
 from __future__ import annotations
 
+import pytest
+
 from shipyard_serving.overload import AdmissionState
 
 
@@ -86,3 +88,51 @@ def test_a_route_served_in_a_thread_pool_is_not_held_to_the_loops_budget():
     state.budget_s = 0.001
     assert all(state.admits(0.100, now=1.1, route="/route") for _ in range(10))
     assert state.admitted_work_s() == 0
+
+
+def test_loop_time_counts_a_requests_steps_on_the_loop_not_its_awaits():
+    """An async API that awaits a dependency for 50 ms costs the loop only its own steps."""
+    import asyncio
+    import time as clock
+
+    from shipyard_serving.overload import LoopTime
+
+    async def handler() -> str:
+        started = clock.perf_counter()
+        while clock.perf_counter() - started < 0.01:  # 10 ms of work on the loop
+            pass
+        await asyncio.sleep(0.05)  # 50 ms waiting for a dependency
+        return "answer"
+
+    async def main() -> tuple[str, float, float]:
+        run, started = LoopTime(handler()), clock.perf_counter()
+        answer = await run
+        return answer, run.busy_s, clock.perf_counter() - started
+
+    answer, busy_s, wall_s = asyncio.run(main())
+    # At least the 10 ms of work; the 50 ms sleep (at least 50 ms on any machine) left out.
+    assert answer == "answer" and busy_s >= 0.01 and wall_s - busy_s >= 0.05
+
+
+def test_loop_time_passes_errors_and_cancellation_through():
+    import asyncio
+
+    from shipyard_serving.overload import LoopTime
+
+    async def failing() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("the model failed")
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match="the model failed"):
+            await LoopTime(failing())
+        task = asyncio.ensure_future(_wrapped(LoopTime(asyncio.sleep(30))))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def _wrapped(run: LoopTime) -> None:
+        await run
+
+    asyncio.run(main())

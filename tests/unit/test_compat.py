@@ -1,0 +1,30 @@
+"""shipyard_serving/compat.py: what the serving layer adds around BentoML's internals, checked on
+the installed BentoML (an internal that moved fails here, naming itself)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shipyard_serving.compat import _numbers_only, bound_dependency_keepalive, retry_dependency_disconnects
+
+
+@pytest.mark.parametrize("value", [[[1, 2.5, -3e300]], [], None])
+def test_numbers_pass(value):
+    _numbers_only(value, "x", ValueError)
+
+
+@pytest.mark.parametrize(("value", "says"), [([[False, 1]], "not false"), ([["1.5"]], 'not "1.5"'),
+                                             ([[None, 1]], "not null"), ([[{"a": 1}]], "not {")])
+def test_what_numpy_would_coerce_is_refused_naming_the_field(value, says):
+    with pytest.raises(ValueError, match=f"input_series: every element must be a number, {says}"):
+        _numbers_only(value, "input_series", ValueError)
+
+
+def test_the_dependency_client_is_patched_once_on_this_bentoml():
+    from _bentoml_impl.client.proxy2 import AsyncClient, SessionManager
+
+    for _ in range(2):
+        bound_dependency_keepalive()
+        retry_dependency_disconnects()
+    assert SessionManager._make_client._shipyard_bounded
+    assert AsyncClient._call._shipyard_retried
