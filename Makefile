@@ -51,16 +51,18 @@ cluster-demo: venv services
 ## test: every test: unit, then integration against real servers, docker, the registry, Redis
 ## and the local cluster (their scripts install and start whatever is missing; the cluster stays up).
 ## The cluster comes up (and is built, when its cache is cold) in the background while the tests
-## that need no cluster and no docker run, two at a time (pytest-xdist); then the rest, one at a time.
+## that need no cluster run three at a time, a file each (pytest-xdist), the README walkthrough
+## among them (its cluster half waits for the cluster); then the cluster and docker tests, one at a
+## time (some stop dockerd or the cluster on purpose).
 test: venv
 	$(VENV)/bin/lint-imports
 	scripts/image/up
 	scripts/redis/up
 	@mkdir -p .shipyard && echo "the local cluster comes up in the background: log in .shipyard/cluster-up.log"
 	@scripts/cluster/up > .shipyard/cluster-up.log 2>&1 & cluster=$$!; \
-	  $(PY) -m pytest -n 2 -m "not cluster and not docker" --durations=15; first=$$?; \
+	  $(PY) -m pytest -n 3 --dist loadfile -m "walkthrough or not (cluster or docker)" --durations=15; first=$$?; \
 	  wait $$cluster || { echo "scripts/cluster/up failed:"; tail -25 .shipyard/cluster-up.log; exit 1; }; \
-	  $(PY) -m pytest -m "cluster or docker" --durations=15; second=$$?; \
+	  $(PY) -m pytest -m "(cluster or docker) and not walkthrough" --durations=15; second=$$?; \
 	  [ $$first = 0 ] && [ $$second = 0 ]
 
 ## services: docker engine + loopback registry, Redis, and the local Kubernetes cluster

@@ -52,9 +52,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that need the local cluster run last (the sort keeps every other order): `make test`
-    brings the cluster up in the background meanwhile, and the first of them waits for it."""
-    items.sort(key=lambda item: item.get_closest_marker("cluster") is not None)
+    """The README walkthrough first (its first half needs no cluster), the tests that need the local
+    cluster last (the sort keeps every other order): `make test` brings the cluster up in the
+    background meanwhile, and the first test that needs it waits for it."""
+    def order(item: pytest.Item) -> int:
+        if item.get_closest_marker("walkthrough"):
+            return 0
+        return 2 if item.get_closest_marker("cluster") else 1
+
+    items.sort(key=order)
 
 
 @pytest.fixture(scope="session")

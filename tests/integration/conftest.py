@@ -28,8 +28,10 @@ def kubectl(*args: str, check: bool = True, timeout: float = 180, **kw) -> subpr
 
 
 def cluster_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    """A cluster script; `up` may wait for the one `make test` runs in the background, which builds
+    the cluster from source on a cold cache (the bound only catches a hang)."""
     return subprocess.run([str(PROJECT_ROOT / "scripts" / "cluster" / name), *args], capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=2700)
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +45,7 @@ def cluster_up() -> None:
 def _cluster_for_cluster_modules(request: pytest.FixtureRequest) -> None:
     """A module marked `cluster` starts only once the cluster is up: `make test` may still be
     building it in the background when the first such module begins."""
-    if request.node.get_closest_marker("cluster"):
+    if request.node.get_closest_marker("cluster") and not request.node.get_closest_marker("walkthrough"):
         request.getfixturevalue("cluster_up")
 
 

@@ -28,7 +28,7 @@ from tests.conftest import PROJECT_ROOT
 from tests.environments import patch_pod_deadline, rewrite_environment
 from tests.integration.conftest import KUBECONFIG, KUBECTL
 
-pytestmark = [pytest.mark.server, pytest.mark.docker, pytest.mark.cluster]
+pytestmark = [pytest.mark.server, pytest.mark.docker, pytest.mark.cluster, pytest.mark.walkthrough]
 TEMPLATE = PROJECT_ROOT / "tests" / "projects" / "ticket_router"
 SECTION = "## Use shipyard on your own BentoML project"
 
@@ -74,8 +74,7 @@ def _run(line: str, cwd: Path, env: dict[str, str], venv: Path) -> subprocess.Co
 
 
 @pytest.fixture(scope="module")
-def own_project(tmp_path_factory, cluster_up):  # the walkthrough ends on the cluster; kubectl comes with it
-    _delete_namespaces(wait=True)  # a previous run's records would be this run's history
+def own_project(tmp_path_factory):
     root = tmp_path_factory.mktemp("own-project") / "ticket-router"
     shutil.copytree(TEMPLATE, root, ignore=shutil.ignore_patterns("__pycache__"))
     assert PROJECT_ROOT not in root.parents
@@ -96,12 +95,15 @@ def _delete_namespaces(wait: bool) -> None:
                    capture_output=True, timeout=240)
 
 
-def test_the_readme_walkthrough_takes_a_project_shipyard_has_never_seen(own_project):
+def test_the_readme_walkthrough_takes_a_project_shipyard_has_never_seen(own_project, request):
     root, venv, env = own_project
     assert not re.search(r"\bshipyard\b", "\n".join(p.read_text() for p in (root / "router").glob("*.py")))
     bentos: list[str] = []
     images: list[str] = []
     for line in readme_commands():
+        if line.startswith("export KUBECONFIG"):  # the walkthrough's cluster half: only now is it needed
+            request.getfixturevalue("cluster_up")
+            _delete_namespaces(wait=True)  # a previous run's records would be this run's history
         result = _run(line, root, env, venv)
         said = f"`{line}` exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         if "# refused" in line:
@@ -141,7 +143,7 @@ def test_the_readme_walkthrough_takes_a_project_shipyard_has_never_seen(own_proj
     assert not (PROJECT_ROOT / "tests" / "projects" / "ticket_router" / "shipyard.yaml").exists()
 
 
-def test_what_init_writes_passes_the_checks_a_deploy_makes(tmp_path):
+def test_what_init_writes_passes_the_checks_a_deploy_makes(tmp_path, cluster_up):  # kubectl: the cluster build's
     """Schema validation (Kubernetes 1.34, strict), the scanner (checkov, no exception written) and
     parity between the two environments: what `shipyard deploy --target kubernetes` checks first."""
     from tests.conftest import run_cli
