@@ -187,9 +187,6 @@ def contract_document(service: Any) -> dict[str, Any]:
     base = service.openapi_spec.asdict()
     registry = SchemaRegistry()
     error_ref = registry.of(ErrorBody, "serialization")
-    # BentoML's own components (its per-API models), for the operations documented its way.
-    for name, schema in (base.get("components") or {}).get("schemas", {}).items():
-        registry.schemas.setdefault(name, _valid_schema(schema))
     routes = {api.route for api in service.apis.values()}  # rewritten below; BentoML's infra paths stay
     paths = {path: item for path, item in base["paths"].items() if path not in routes}
     if "/readyz" in paths:
@@ -215,6 +212,7 @@ def contract_document(service: Any) -> dict[str, Any]:
             "requestBody": {"required": True, "content": request},
             "responses": responses,
         }}
+    _add_referenced(registry, paths, (base.get("components") or {}).get("schemas", {}))
     info = {k: v for k, v in base["info"].items() if v is not None}
     return {
         "openapi": OPENAPI_VERSION,
@@ -224,6 +222,19 @@ def contract_document(service: Any) -> dict[str, Any]:
         "paths": _valid_schema(paths),
         "components": {"schemas": _valid_schema(registry.schemas)},
     }
+
+
+def _add_referenced(registry: SchemaRegistry, paths: dict[str, Any], theirs: dict[str, Any]) -> None:
+    """BentoML's components that the operations documented its way refer to (and what those refer
+    to), and no others: its own error models are replaced by the error contract's."""
+    prefix = REF.format(model="")
+    pending = [paths, *registry.schemas.values()]
+    while pending:
+        text = json.dumps(pending.pop())
+        for name in {part.split('"', 1)[0] for part in text.split('"$ref": "' + prefix)[1:]}:
+            if name not in registry.schemas and name in theirs:
+                registry.schemas[name] = _valid_schema(theirs[name])
+                pending.append(registry.schemas[name])
 
 
 class OpenAPIMiddleware:

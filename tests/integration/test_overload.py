@@ -52,7 +52,10 @@ def test_a_flood_gets_fast_refusals_and_the_server_recovers(served, client):
 
     async def flood() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=64)
-        async with httpx.AsyncClient(base_url=served.url, timeout=30, limits=limits) as c:
+        # 1 500 requests share 64 connections: waiting for one is queueing in the client, bounded
+        # only to catch a hang (two busy shared cores made it pass 30 s).
+        timeout = httpx.Timeout(30, pool=600)
+        async with httpx.AsyncClient(base_url=served.url, timeout=timeout, limits=limits) as c:
             async def one() -> httpx.Response:
                 return await c.post("/score", json=VALID_TRANSACTION, headers={"X-Deadline-Ms": "2"})
             return await asyncio.gather(*(one() for _ in range(1500)))
