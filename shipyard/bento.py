@@ -66,6 +66,12 @@ def build_bento(project: Project | None = None) -> BuiltBento:
     import bentoml
 
     project = project or current_project()
+    from shipyard_serving.compat import IncompatibleRelease, check_borrowed
+
+    try:
+        check_borrowed()
+    except IncompatibleRelease as exc:
+        raise BuildError(f"shipyard's serving layer cannot wrap a service on these releases: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="shipyard-build-") as ctx:
         for source in build_context(project):
             target = Path(ctx) / source.relative_to(project.root)

@@ -1,14 +1,72 @@
-"""Where the serving layer reaches into BentoML's internals, each with the releases it was tested
-on and why. A borrowed internal that moved fails here, at import, naming the release, instead of
-somewhere in a request.
+"""Where the serving layer reaches into BentoML's and uvicorn's internals: the list of what it
+borrows (BORROWED) and the releases it was tested on (TESTED), checked when a Bento is built, and
+the patches it applies around BentoML's dependency client and input parsing, each with why.
 
-Tested with BentoML 1.4.40 (aiohttp 3.13)."""
+Tested with BentoML 1.4.40, uvicorn 0.54.0 (images) and 0.55.0 (this repository's venv)."""
 
 from __future__ import annotations
 
 import json
 import logging
 from typing import Any
+
+# Every internal the serving layer borrows (module, name), wherever it is imported: checked at
+# `shipyard build` (check_borrowed), so a BentoML or uvicorn release that moved one fails the build
+# naming it, instead of a request at run time.
+BORROWED: tuple[tuple[str, str], ...] = (
+    ("bentoml._internal.utils", "get_original_func"),
+    ("bentoml._internal.utils.uri", "join_paths"),
+    ("bentoml._internal.tag", "to_snake_case"),
+    ("bentoml._internal.configuration.containers", "BentoMLContainer"),
+    ("bentoml._internal.server.http.traffic", "MaxConcurrencyMiddleware"),
+    ("bentoml._internal.server.http", "traffic"),
+    ("_bentoml_sdk.io_models", "IORootModel"),
+    ("_bentoml_sdk.io_models", "ARGS"),
+    ("_bentoml_sdk.io_models", "KWARGS"),
+    ("_bentoml_sdk.service", "set_current_service"),
+    ("_bentoml_impl.loader", "load"),
+    ("_bentoml_impl.client.proxy2", "AsyncClient"),
+    ("_bentoml_impl.client.proxy2", "SessionManager"),
+    ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol"),
+)
+# The releases the serving layer was tested on: (distribution, lowest, below).
+TESTED: tuple[tuple[str, str, str], ...] = (("bentoml", "1.4.40", "1.5"), ("uvicorn", "0.54", "0.56"),
+                                             ("httptools", "0.9", "0.10"))
+
+
+class IncompatibleRelease(RuntimeError):
+    """An installed release the serving layer was not tested on, or one that moved an internal."""
+
+
+def check_borrowed() -> None:
+    """Raises IncompatibleRelease naming each installed release outside TESTED and each borrowed
+    internal that is missing, with the fix."""
+    import importlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+
+    problems = []
+    for distribution, lowest, below in TESTED:
+        try:
+            installed = version(distribution)
+        except PackageNotFoundError:
+            problems.append(f"{distribution} is not installed (need >={lowest},<{below})")
+            continue
+        if not Version(lowest) <= Version(installed) < Version(below):
+            problems.append(f"{distribution} {installed} is not a release shipyard's serving layer was tested on "
+                            f"(>={lowest},<{below}): pip install '{distribution}>={lowest},<{below}'")
+    for module, name in BORROWED:
+        try:
+            found = hasattr(importlib.import_module(module), name)
+        except ImportError:
+            found = False
+        if not found:
+            problems.append(f"{module}.{name} is gone: this BentoML/uvicorn release moved an internal the serving "
+                            "layer uses")
+    if problems:
+        raise IncompatibleRelease("; ".join(problems))
+
 
 # A dependency's server (uvicorn) closes an idle keep-alive connection after 5 s; BentoML's client
 # for `bentoml.depends` (aiohttp) keeps idle connections for 15 s, so a call that picks one the

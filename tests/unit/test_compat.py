@@ -28,3 +28,22 @@ def test_the_dependency_client_is_patched_once_on_this_bentoml():
         retry_dependency_disconnects()
     assert SessionManager._make_client._shipyard_bounded
     assert AsyncClient._call._shipyard_retried
+
+
+def test_every_borrowed_internal_is_there_on_the_releases_installed():
+    from shipyard_serving.compat import check_borrowed
+
+    check_borrowed()
+
+
+def test_an_untested_release_or_a_moved_internal_is_named_with_the_fix(monkeypatch):
+    from shipyard_serving import compat
+
+    monkeypatch.setattr(compat, "TESTED", (("bentoml", "9.0", "10.0"),))
+    monkeypatch.setattr(compat, "BORROWED", (("bentoml._internal.utils", "no_such_helper"),))
+    with pytest.raises(compat.IncompatibleRelease) as raised:
+        compat.check_borrowed()
+    said = str(raised.value)
+    assert "is not a release shipyard's serving layer was tested on (>=9.0,<10.0)" in said
+    assert "pip install 'bentoml>=9.0,<10.0'" in said
+    assert "bentoml._internal.utils.no_such_helper is gone" in said
