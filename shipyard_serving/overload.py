@@ -49,6 +49,7 @@ _PROBE_S = 0.005
 # (Waiting for two long passes in a row, to ignore lone pauses, doubled the refusals' p99.)
 _PASS_S = 0.005
 _BUDGET_MIN_S, _BUDGET_MAX_S, _BUDGET_STEP_S = 0.001, 0.025, 0.0002
+_BUDGET_DEADLINE_S = 0.100  # the deadline these bounds are for; a longer one scales them
 _SUSTAINED = 3  # probes
 # The floor is only measured by answers. When it refuses everything, one request in this long is let
 # through to measure it again: else a floor raised by a past overload would refuse for ever.
@@ -105,8 +106,12 @@ class AdmissionState:
             work = self._work[route] = [0.0, 0.0]
         admitted = self.admitted_work_s()
         floor = self._floors.setdefault(route, [0.0, 0.0])
+        # The budget's bounds were measured for the default 100 ms deadline; a request that may
+        # wait longer may queue behind proportionally more work (a 60 s deadline behind 48 ms of
+        # it, which two busy shared cores make of 16 clients, was refused).
+        budget_s = self.budget_s * max(1.0, deadline_s / _BUDGET_DEADLINE_S)
         if self.queue_delay_s <= deadline_s * _QUEUE_SHARE \
-                and not (work and admitted and admitted + work[1] > min(deadline_s * _QUEUE_SHARE, self.budget_s)) \
+                and not (work and admitted and admitted + work[1] > min(deadline_s * _QUEUE_SHARE, budget_s)) \
                 and (deadline_s >= floor[0] or now - floor[1] >= _REMEASURE_S):
             floor[1] = now
             if work:

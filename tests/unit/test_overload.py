@@ -136,3 +136,16 @@ def test_loop_time_passes_errors_and_cancellation_through():
         await run
 
     asyncio.run(main())
+
+
+def test_a_longer_deadline_may_queue_behind_proportionally_more_admitted_work():
+    """48 ms of admitted work is too much for a 100 ms deadline's budget, not for a 60 s one."""
+    state = AdmissionState()
+    assert state.admits(0.100, now=1.0, route="/classify")
+    state.record(0.004, "/classify", ran_s=0.003)  # 3 ms on the loop each (two busy shared cores)
+    admitted = [state.admits(0.100, now=1.1, route="/classify") for _ in range(16)]
+    assert admitted.count(True) < 16  # the 100 ms deadline's 25 ms budget refuses some of 16 clients
+    state = AdmissionState()
+    assert state.admits(60.0, now=1.0, route="/classify")
+    state.record(0.004, "/classify", ran_s=0.003)
+    assert all(state.admits(60.0, now=1.1, route="/classify") for _ in range(16))

@@ -27,7 +27,7 @@ class WordScorer:
         self.vocabulary = data["vocabulary"]
         self.weights = np.asarray(data["weights"], dtype="float32")
 
-    @bentoml.api(batchable=True, max_batch_size=32, max_latency_ms=50)
+    @bentoml.api(batchable=True, max_batch_size=32, max_latency_ms=1000)
     def score(self, vectors: Annotated[np.ndarray, Shape((-1, -1)), DType("float32")]) -> np.ndarray:
         counts = vectors.sum(axis=1)
         return np.where(counts > 0, vectors @ self.weights / np.maximum(counts, 1), 0.5).astype("float32")
