@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from shipyard.project import PROJECT_FILE, bentoml_snake_case
+from shipyard.project import PROJECT_FILE, bento_name_of
 
 
 class InitError(Exception):
@@ -280,7 +280,7 @@ def init_project(folder: Path, bentofile: str = "bentofile.yaml") -> list[str]:
     data = yaml.safe_load(bento_path.read_text()) or {}
     if not isinstance(data, dict) or not data.get("service"):
         raise InitError(f"{bento_path}: a bentofile needs `service` (module:Class)")
-    bento_name = str(data["name"]) if data.get("name") else bentoml_snake_case(str(data["service"]).split(":")[-1])
+    bento_name = bento_name_of(data)
     name = _k8s_name(bento_name)
     samples = "samples.json" if (folder / "samples.json").is_file() else None
     staging_port, production_port = _free_ports(2)

@@ -191,8 +191,14 @@ class Project(BaseModel):
         `name`, else the service's name in BentoML's snake case (`TicketRouter` -> `ticket_router`).
         A service may name itself (`@bentoml.service(name=...)`), which only importing it tells:
         after a build, shipyard/bento.py uses the name BentoML gave the Bento instead."""
-        data = self.bentofile_data()
-        return str(data["name"]) if data.get("name") else bentoml_snake_case(data["service"].split(":")[-1])
+        return bento_name_of(self.bentofile_data())
+
+
+def bento_name_of(bentofile: dict) -> str:
+    """BentoML's rule for a Bento's name from its bentofile: its `name`, else the service's."""
+    if bentofile.get("name"):
+        return str(bentofile["name"])
+    return bentoml_snake_case(str(bentofile["service"]).split(":")[-1])
 
 
 def bentoml_snake_case(name: str) -> str:
