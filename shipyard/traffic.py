@@ -43,16 +43,30 @@ def _routes(document: Callable[[], dict[str, Any]]) -> dict[str, dict[str, Any]]
     from shipyard.harness.staged.traffic import TrafficError, examples_for, load_samples
 
     project = current_project()
+    doc = document()
     samples = load_samples(str(project.path(project.traffic.samples))) if project.traffic.samples else {}
     wanted = project.traffic.weights or {route: 1.0 for route in samples}
     if not wanted or any(route not in samples for route in wanted):
-        samples = examples_for(document(), samples)
+        samples = examples_for(doc, samples)
         wanted = project.traffic.weights or {route: 1.0 for route in samples}
     unknown = sorted(r for r in wanted if not samples.get(r))
     if unknown:
         raise TrafficError(f"traffic.weights names {', '.join(unknown)}, which has no samples and no OpenAPI example")
     smallest = min(wanted.values())
-    return {route: {"weight": max(1, round(w / smallest)), "bodies": samples[route]} for route, w in wanted.items()}
+    return {route: {"weight": max(1, round(w / smallest)), "bodies": [_wire(doc, route, body) for body in samples[route]]}
+            for route, w in wanted.items()}
+
+
+def _wire(document: dict[str, Any], route: str, body: Any) -> dict[str, str]:
+    """A body as the sender sends it: its Content-Type and bytes (base64), by the route's media type."""
+    import base64
+
+    from shipyard.harness.staged.traffic import encode
+
+    project = current_project()
+    base = project.path(project.traffic.samples).parent if project.traffic.samples else project.root
+    wire = encode(document, route, body, base)
+    return {"content_type": wire.content_type, "base64": base64.b64encode(wire.content).decode()}
 
 
 def _check(rps: float, duration_s: float) -> None:

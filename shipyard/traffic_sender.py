@@ -14,6 +14,7 @@ requests sent, answers by status, transport failures with their first messages, 
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import sys
@@ -47,11 +48,12 @@ def main(plan_path: str) -> int:
             if pause > 0:
                 time.sleep(pause)
             route, bodies = routes[i % len(routes)]
-            body = json.dumps(bodies[(i // len(routes)) % len(bodies)]).encode()
+            wire = bodies[(i // len(routes)) % len(bodies)]
+            body = base64.b64decode(wire["base64"])
             sent = time.monotonic()
             try:
                 conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=TIMEOUT_S)
-                conn.request("POST", route, body, {"Content-Type": "application/json", "Connection": "close"})
+                conn.request("POST", route, body, {"Content-Type": wire["content_type"], "Connection": "close"})
                 answer = conn.getresponse()
                 answer.read()
                 conn.close()

@@ -32,6 +32,7 @@ def install(service: Any) -> Any:
     from . import compat, overload, runtime
     from .errors import ErrorContractMiddleware
     from .openapi import OpenAPIMiddleware
+    from .tasks import TaskContractMiddleware
 
     if getattr(service.inner, "_shipyard_serving", False):
         return service
@@ -54,7 +55,10 @@ def install(service: Any) -> Any:
     # no body parsing; then the error contract guards what is admitted.
     service.add_asgi_middleware(overload.DeadlineMiddleware, api_paths=routes, rejections=rejections,
                                 loop_paths=loop_routes)
-    service.add_asgi_middleware(ErrorContractMiddleware, api_paths=routes)
+    media_types = {api.route: api.input_spec.mime_type() for api in service.apis.values()}
+    service.add_asgi_middleware(ErrorContractMiddleware, api_paths=routes, media_types=media_types)
+    service.add_asgi_middleware(TaskContractMiddleware, media_types=media_types,
+                                task_apis={api.route: api for api in service.apis.values() if api.is_task})
     service.add_asgi_middleware(OpenAPIMiddleware, service=service)
     inner_init = service.inner.__init__
 

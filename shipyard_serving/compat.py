@@ -25,6 +25,7 @@ BORROWED: tuple[tuple[str, str], ...] = (
     ("_bentoml_sdk.io_models", "KWARGS"),
     ("_bentoml_sdk.service", "set_current_service"),
     ("_bentoml_impl.loader", "load"),
+    ("_bentoml_impl.serde", "ALL_SERDE"),
     ("_bentoml_impl.client.proxy2", "AsyncClient"),
     ("_bentoml_impl.client.proxy2", "SessionManager"),
     ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol"),
@@ -136,13 +137,25 @@ def retry_dependency_disconnects() -> None:
     AsyncClient._call = once_more  # type: ignore[method-assign]
 
 
+async def parse_input(api: Any, scope: dict[str, Any], receive: Any) -> Any:
+    """The request parsed into `api`'s input as BentoML's own endpoint parses it (its serde by the
+    request's Content-Type): how a task's body is checked when it is submitted."""
+    from _bentoml_impl.serde import ALL_SERDE
+    from starlette.requests import Request
+
+    request = Request(scope, receive)
+    media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    serde = ALL_SERDE.get(media_type, ALL_SERDE["application/json"])()
+    return await api.input_spec.from_http_request(request, serde)
+
+
 def unparseable_bodies_are_bad_input(service: Any) -> None:
     """A body BentoML cannot turn into an API's input types is the client's error (400), not the
-    server's. BentoML validates with pydantic, but its conversions around pydantic raise plain
-    TypeError/ValueError, which it answers with 500: `{"input_series": {}}` for a numpy parameter
+    server's. BentoML validates with pydantic, but what fails around pydantic (its conversions,
+    PIL opening an upload that is no image, a multipart body without a boundary) it answers with 500: `{"input_series": {}}` for a numpy parameter
     ends in `float() argument must be ... not 'dict'`; and numpy takes `false`, `"1.5"` and `null`
     (as NaN, which the model then fails on) where the document says a number."""
-    from bentoml.exceptions import BadInput
+    from bentoml.exceptions import BadInput, BentoMLException
     from pydantic import ValidationError
 
     for api in service.apis.values():
@@ -169,10 +182,12 @@ def unparseable_bodies_are_bad_input(service: Any) -> None:
                         _numbers_only(body.get(name), name, BadInput)
             try:
                 return await _parse(request, serde)
-            except ValidationError:
-                raise
-            except (TypeError, ValueError) as exc:
-                raise BadInput(f"the body does not fit the inputs of {_name}: {exc}") from exc
+            except (ValidationError, BentoMLException):
+                raise  # BentoML answers these itself, with their own status
+            except Exception as exc:  # noqa: BLE001 - the body could not be parsed: the client's error
+                # TypeError/ValueError from conversions, PIL's UnidentifiedImageError (an OSError) for
+                # a file that is no image, a multipart body without its boundary, ...
+                raise BadInput(f"the body does not fit the inputs of {_name}: {type(exc).__name__}: {exc}") from exc
 
         guarded._shipyard_bad_input = True  # type: ignore[attr-defined]
         spec.from_http_request = guarded

@@ -23,6 +23,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 DETAIL_LEVELS = ("full", "fields", "none")
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+# An API that takes files (images, documents, audio) gets room for a phone camera's photo.
+DEFAULT_MAX_FILE_BODY_BYTES = 64 << 20
 
 
 class FieldError(BaseModel):
@@ -114,10 +116,18 @@ async def send_json(send: Send, status: int, body: dict[str, Any], headers: list
 class ErrorContractMiddleware:
     """Guards the POST APIs and rewrites BentoML's 400 bodies into the contract's shape."""
 
-    def __init__(self, app: Callable, api_paths: tuple[str, ...] = (), max_body_bytes: int | None = None) -> None:
+    def __init__(self, app: Callable, api_paths: tuple[str, ...] = (), max_body_bytes: int | None = None,
+                 media_types: dict[str, str] | None = None) -> None:
         self.app = app
         self.api_paths = frozenset(api_paths)
-        self.max_body_bytes = max_body_bytes or int(os.environ.get("SHIPYARD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+        # Every API takes JSON; one with file or image fields also takes multipart/form-data (BentoML
+        # picks its parser by the request's Content-Type).
+        self.accepted = {path: sorted({"application/json", (media_types or {}).get(path, "application/json")})
+                         for path in api_paths}
+        configured = max_body_bytes or int(os.environ.get("SHIPYARD_MAX_BODY_BYTES", "0"))
+        self.max_body_bytes = configured or DEFAULT_MAX_BODY_BYTES
+        self.limits = {path: configured or (DEFAULT_MAX_FILE_BODY_BYTES if len(types) > 1 else DEFAULT_MAX_BODY_BYTES)
+                       for path, types in self.accepted.items()}
         self.level = error_detail_level()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -129,25 +139,28 @@ class ErrorContractMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         media_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type != "application/json":
+        accepted = self.accepted[scope["path"]]
+        if media_type not in accepted:
             shown = media_type or "none"
             await send_json(
                 send,
                 415,
-                error_body("unsupported_media_type", f"Content-Type must be application/json, got {shown}", "Content-Type", "media_type"),
+                error_body("unsupported_media_type", f"Content-Type must be {' or '.join(accepted)}, got {shown}",
+                           "Content-Type", "media_type"),
             )
             return
+        limit = self.limits[scope["path"]]
         declared = headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await self._too_large(send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._too_large(send, limit)
             return
-        body = await self._read_body(receive)
+        body = await self._read_body(receive, limit)
         if body is None:
-            await self._too_large(send)
+            await self._too_large(send, limit)
             return
-        await self.app(scope, _replay(body), _RewritingSend(send, self.level))
+        await self.app(scope, replay(body), _RewritingSend(send, self.level))
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
+    async def _read_body(self, receive: Receive, limit: int) -> bytes | None:
         """The whole body, or None once it exceeds the limit (chunked uploads declare no length)."""
         chunks, size = [], 0
         while True:
@@ -156,22 +169,23 @@ class ErrorContractMiddleware:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, send: Send, limit: int) -> None:
         await send_json(
             send,
             413,
-            error_body("payload_too_large", f"request body exceeds {self.max_body_bytes} bytes", "body", "max_bytes"),
+            error_body("payload_too_large", f"request body exceeds {limit} bytes (SHIPYARD_MAX_BODY_BYTES)",
+                       "body", "max_bytes"),
         )
 
 
-def _replay(body: bytes) -> Receive:
+def replay(body: bytes) -> Receive:
     sent = False
 
     async def receive() -> Message:
@@ -209,10 +223,11 @@ class _RewritingSend:
         except ValueError:
             original = None
         if status == 400:
-            try:
-                body = validation_body(original["detail"], self.level)
-            except (KeyError, TypeError):
-                body = error_body("bad_request", "the request was rejected")
+            said = (original.get("detail") or original.get("error")) if isinstance(original, dict) else None
+            if isinstance(said, list) and all(isinstance(e, dict) for e in said):  # pydantic's errors
+                body = validation_body(said, self.level)
+            else:  # BentoML's BadInput: its message is the reason
+                body = error_body("bad_request", str(said) if said else "the request was rejected")
         elif isinstance(original, dict) and {"error", "message"} <= original.keys():
             body = original  # the service's own answer (output_validation_failed): already the contract
         else:  # BentoML's generic 500: the contract's shape, the details stay in the server log

@@ -33,8 +33,8 @@ DOC_PATH = "/docs.json"
 # What the middlewares in front of every API can answer besides 200, and why.
 ERROR_STATUSES = {
     "400": "The body or a header is invalid: each invalid field is named with the rule it broke.",
-    "413": "The body is larger than the server accepts (SHIPYARD_MAX_BODY_BYTES).",
-    "415": "The Content-Type is not application/json.",
+    "413": "The body is larger than the server accepts (1 MiB, 64 MiB where the API takes files; SHIPYARD_MAX_BODY_BYTES).",
+    "415": "The Content-Type is not one the API takes (application/json; multipart/form-data where it takes files).",
     "500": "The model's answer broke the output contract and was withheld, or an unexpected error.",
     "503": "Overloaded: the request cannot be answered within its deadline. Retry after Retry-After seconds.",
     "504": "The request was not answered within the server's timeout.",
@@ -150,6 +150,10 @@ def _bentoml_contents(api: Any, theirs: dict[str, Any]) -> tuple[dict[str, Any],
     BentoML leaves out: a body the API refuses must be one the document refuses too."""
     request = _valid_schema((theirs.get("requestBody") or {}).get("content") or _json({"type": "object"}))
     answer = _success(theirs).get("content") or {}
+    if MULTIPART in request:
+        encoding = _file_encodings(api)
+        if encoding:
+            request[MULTIPART]["encoding"] = encoding
     schema = (request.get("application/json") or {}).get("schema") or {}
     for name, field in getattr(api.input_spec, "model_fields", {}).items():
         tensor = next((m for m in field.metadata if getattr(m, "format", None) == "numpy-array"), None)
@@ -158,6 +162,27 @@ def _bentoml_contents(api: Any, theirs: dict[str, Any]) -> tuple[dict[str, Any],
                                           **{k: v for k, v in schema["properties"][name].items()
                                              if k in ("title", "description", "examples")}}
     return request, _valid_schema(answer)
+
+
+MULTIPART = "multipart/form-data"
+
+
+def _file_encodings(api: Any) -> dict[str, Any]:
+    """The media type each file field accepts, as OpenAPI says it (a multipart encoding's
+    contentType): from a `ContentType` validator, or PNG for a PIL image. BentoML's document
+    drops both, so a client could only guess what file to send."""
+    encodings: dict[str, Any] = {}
+    fields = getattr(api.input_spec, "model_fields", {})
+    properties = api.input_spec.model_json_schema().get("properties", {}) if fields else {}
+    for name in getattr(api.input_spec, "multipart_fields", []):
+        declared = next((m.content_type for m in getattr(fields.get(name), "metadata", [])
+                         if isinstance(getattr(m, "content_type", None), str)), None)
+        schema = properties.get(name) or {}
+        # A PIL image takes any format PIL reads, but a part sent as `image/*` is refused: say PNG.
+        media = declared or schema.get("content_type") or ("image/png" if schema.get("format") == "image" else None)
+        if media:
+            encodings[name] = {"contentType": media}
+    return encodings
 
 
 def _tensor_schema(shape: tuple[int, ...] | None, dtype: str | None) -> dict[str, Any]:
@@ -188,6 +213,8 @@ def contract_document(service: Any) -> dict[str, Any]:
     registry = SchemaRegistry()
     error_ref = registry.of(ErrorBody, "serialization")
     routes = {api.route for api in service.apis.values()}  # rewritten below; BentoML's infra paths stay
+    routes |= {f"{api.route}{suffix}" for api in service.apis.values() if api.is_task
+               for suffix in ("/submit", "/status", "/get", "/retry", "/cancel")}
     paths = {path: item for path, item in base["paths"].items() if path not in routes}
     if "/readyz" in paths:
         paths["/readyz"]["get"]["responses"]["503"] = {"description": "Not ready (yet): do not send traffic."}
@@ -205,6 +232,8 @@ def contract_document(service: Any) -> dict[str, Any]:
         for status, description in ERROR_STATUSES.items():
             responses[status] = {"description": description, "content": _json(error_ref)}
         responses["503"]["headers"] = RETRY_AFTER
+        if api.is_task:
+            paths.update(_task_paths(service.name, api, request, responses, error_ref))
         paths[api.route] = {"post": {
             "operationId": f"{service.name}__{api.name}",
             "tags": ["Service APIs"],
@@ -222,6 +251,48 @@ def contract_document(service: Any) -> dict[str, Any]:
         "paths": _valid_schema(paths),
         "components": {"schemas": _valid_schema(registry.schemas)},
     }
+
+
+# What a task's status is (BentoML's ResultStatus): its own document lists other words.
+TASK_STATES = ["pending", "in_progress", "completed", "failed", "canceled"]
+TASK_STATUS = {"type": "object", "title": "TaskStatus", "required": ["task_id", "status"], "properties": {
+    "task_id": {"type": "string"}, "status": {"type": "string", "enum": TASK_STATES},
+    "created_at": {"type": ["string", "null"]}, "executed_at": {"type": ["string", "null"]}}}
+TASK_ID = [{"name": "task_id", "in": "query", "required": True, "schema": {"type": "string"}}]
+
+
+def _task_paths(service_name: str, api: Any, request: dict[str, Any], answers: dict[str, Any],
+                error_ref: dict[str, Any]) -> dict[str, Any]:
+    """A task API's submit, status, get and retry operations, as the server answers them (tasks.py).
+    Cancel is left out: BentoML's server cannot cancel a task."""
+    status = _json(TASK_STATUS)
+
+    def errors(*codes: str) -> dict[str, Any]:
+        return {code: {"description": ERROR_STATUSES.get(code) or TASK_ERRORS[code], "content": _json(error_ref)}
+                for code in codes}
+
+    def operation(name: str, ok: dict[str, Any], *codes: str, body: bool = False) -> dict[str, Any]:
+        op: dict[str, Any] = {"operationId": f"{service_name}__{api.name}__{name}", "tags": ["Task APIs"],
+                              "responses": {"200": {"description": "Successful Response", "content": ok},
+                                            **errors(*codes)}}
+        if body:
+            op["requestBody"] = {"required": True, "content": request}
+        else:
+            op["parameters"] = TASK_ID
+        return op
+
+    route = api.route
+    return {
+        f"{route}/submit": {"post": operation("submit", status, "400", "413", "415", "500", body=True)},
+        f"{route}/status": {"get": operation("status", status, "400", "404", "500")},
+        # A finished job's answer is the API's: its success or the error the API answered.
+        f"{route}/get": {"get": {**operation("get", answers["200"]["content"], "404", "409"),
+                                 "responses": {**answers, **errors("404", "409")}}},
+        f"{route}/retry": {"post": operation("retry", status, "400", "404", "500")},
+    }
+
+
+TASK_ERRORS = {"404": "No task with this task_id.", "409": "The task has not finished yet: ask again later."}
 
 
 def _add_referenced(registry: SchemaRegistry, paths: dict[str, Any], theirs: dict[str, Any]) -> None:

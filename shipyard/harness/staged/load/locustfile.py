@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any
 
 from locust import FastHttpUser, constant, constant_throughput, events, task
 
-from shipyard.harness.staged.traffic import TrafficError, examples_for, load_samples, weights
+from shipyard.harness.staged.traffic import Encoded, TrafficError, encode, examples_for, load_samples, weights
 
 RPS_PER_USER = float(os.environ.get("SHIPYARD_SUITE_RPS_PER_USER", "0"))
 PLAN: dict[str, Any] = {}  # route -> bodies, and the weighted route list: filled once the host is known
@@ -30,7 +29,8 @@ def _plan(environment, **_: object) -> None:
     import httpx
 
     document = httpx.get(f"{environment.host.rstrip('/')}/docs.json", timeout=30).json()
-    bodies = {route: examples for route, examples in examples_for(document, load_samples()).items() if examples}
+    bodies = {route: [encode(document, route, body) for body in examples]
+              for route, examples in examples_for(document, load_samples()).items() if examples}
     if not bodies:
         raise TrafficError("no API has a body to send: add a samples file (shipyard.yaml traffic.samples)")
     shares = weights(sorted(bodies))
@@ -38,7 +38,8 @@ def _plan(environment, **_: object) -> None:
     PLAN["routes"], PLAN["weights"] = list(shares), list(shares.values())
 
 
-def next_request() -> tuple[str, Any]:
+def next_request() -> tuple[str, Encoded]:
+    """A route by its weight and one of its bodies, as bytes with their Content-Type."""
     route = random.choices(PLAN["routes"], PLAN["weights"])[0]
     return route, random.choice(PLAN["bodies"][route])
 
@@ -49,4 +50,4 @@ class ApiUser(FastHttpUser):
     @task
     def call(self) -> None:
         route, body = next_request()
-        self.client.post(route, json=body, name=route)
+        self.client.post(route, data=body.content, headers={"content-type": body.content_type}, name=route)

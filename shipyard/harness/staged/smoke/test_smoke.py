@@ -1,19 +1,25 @@
 """Smoke: the service started and answers as a Bento must, whatever its model.
 
 Health (readiness and liveness), metrics, the OpenAPI document, every API answering one valid
-example (from the project's samples, else the document's examples) and refusing one invalid body
-with a 4xx, and the served Bento being the one the environment should run (BentoML's own metrics
-carry the Bento version).
+request of its own media type (from the project's samples, else the document's examples, else
+generated; a file field gets a file of the type it declares), a streamed answer read to its end,
+every task API's job submitted, followed to its end and its result fetched, every API refusing
+one invalid body with a 4xx, and the served Bento being the one the environment should run
+(BentoML's own metrics carry the Bento version).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 
 import pytest
 
-from shipyard.harness.staged.traffic import api_routes, examples_for, load_samples
+from shipyard.harness.staged.plugin import setting
+from shipyard.harness.staged.traffic import TrafficError, api_routes, encode, examples_for, load_samples, task_routes
+
+TASK_WAIT_S = float(setting("task_wait_s", "300"))  # a hang bound: how long a task's job may run
 
 # Not a body any BentoML API accepts: every API takes a JSON object or array.
 INVALID_BODY = '"shipyard smoke: not a request body"'
@@ -35,21 +41,60 @@ def routes(document):
     return examples_for(document, load_samples())
 
 
-def test_every_api_answers_a_valid_example(client, routes, record):
+def _post(client, document, route, body, path=None):
+    """POSTs `body` to `route` (or to `path`, a task's submit) encoded as the route takes it; the
+    answer is read to its end, a streamed one included."""
+    wire = encode(document, route, body)
+    return client.post(path or route, content=wire.content, headers={"content-type": wire.content_type})
+
+
+SAMPLE_HINT = ("add a body to the samples file (shipyard.yaml traffic.samples: {\"/route\": [body, ...]}, a file "
+               "field as \"@path/to/file\") or an example to the API's input schema")
+
+
+def test_every_api_answers_a_valid_example(client, document, routes, record):
     answered, missing, refused = 0, [], []
     for route, examples in routes.items():
         if not examples:
             missing.append(route)
             continue
-        resp = client.post(route, json=examples[0])
+        try:
+            resp = _post(client, document, route, examples[0])
+        except TrafficError as exc:
+            refused.append(str(exc))
+            continue
         if resp.status_code == 200:
             answered += 1
         else:
             refused.append(f"{route}: HTTP {resp.status_code} {resp.text[:300]}")
     record("apis_answered", answered)
-    assert not missing, (f"no example body for {', '.join(missing)}: add one to the samples file "
-                         "(shipyard.yaml traffic.samples) or an example to the API's input schema")
-    assert not refused, "a valid example was not answered 200:\n" + "\n".join(refused)
+    assert not missing, f"no example body for {', '.join(missing)}: {SAMPLE_HINT}"
+    assert not refused, f"a valid example was not answered 200 ({SAMPLE_HINT}):\n" + "\n".join(refused)
+
+
+def test_every_task_api_runs_a_job_to_its_result(client, document, routes, record):
+    """A task API (`@bentoml.task`): submit, follow its status until it ends, fetch the result."""
+    done, failed = 0, []
+    for route in task_routes(document):
+        if not routes.get(route):
+            continue  # reported by the test above
+        submitted = _post(client, document, route, routes[route][0], path=f"{route}/submit")
+        if submitted.status_code != 200 or "task_id" not in submitted.text:
+            failed.append(f"{route}/submit: HTTP {submitted.status_code} {submitted.text[:300]}")
+            continue
+        task_id = submitted.json()["task_id"]
+        deadline, status = time.monotonic() + TASK_WAIT_S, "pending"
+        while status in ("pending", "in_progress") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = client.get(f"{route}/status", params={"task_id": task_id}).json().get("status", "?")
+        result = client.get(f"{route}/get", params={"task_id": task_id})
+        if status != "completed" or result.status_code != 200:
+            failed.append(f"{route}: task {task_id} ended {status!r} (after at most {TASK_WAIT_S:g} s); "
+                          f"its result: HTTP {result.status_code} {result.text[:300]}")
+        else:
+            done += 1
+    record("tasks_completed", done)
+    assert not failed, "a task API's job did not complete:\n" + "\n".join(failed)
 
 
 def test_every_api_refuses_an_invalid_body_with_a_4xx(client, document):
@@ -61,12 +106,15 @@ def test_every_api_refuses_an_invalid_body_with_a_4xx(client, document):
     assert not wrong, "an invalid body was not refused with a 4xx:\n" + "\n".join(wrong)
 
 
-def test_the_served_bento_is_the_expected_one(client, routes):
+def test_the_served_bento_is_the_expected_one(client, document, routes):
     """BentoML labels its request metrics with the Bento's version: compare it with the one the
     environment should run (after the requests above, so the series exist)."""
     for route, examples in routes.items():
         if examples:
-            client.post(route, json=examples[0])
+            try:
+                _post(client, document, route, examples[0])
+            except TrafficError:
+                pass  # reported by the test above
     served = set(re.findall(r'service_version="([^"]*)"', client.get("/metrics").text))
     expected = os.environ.get("SHIPYARD_EXPECTED_BENTO", "")
     if not expected:

@@ -73,7 +73,8 @@ class ApiClient(FastHttpUser):
     @task
     def call(self) -> None:
         route, body = next_request()
-        with self.client.post(route, json=body, name=route, catch_response=True) as response:
+        with self.client.post(route, data=body.content, headers={"content-type": body.content_type}, name=route,
+                              catch_response=True) as response:
             if response.status_code == 200:
                 response.success()
             elif response.status_code == 503 and response.headers.get("Retry-After", "").isdigit():
