@@ -21,6 +21,7 @@ import yaml
 from shipyard.project import Project, current_project
 
 ENTRY_MODULE = "shipyard_entry"
+WRAPPED_BENTOFILE = "shipyard-bentofile.yaml"
 
 
 class BuildError(Exception):
@@ -36,9 +37,10 @@ class BuiltBento:
 
 def build_context(project: Project) -> list[Path]:
     """What the Bento is made of, from the bentofile itself: the bentofile, every file its
-    `include` patterns match (BentoML's default, everything, when it has none) and its docker
-    template. Only these are copied into the build context: BentoML walks its whole context, and
-    a project folder also holds virtual environments and a running cluster's snapshots."""
+    `include` patterns match (BentoML's default, everything, when it has none), the files it names
+    and the files at the project's top level. Only these are copied into the build context: BentoML
+    walks its whole context, and a project folder also holds virtual environments and a running
+    cluster's snapshots."""
     root = project.root
     data = project.bentofile_data()
     patterns = data.get("include") or ["**/*"]
@@ -49,6 +51,9 @@ def build_context(project: Project) -> list[Path]:
             if path.is_file() and not any(part.startswith(".") or part == "__pycache__"
                                           for part in Path(match).parts):
                 files.add(path.resolve())
+    # The project folder's own files (not its folders): what a service's Python-defined image names
+    # (`bentoml.images.Image(...).requirements_file("requirements.txt")`), pyproject.toml, lock files.
+    files.update(path.resolve() for path in root.iterdir() if path.is_file() and not path.name.startswith("."))
     # Files the bentofile names besides `include` (BentoML reads them from the build context).
     named = [(data.get("docker") or {}).get("dockerfile_template"), (data.get("docker") or {}).get("setup_script"),
              (data.get("python") or {}).get("requirements_txt"), (data.get("conda") or {}).get("environment_yml")]
@@ -78,6 +83,8 @@ def build_bento(project: Project | None = None) -> BuiltBento:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
         bentofile = Path(ctx) / project.path(project.bentofile).relative_to(project.root)
+        if bentofile.name == "pyproject.toml":  # its [tool.bentoml.build], wrapped, as a bentofile
+            bentofile = bentofile.with_name(WRAPPED_BENTOFILE)
         _wrap_service(project, Path(ctx), bentofile)
         # BentoML reads the docker template only below the working directory: build from the context.
         with chdir(ctx):
@@ -150,5 +157,10 @@ def resolve_bento(tag: str | None = None) -> BuiltBento:
         bento = bentoml.get(tag)
     except bentoml.exceptions.NotFound:
         raise BuildError(f"no Bento {tag!r} in the store: run `shipyard build` first") from None
+    if not (Path(bento.path) / "src" / f"{ENTRY_MODULE}.py").is_file():
+        # `bentoml build` makes a Bento without the serving layer: no published contract
+        # (/docs.json), no admission control, no error contract; the suites would judge another server.
+        raise BuildError(f"Bento {bento.tag} was built without shipyard's serving layer (by `bentoml build`?): "
+                         "run `shipyard build`, which builds the same bentofile with it")
     models = [str(m.tag) for m in bento.info.all_models]
     return BuiltBento(str(bento.tag), models[0] if models else "", bento.path)

@@ -139,8 +139,54 @@ def _apis(folder: Path, service: str) -> list[str]:
 
 def _is_api(decorator: ast.expr) -> bool:
     """`@bentoml.api`, `@bentoml.api(...)`, `@api` or `@api(...)`."""
+    return _decorator_name(decorator) == "api"
+
+
+def _decorator_name(decorator: ast.expr) -> str:
     target = decorator.func if isinstance(decorator, ast.Call) else decorator
-    return (target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")) == "api"
+    return target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+
+
+FILE_TYPES = ("Image", "Path", "UploadFile", "File")
+
+
+def exercise_plan(folder: Path, service: str) -> list[str]:
+    """How the built-in suites will exercise each API of the service, and what they will not,
+    read from its source: a user learns it before the first verify, not from a failed one."""
+    module, _, cls = service.partition(":")
+    try:
+        tree = ast.parse((folder / (module.replace(".", "/") + ".py")).read_text())
+    except (OSError, SyntaxError):
+        return [f"(could not read {module}: the APIs are listed by the first `shipyard verify`)"]
+    node = next((n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls), None)
+    if node is None:
+        return []
+    lines = []
+    for item in node.body:
+        if not isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        kinds = {_decorator_name(d) for d in item.decorator_list} & {"api", "task"}
+        if not kinds:
+            continue
+        params = [ast.unparse(a.annotation) for a in item.args.args[1:] if a.annotation is not None]
+        answer = ast.unparse(item.returns) if item.returns is not None else ""
+        how = ["smoke, contract, load and stress call it"]
+        if any(t in p for p in params for t in FILE_TYPES):
+            declared = any("ContentType" in p for p in params if any(t in p for t in FILE_TYPES))
+            how.append("as multipart/form-data with " + ("a built-in file of the type its ContentType names"
+                                                         if declared else "a built-in PNG in each file field "
+                                                         "(add a samples file entry, \"@path/to/file\", for another kind)"))
+        if "Generator" in answer or "Iterator" in answer:
+            how.append("its streamed answer read to its end")
+        if "task" in kinds:
+            how.append("smoke submits a job, follows its status to the end and fetches the result")
+        lines.append(f"  {item.name}: {'; '.join(how)}")
+    for decorator in node.decorator_list:
+        if _decorator_name(decorator) in ("asgi_app", "mount_asgi_app") and isinstance(decorator, ast.Call):
+            path = next((ast.unparse(k.value) for k in decorator.keywords if k.arg == "path"), "/")
+            lines.append(f"  the app mounted at {path}: only contract calls it (the routes BentoML's document lists "
+                         "of it); smoke, load and stress do not")
+    return lines
 
 
 def _batch(name: str, api_container: dict[str, Any], pod_security: dict[str, Any], apis: list[str]) -> dict[str, str]:
@@ -268,18 +314,20 @@ def _project_file(name: str, bentofile: str, samples: str | None) -> str:
     )
 
 
-def init_project(folder: Path, bentofile: str = "bentofile.yaml") -> list[str]:
+def init_project(folder: Path, bentofile: str | None = None) -> list[str]:
     """Writes the files and returns what to tell the user; InitError when it cannot."""
-    from shipyard.project import ProjectError, read_project
+    from shipyard.project import ProjectError, find_build_file, read_build_options, read_project
 
     folder = folder.resolve()
+    bentofile = bentofile or find_build_file(folder) or "bentofile.yaml"
     bento_path = folder / bentofile
     if not bento_path.is_file():
-        raise InitError(f"no {bentofile} in {folder}: run `shipyard init` in a BentoML project folder "
-                        "(the one you run `bentoml build` in)")
-    data = yaml.safe_load(bento_path.read_text()) or {}
-    if not isinstance(data, dict) or not data.get("service"):
-        raise InitError(f"{bento_path}: a bentofile needs `service` (module:Class)")
+        raise InitError(f"no {bentofile} (nor a pyproject.toml with [tool.bentoml.build]) in {folder}: run `shipyard "
+                        "init` in a BentoML project folder (the one you run `bentoml build` in)")
+    try:
+        data = read_build_options(bento_path)
+    except ProjectError as exc:
+        raise InitError(str(exc)) from None
     bento_name = bento_name_of(data)
     name = _k8s_name(bento_name)
     samples = "samples.json" if (folder / "samples.json").is_file() else None
@@ -301,6 +349,9 @@ def init_project(folder: Path, bentofile: str = "bentofile.yaml") -> list[str]:
     lines = [f"wrote {path}" for path in files]
     lines += ["", f"{bento_name}: staging on 127.0.0.1:{staging_port}, production on 127.0.0.1:{production_port} "
                   "(local target; namespaces for Kubernetes in each environment.yaml)"]
+    plan = exercise_plan(folder, str(data["service"]))
+    if plan:
+        lines += ["how the built-in suites will exercise the service:", *plan]
     if not samples:
         lines.append("smoke, load and stress will send bodies generated from your APIs' schemas; for bodies like "
                      "your real traffic, add samples.json ({\"/route\": [body, ...]}) as shipyard.yaml traffic.samples")

@@ -178,12 +178,9 @@ class Project(BaseModel):
     def bentofile_data(self) -> dict:
         path = self.path(self.bentofile)
         try:
-            data = yaml.safe_load(path.read_text())
+            return read_build_options(path)
         except OSError as exc:
             raise ProjectError(f"{self.path(PROJECT_FILE)}: bentofile: cannot read {path}: {exc.strerror}") from None
-        if not isinstance(data, dict) or not data.get("service"):
-            raise ProjectError(f"{path}: a bentofile needs `service` (module:Class)")
-        return data
 
     @property
     def bento_name(self) -> str:
@@ -192,6 +189,45 @@ class Project(BaseModel):
         A service may name itself (`@bentoml.service(name=...)`), which only importing it tells:
         after a build, shipyard/bento.py uses the name BentoML gave the Bento instead."""
         return bento_name_of(self.bentofile_data())
+
+
+# Where BentoML reads a project's build options, in its order (bentoml._internal.bento.bento).
+BUILD_FILES = ("bentofile.yaml", "pyproject.toml")
+
+
+def read_build_options(path: Path) -> dict:
+    """A project's Bento build options: a bentofile (YAML), or a pyproject.toml's
+    `[tool.bentoml.build]` table, which BentoML reads the same way. ProjectError when there is no
+    `service`; OSError when the file cannot be read."""
+    text = path.read_text()
+    if path.name == "pyproject.toml":
+        import tomllib
+
+        try:
+            data = tomllib.loads(text).get("tool", {}).get("bentoml", {}).get("build")
+        except tomllib.TOMLDecodeError as exc:
+            raise ProjectError(f"{path}: {exc}") from None
+        where = f"{path}: [tool.bentoml.build]"
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ProjectError(f"{path}: not YAML: {exc}") from None
+        where = f"{path}:"
+    if not isinstance(data, dict) or not data.get("service"):
+        raise ProjectError(f"{where} needs `service` (module:Class, e.g. service = \"service:MyService\"): "
+                           "shipyard builds the service the build options name")
+    return data
+
+
+def find_build_file(folder: Path) -> str | None:
+    """The build-options file BentoML would use in `folder`: bentofile.yaml, else a pyproject.toml
+    with a `[tool.bentoml.build]` table."""
+    for name in BUILD_FILES:
+        path = folder / name
+        if path.is_file() and (name != "pyproject.toml" or "[tool.bentoml.build]" in path.read_text()):
+            return name
+    return None
 
 
 def bento_name_of(bentofile: dict) -> str:
@@ -235,7 +271,7 @@ def find_project_file(start: Path | None = None) -> Path:
         if (folder / PROJECT_FILE).is_file():
             return folder / PROJECT_FILE
     raise ProjectError(f"no {PROJECT_FILE} in {here} or any folder above it: run `shipyard init` in your BentoML "
-                       "project (the folder holding bentofile.yaml), or cd into one")
+                       "project (the folder you run `bentoml build` in), or cd into one")
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -100,3 +100,44 @@ def test_numpy_arrays_streams_and_a_context_are_documented_as_bentoml_serves_the
     assert answer["type"] == "array"
     for operation in (_operation(gateway, "/classify"), _operation(embedder, "/embed")):  # the error contract
         assert operation["responses"]["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+
+
+from pathlib import Path  # noqa: E402
+
+from bentoml.validators import ContentType  # noqa: E402
+from PIL.Image import Image  # noqa: E402
+
+
+@bentoml.service
+class MediaService:
+    @bentoml.api
+    def caption(self, image: Image, style: str = "short") -> str:
+        return style
+
+    @bentoml.api
+    def checksum(self, document: Annotated[Path, ContentType("application/pdf")]) -> str:
+        return "x"
+
+    @bentoml.task
+    def describe(self, image: Image) -> dict:
+        return {}
+
+
+def test_file_fields_say_their_media_type_and_task_apis_are_documented_as_served():
+    """BentoML drops a file field's media type from its document and writes its task routes with
+    status words its server never sends and one operationId twice; here both are exact."""
+    document = contract_document(MediaService)
+    validate(document)
+    caption = document["paths"]["/caption"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert caption["encoding"] == {"image": {"contentType": "image/png"}}  # a PIL image: any PIL reads; PNG is sent
+    checksum = document["paths"]["/checksum"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert checksum["encoding"] == {"document": {"contentType": "application/pdf"}}
+    submit = document["paths"]["/describe/submit"]["post"]
+    assert submit["requestBody"]["required"] and "multipart/form-data" in submit["requestBody"]["content"]
+    status = document["paths"]["/describe/status"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert status["properties"]["status"]["enum"] == ["pending", "in_progress", "completed", "failed", "canceled"]
+    assert "409" in document["paths"]["/describe/get"]["get"]["responses"]  # a job still running
+    assert "/describe/cancel" not in document["paths"]  # BentoML's server cannot cancel
+    operation_ids = [op["operationId"] for item in document["paths"].values() for op in item.values()
+                     if "operationId" in op]
+    assert len(operation_ids) == len(set(operation_ids))

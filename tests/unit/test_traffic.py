@@ -70,3 +70,50 @@ def test_a_body_is_made_from_the_properties_examples_as_bentoml_documents_them()
     bodies = examples_for(document, {})
     assert bodies["/classify"] == [{"text": "win a free prize", "lang": "en"}]
     assert all(set(body) >= {"text", "n"} for body in bodies["/partial"])  # generated: n had no example
+
+
+MEDIA_DOCUMENT = {
+    "openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+    "paths": {
+        "/caption": {"post": {"requestBody": {"required": True, "content": {"multipart/form-data": {
+            "schema": {"type": "object", "required": ["image"], "properties": {
+                "image": {"type": "string", "format": "binary"},
+                "style": {"type": "string", "examples": ["long"]}}},
+            "encoding": {"image": {"contentType": "image/jpeg"}}}}}, "responses": {"200": {"description": "ok"}}}},
+        "/checksum": {"post": {"requestBody": {"required": True, "content": {"multipart/form-data": {
+            "schema": {"type": "object", "required": ["document"], "properties": {
+                "document": {"type": "string", "format": "binary"}}},
+            "encoding": {"document": {"contentType": "application/pdf"}}}}}, "responses": {"200": {"description": "ok"}}}},
+        "/describe": {"post": {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+                               "responses": {"200": {"description": "ok"}}}},
+        **{f"/describe/{name}": {"post" if name in ("submit", "retry") else "get": {
+            "responses": {"200": {"description": "ok"}}}} for name in ("submit", "status", "get", "retry")},
+    },
+}
+
+
+def test_a_file_field_gets_a_built_in_file_of_the_type_it_declares():
+    from shipyard.harness.staged.traffic import api_routes, encode, task_routes
+
+    assert task_routes(MEDIA_DOCUMENT) == ["/describe"]
+    assert api_routes(MEDIA_DOCUMENT) == ["/caption", "/checksum", "/describe"]  # not /describe/submit, /retry
+    bodies = examples_for(MEDIA_DOCUMENT, {})
+    assert bodies["/caption"] == [{"image": "@shipyard:sample.jpg", "style": "long"}]
+    assert bodies["/checksum"] == [{"document": "@shipyard:sample.pdf"}]
+    wire = encode(MEDIA_DOCUMENT, "/checksum", bodies["/checksum"][0])
+    assert wire.content_type.startswith("multipart/form-data; boundary=")
+    assert b'name="document"; filename="sample.pdf"' in wire.content and b"%PDF-1.4" in wire.content
+    caption = encode(MEDIA_DOCUMENT, "/caption", bodies["/caption"][0])
+    assert b"\xff\xd8" in caption.content and b'"long"' in caption.content  # JPEG bytes; a form field as JSON
+
+
+def test_a_samples_file_names_its_files_relative_to_itself_and_a_missing_one_is_named(tmp_path):
+    from shipyard.harness.staged.traffic import encode
+
+    (tmp_path / "scan.pdf").write_bytes(b"%PDF-1.7 mine")
+    wire = encode(MEDIA_DOCUMENT, "/checksum", {"document": "@scan.pdf"}, tmp_path)
+    assert b"%PDF-1.7 mine" in wire.content
+    with pytest.raises(TrafficError, match=r"/checksum field 'document': cannot read .*missing.pdf"):
+        encode(MEDIA_DOCUMENT, "/checksum", {"document": "@missing.pdf"}, tmp_path)
+    with pytest.raises(TrafficError, match=r"field 'document' is a file: give it as \"@path/to/file\""):
+        encode(MEDIA_DOCUMENT, "/checksum", {"document": "just text"}, tmp_path)
