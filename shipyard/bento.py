@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from shipyard.project import Project, current_project
+from shipyard.project import PROJECT_FILE, Project, current_project
 
 ENTRY_MODULE = "shipyard_entry"
 WRAPPED_BENTOFILE = "shipyard-bentofile.yaml"
@@ -53,7 +53,8 @@ def build_context(project: Project) -> list[Path]:
                 files.add(path.resolve())
     # The project folder's own files (not its folders): what a service's Python-defined image names
     # (`bentoml.images.Image(...).requirements_file("requirements.txt")`), pyproject.toml, lock files.
-    files.update(path.resolve() for path in root.iterdir() if path.is_file() and not path.name.startswith("."))
+    files.update(path.resolve() for path in root.iterdir()
+                 if path.is_file() and not path.name.startswith(".") and path.name != PROJECT_FILE)
     # Files the bentofile names besides `include` (BentoML reads them from the build context).
     named = [(data.get("docker") or {}).get("dockerfile_template"), (data.get("docker") or {}).get("setup_script"),
              (data.get("python") or {}).get("requirements_txt"), (data.get("conda") or {}).get("environment_yml")]

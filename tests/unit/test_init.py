@@ -33,7 +33,7 @@ def test_it_refuses_to_overwrite_naming_what_exists(tmp_path):
 
 
 def test_it_needs_a_bentoml_project(tmp_path):
-    with pytest.raises(InitError, match="no bentofile.yaml in .*BentoML project folder"):
+    with pytest.raises(InitError, match=r"no bentofile.yaml \(nor a pyproject.toml with \[tool.bentoml.build\]\) in .*BentoML project folder"):
         init_project(tmp_path)
 
 

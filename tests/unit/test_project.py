@@ -73,8 +73,26 @@ def test_the_bento_name_and_build_context_come_from_the_bentofile(tmp_path):
     (tmp_path / ".venv").mkdir()
     (tmp_path / ".venv" / "big.py").write_text("")
     assert project.bento_name == "ticket_router"  # BentoML's snake case, as `bentoml build` names it
+    (tmp_path / "requirements.txt").write_text("scikit-learn\n")  # top-level files: what a Python-defined image names
     assert [p.relative_to(tmp_path).as_posix() for p in build_context(project)] == [
-        "bentofile.yaml", "router/schemas.py", "router/service.py"]
+        "bentofile.yaml", "requirements.txt", "router/schemas.py", "router/service.py"]
+
+
+def test_build_options_may_live_in_pyproject_toml_as_bentoml_reads_them(tmp_path):
+    from shipyard.project import ProjectError, find_build_file, read_build_options
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    assert find_build_file(tmp_path) is None  # a pyproject.toml without BentoML's table is not one
+    (tmp_path / "pyproject.toml").write_text('[tool.bentoml.build]\nservice = "service:Summarization"\n'
+                                              'include = ["*.py"]\n')
+    assert find_build_file(tmp_path) == "pyproject.toml"
+    options = read_build_options(tmp_path / "pyproject.toml")
+    assert options == {"service": "service:Summarization", "include": ["*.py"]}
+    (tmp_path / "bentofile.yaml").write_text("service: 'other:Service'\n")
+    assert find_build_file(tmp_path) == "bentofile.yaml"  # BentoML's order
+    (tmp_path / "pyproject.toml").write_text('[tool.bentoml.build]\ninclude = ["*.py"]\n')
+    with pytest.raises(ProjectError, match=r"\[tool.bentoml.build\] needs `service`"):
+        read_build_options(tmp_path / "pyproject.toml")
 
 
 def test_a_schemathesis_suite_takes_no_path(tmp_path):
