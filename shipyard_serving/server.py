@@ -296,6 +296,10 @@ class ServiceApp:
         except ValidationError as exc:
             await self._invalid(exc, send)
             return
+        except Exception as exc:  # noqa: BLE001 - a conversion around pydantic (numpy, pandas) refused the body
+            await _send(send, 400, json.dumps({"error": f"the body does not fit the inputs of {endpoint.name}: "
+                                                        f"{type(exc).__name__}: {exc}"}).encode())
+            return
         try:
             output = await endpoint.call(args, kwargs)
             if isinstance(output, Response):

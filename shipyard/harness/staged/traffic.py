@@ -108,6 +108,16 @@ def file_fields(document: dict[str, Any], route: str) -> dict[str, str]:
     return fields
 
 
+def opaque_fields(document: dict[str, Any], route: str) -> list[str]:
+    """Fields whose valid values the schema cannot say: files (any bytes, but the model wants an
+    image it can decode) and DataFrames (named columns of unknown types)."""
+    fields = list(file_fields(document, route))
+    for name, prop in (_request_schema(document, route).get("properties") or {}).items():
+        if isinstance(prop, dict) and prop.get("x-bentoml-type") == "dataframe":
+            fields.append(name)
+    return fields
+
+
 def builtin_file(declared: str) -> str:
     """The `@shipyard:` file to send a field that declares `declared` (e.g. `image/*`)."""
     for pattern in (p.strip() for p in declared.split(",")):
