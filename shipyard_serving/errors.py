@@ -158,7 +158,7 @@ class ErrorContractMiddleware:
         if body is None:
             await self._too_large(send, limit)
             return
-        await self.app(scope, replay(body), _RewritingSend(send, self.level))
+        await self.app(scope, replay(body, receive), _RewritingSend(send, self.level))
 
     async def _read_body(self, receive: Receive, limit: int) -> bytes | None:
         """The whole body, or None once it exceeds the limit (chunked uploads declare no length)."""
@@ -185,7 +185,10 @@ class ErrorContractMiddleware:
         )
 
 
-def replay(body: bytes) -> Receive:
+def replay(body: bytes, then: Receive | None = None) -> Receive:
+    """A receive that gives the whole body once, then the connection's own `then` (a streamed
+    answer listens on it for the client leaving: answering `http.disconnect` at once would cut
+    the stream after its first chunk), or a disconnect when there is none."""
     sent = False
 
     async def receive() -> Message:
@@ -193,6 +196,8 @@ def replay(body: bytes) -> Receive:
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
+        if then is not None:
+            return await then()
         return {"type": "http.disconnect"}
 
     return receive

@@ -165,7 +165,20 @@ def _bentoml_contents(api: Any, theirs: dict[str, Any]) -> tuple[dict[str, Any],
             schema["properties"][name] = {**_tensor_schema(tensor.shape, tensor.dtype), **kept}
         elif frame is not None and frame.columns:
             schema["properties"][name] = {**_frame_schema(frame.orient, list(frame.columns)), **kept}
+    tensor_answer = _output_schema(api)
+    if tensor_answer.get("type") == "tensor" and "application/json" in answer:
+        # A numpy answer: nested arrays as deep as its Shape says; any depth when it says none
+        # (BentoML documents a flat list of numbers, which a 2-D answer breaks).
+        shape = tensor_answer.get("shape")
+        answer = _json(_tensor_schema(tuple(shape), tensor_answer.get("dtype")) if shape else {"type": "array"})
     return request, _valid_schema(answer)
+
+
+def _output_schema(api: Any) -> dict[str, Any]:
+    try:
+        return api.output_spec.model_json_schema()
+    except Exception:  # noqa: BLE001 - an answer type pydantic cannot describe: nothing to add
+        return {}
 
 
 MULTIPART = "multipart/form-data"

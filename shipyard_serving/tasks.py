@@ -67,7 +67,7 @@ class TaskContractMiddleware:
                        error_body("bad_request", f"the body does not fit the task's inputs: {exc}"))
             await send_json(send, 400, problem)
             return
-        await self.app(scope, replay(body), send)
+        await self.app(scope, replay(body, receive), send)
 
 
 class _ContractErrors:
