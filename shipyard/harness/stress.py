@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 WINDOW_S = 2.0
 GENERATOR_BOUND_CPU = 0.9
 Sample = tuple[float, str, float, int]  # wall-clock time, request name, response ms, HTTP status (0: no answer)
+# A refusal, not an error: shipyard's admission (503 + Retry-After) and BentoML's own concurrency
+# limit (`traffic.max_concurrency`: 429 Too Many Requests).
+REFUSALS = (429, 503)
 
 
 @dataclass
@@ -53,7 +56,7 @@ def summarize(samples: list[Sample], phases: Phases, p95_limit_ms: float) -> dic
     start, end = phases.overload_window or (0.0, 0.0)
     in_overload = [x for x in samples if start <= x[0] < end]
     answered = [rt for _, _, rt, s in in_overload if s == 200]
-    rejected = [rt for _, _, rt, s in in_overload if s == 503]
+    rejected = [rt for _, _, rt, s in in_overload if s in REFUSALS]
     best = max(range(len(phases.step_rps)), key=lambda i: phases.step_rps[i][1], default=None)
     # The best step and the ones after it (the step that stopped the ramp may be the one where the
     # generator ran out of CPU while answering a little less).
@@ -69,7 +72,7 @@ def summarize(samples: list[Sample], phases: Phases, p95_limit_ms: float) -> dic
         "answered_p99_ms": percentile(answered, 0.99),
         # No refusal during the overload is data too: none was slow (0), unless nothing was answered.
         "rejection_p99_ms": percentile(rejected, 0.99) if rejected else (0.0 if answered else None),
-        "server_errors": (errors := sum(1 for _, _, _, s in samples if s not in (200, 503))),
+        "server_errors": (errors := sum(1 for _, _, _, s in samples if s != 200 and s not in REFUSALS)),
         "server_error_rate": errors / len(samples) if samples else None,
         "recovery_s": recovery_seconds(samples, phases.recovery_started, p95_limit_ms)
         if phases.recovery_started is not None else None,

@@ -38,3 +38,14 @@ def test_a_saturation_the_generator_reached_first_says_so():
     flat = summarize([], Phases(step_rps=[(4, 900.0), (12, 1900.0), (20, 1890.0)], step_cpu=[0.4, 0.8, 0.98]),
                      p95_limit_ms=100)
     assert flat["generator_cpu_at_saturation"] == 0.98 and flat["generator_bound"] is True
+
+
+def test_bentomls_own_concurrency_limit_refuses_it_does_not_fail():
+    """`traffic.max_concurrency` makes BentoML answer 429: a refusal, like admission's 503."""
+    from shipyard.harness.stress import Phases, summarize
+
+    phases = Phases(saturation_users=4, overload_users=12, overload_window=(10.0, 20.0), recovery_started=20.0)
+    samples = [(10.0 + i * 0.01, "/predict", 5.0, 429 if i % 2 else 200) for i in range(500)]
+    samples += [(21.0 + i * 0.01, "/predict", 5.0, 200) for i in range(300)]
+    m = summarize(samples, phases, 250)
+    assert m["server_errors"] == 0 and m["overload_rejected_share"] == 0.5

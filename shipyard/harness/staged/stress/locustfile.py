@@ -14,7 +14,7 @@ Measured, and
 written as JSON to SHIPYARD_STRESS_REPORT (printed when run by hand):
 - answered_p99_ms: p99 of 200 answers during the overload phase (must stay under the deadline);
 - rejection_p99_ms: p99 of the 503s during the overload phase (must be fast);
-- server_errors: answers other than 200/503 and connection failures, all phases (a dying worker
+- server_errors: answers other than 200 and refusals (503, 429) and connection failures, all phases (a dying worker
   shows here);
 - recovery_s: seconds from the end of the overload until the first 2-second window at normal load
   with p95 <= p95_ms_limit and no rejection or error;
@@ -42,7 +42,7 @@ import gevent
 from locust import FastHttpUser, LoadTestShape, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
-from shipyard.harness.stress import Phases, Sample, answered_rps, summarize
+from shipyard.harness.stress import REFUSALS, Phases, Sample, answered_rps, summarize
 from shipyard.harness.staged.load.locustfile import next_request  # also plans the routes at test start
 
 
@@ -77,9 +77,10 @@ class ApiClient(FastHttpUser):
                               catch_response=True) as response:
             if response.status_code == 200:
                 response.success()
-            elif response.status_code == 503 and response.headers.get("Retry-After", "").isdigit():
+            elif response.status_code in REFUSALS:
                 response.request_meta["name"] = f"{route} [rejected]"
-                self.retry_after_s = float(response.headers["Retry-After"])
+                retry_after = response.headers.get("Retry-After", "")
+                self.retry_after_s = float(retry_after) if retry_after.isdigit() else 0.0
                 response.success()
             else:
                 response.failure(f"HTTP {response.status_code}")
