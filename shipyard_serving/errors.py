@@ -134,6 +134,9 @@ class ErrorContractMiddleware:
         if scope["type"] != "http" or scope.get("path") not in self.api_paths:
             await self.app(scope, receive, send)
             return
+        if scope.get("method") == "OPTIONS":  # a CORS preflight: BentoML's CORS middleware answers it
+            await self.app(scope, receive, send)
+            return
         if scope.get("method") != "POST":
             await send_json(send, 405, error_body("method_not_allowed", "use POST"), [(b"allow", b"POST")])
             return
