@@ -240,9 +240,9 @@ def bento_name_of(bentofile: dict) -> str:
 def bentoml_snake_case(name: str) -> str:
     """BentoML's own conversion of a service's name into a Bento's: snake case, then its Tag's
     lower case (bentoml._internal.tag)."""
-    from bentoml._internal.tag import Tag, to_snake_case
+    from shipyard_serving.compat import bento_name
 
-    return Tag(to_snake_case(name)).name
+    return bento_name(name)
 
 
 def command_line(command: list[str]) -> list[str]:

@@ -40,7 +40,7 @@ def install(service: Any) -> Any:
     compat.bound_dependency_keepalive()
     compat.retry_dependency_disconnects()
     compat.unparseable_bodies_are_bad_input(service)
-    from bentoml._internal.utils import get_original_func
+    from .compat import get_original_func
 
     routes = tuple(sorted(api.route for api in service.apis.values()))
     # Async APIs run on the event loop, sync ones in a thread pool (BentoML's rule, and the server's).

@@ -17,6 +17,7 @@ BORROWED: tuple[tuple[str, str], ...] = (
     ("bentoml._internal.utils", "get_original_func"),
     ("bentoml._internal.utils.uri", "join_paths"),
     ("bentoml._internal.tag", "to_snake_case"),
+    ("bentoml._internal.tag", "Tag"),
     ("bentoml._internal.configuration.containers", "BentoMLContainer"),
     ("bentoml._internal.server.http.traffic", "MaxConcurrencyMiddleware"),
     ("bentoml._internal.server.http", "traffic"),
@@ -33,6 +34,66 @@ BORROWED: tuple[tuple[str, str], ...] = (
 # The releases the serving layer was tested on: (distribution, lowest, below).
 TESTED: tuple[tuple[str, str, str], ...] = (("bentoml", "1.4.40", "1.5"), ("uvicorn", "0.54", "0.56"),
                                              ("httptools", "0.9", "0.10"))
+
+
+def _borrow(module: str, name: str) -> Any:
+    """One borrowed internal, by the entry BORROWED lists for it (a new one must be listed)."""
+    import importlib
+
+    if (module, name) not in BORROWED:
+        raise ValueError(f"{module}.{name} is not in BORROWED: list it there, so `shipyard build` checks it")
+    return getattr(importlib.import_module(module), name)
+
+
+# Everything the serving layer and the toolkit use of BentoML's and uvicorn's internals, by name.
+
+def get_original_func(func: Any) -> Any:
+    """An API's own function under BentoML's wrappers (async or not is read from it)."""
+    return _borrow("bentoml._internal.utils", "get_original_func")(func)
+
+
+def join_paths(*parts: str) -> str:
+    return _borrow("bentoml._internal.utils.uri", "join_paths")(*parts)
+
+
+def bentoml_container() -> Any:
+    """BentoML's configuration container (service config, CORS/TLS settings)."""
+    return _borrow("bentoml._internal.configuration.containers", "BentoMLContainer")
+
+
+def max_concurrency_middleware() -> type:
+    return _borrow("bentoml._internal.server.http.traffic", "MaxConcurrencyMiddleware")
+
+
+def traffic_module() -> Any:
+    """The module holding BentoML's TimeoutMiddleware, which runtime.py replaces."""
+    return _borrow("bentoml._internal.server.http", "traffic")
+
+
+def io_markers() -> tuple[str, str, type]:
+    """(ARGS, KWARGS, IORootModel): how BentoML's input models mark *args, **kwargs and a root input."""
+    return (_borrow("_bentoml_sdk.io_models", "ARGS"), _borrow("_bentoml_sdk.io_models", "KWARGS"),
+            _borrow("_bentoml_sdk.io_models", "IORootModel"))
+
+
+def set_current_service(instance: Any) -> None:
+    _borrow("_bentoml_sdk.service", "set_current_service")(instance)
+
+
+def load_service(bento: str) -> Any:
+    """The service as BentoML's worker loads it (a Bento folder or tag, or module:Class)."""
+    return _borrow("_bentoml_impl.loader", "load")(bento, standalone_load=True)
+
+
+def http_tools_protocol() -> type:
+    """uvicorn's httptools protocol class (ImportError without httptools)."""
+    return _borrow("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol")
+
+
+def bento_name(service_name: str) -> str:
+    """BentoML's rule for a Bento's name from a service's: snake case, then its Tag's lower case."""
+    tag = _borrow("bentoml._internal.tag", "Tag")
+    return tag(_borrow("bentoml._internal.tag", "to_snake_case")(service_name)).name
 
 
 class IncompatibleRelease(RuntimeError):
@@ -140,8 +201,9 @@ def retry_dependency_disconnects() -> None:
 async def parse_input(api: Any, scope: dict[str, Any], receive: Any) -> Any:
     """The request parsed into `api`'s input as BentoML's own endpoint parses it (its serde by the
     request's Content-Type): how a task's body is checked when it is submitted."""
-    from _bentoml_impl.serde import ALL_SERDE
     from starlette.requests import Request
+
+    ALL_SERDE = _borrow("_bentoml_impl.serde", "ALL_SERDE")
 
     request = Request(scope, receive)
     media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()

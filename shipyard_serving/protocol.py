@@ -19,16 +19,30 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from .compat import http_tools_protocol
 
 from .overload import ADMITTED_AT, STATE, DeadlineMiddleware, refusal
+
+HttpToolsProtocol = http_tools_protocol()  # ImportError without httptools: server.py falls back to h11
+
+
+class _NobodyWaits:
+    """The cycle's message event, which nothing awaits: the refused request never reached the app."""
+
+    def set(self) -> None:
+        pass
 
 
 class _Answered:
     """Stands where uvicorn keeps the request's cycle: its response is complete, so the request's
-    body and end are ignored, and the next request on the connection starts at once."""
+    body and end are ignored, and the next request on the connection starts at once. It has what
+    uvicorn touches on a cycle when the connection is lost (`connection_lost` sets its message
+    event), so a client that hangs up after a refusal is cleaned up like any other."""
 
     response_complete = True
+    disconnected = False
+    keep_alive = False
+    message_event = _NobodyWaits()
 
 
 _ANSWERED = _Answered()

@@ -22,8 +22,11 @@ logger = logging.getLogger("shipyard.runtime")
 
 
 def _timeout_middleware_class() -> type:
-    from bentoml._internal.server.http import traffic
     from starlette.responses import JSONResponse
+
+    from .compat import traffic_module
+
+    traffic = traffic_module()
 
     base = traffic.TimeoutMiddleware
 
@@ -62,7 +65,9 @@ def _timeout_middleware_class() -> type:
 
 def install() -> None:
     """Replaces BentoML's TimeoutMiddleware before the worker builds its app (idempotent)."""
-    from bentoml._internal.server.http import traffic
+    from .compat import traffic_module
+
+    traffic = traffic_module()
 
     if getattr(traffic.TimeoutMiddleware, "_shipyard", False):
         return

@@ -64,8 +64,9 @@ def unsupported(service: Any) -> list[str]:
         reasons.append("it mounts ASGI apps")
     if service.has_custom_command():
         reasons.append("it runs a command of its own")
-    from bentoml._internal.configuration.containers import BentoMLContainer
+    from .compat import bentoml_container
 
+    BentoMLContainer = bentoml_container()
     if BentoMLContainer.http.cors.enabled.get():
         reasons.append("CORS is configured")
     if BentoMLContainer.ssl.enabled.get():
@@ -96,7 +97,9 @@ class _Endpoint:
     """One API: its input model, its bound function and how its answer is written."""
 
     def __init__(self, api: Any, instance: Any, limiter: Any) -> None:
-        from _bentoml_sdk.io_models import ARGS, KWARGS, IORootModel
+        from .compat import io_markers
+
+        ARGS, KWARGS, IORootModel = io_markers()
 
         self.name = api.name
         self.input_spec = api.input_spec
@@ -109,7 +112,7 @@ class _Endpoint:
         mime = api.output_spec.mime_type()  # JSON, or text/plain for a str
         self.content_type = (mime + "; charset=utf-8" if mime.startswith("text/") else mime).encode()
         self.func = getattr(instance, api.name).local
-        from bentoml._internal.utils import get_original_func
+        from .compat import get_original_func
 
         self.is_async = inspect.iscoroutinefunction(get_original_func(self.func))  # BentoML's own test
         self.limiter = limiter
@@ -157,7 +160,10 @@ class _RequestMetrics:
 
     def __init__(self, service: Any) -> None:
         import prometheus_client
-        from bentoml._internal.configuration.containers import BentoMLContainer
+
+        from .compat import bentoml_container
+
+        BentoMLContainer = bentoml_container()
 
         labels = ["endpoint", "service_name", "service_version", "http_response_code", "runner_name"]
         self.total = prometheus_client.Counter(
@@ -248,7 +254,7 @@ class ServiceApp:
     """The innermost ASGI app: routes, the service's lifespan, and each API's call."""
 
     def __init__(self, service: Any) -> None:
-        from bentoml._internal.utils.uri import join_paths
+        from .compat import join_paths
 
         self.service = service
         self.instance: Any = None
@@ -362,7 +368,7 @@ class ServiceApp:
 
     async def _start(self) -> None:
         import anyio
-        from _bentoml_sdk.service import set_current_service
+        from .compat import set_current_service
 
         self.instance = self.service()
         set_current_service(self.instance)  # bentoml.get_current_service() works as under BentoML
@@ -472,9 +478,10 @@ def build_app(service: Any) -> Callable:
     """The service's whole ASGI app: metrics outermost, then the service's own middlewares (first
     added is outermost, as in Starlette: shipyard's admission control refuses before anything
     else runs), then the concurrency limit and the traffic timeout around the API's work."""
-    from bentoml._internal.server.http.traffic import MaxConcurrencyMiddleware
+    from .compat import bentoml_container, join_paths, max_concurrency_middleware
 
-    from bentoml._internal.configuration.containers import BentoMLContainer
+    MaxConcurrencyMiddleware = max_concurrency_middleware()
+    BentoMLContainer = bentoml_container()
 
     service.inject_config()  # BentoML's defaults and BENTOML_CONFIG overrides, as its worker reads them
     traffic = BentoMLContainer.config.services[service.name].get().get("traffic") or {}
@@ -485,8 +492,6 @@ def build_app(service: Any) -> Callable:
         app = MaxConcurrencyMiddleware(app, max_concurrency=int(traffic["max_concurrency"]))
     for middleware, options in reversed(service.middlewares):
         app = middleware(app, **options)
-    from bentoml._internal.utils.uri import join_paths
-
     known = {join_paths(service.path_prefix, api.route) for api in service.apis.values()}
     return MetricsMiddleware(app, _RequestMetrics(service), known | set(_PROBES) | {"/docs.json", "/schema.json"})
 
@@ -509,9 +514,9 @@ def http_protocol(app: Any) -> Any:
 def load_service(bento: str) -> Any:
     """The service as BentoML's worker loads it: a Bento folder or tag with its stored arguments
     and models, or a service's import path."""
-    from _bentoml_impl.loader import load
+    from .compat import load_service as load
 
-    return load(bento, standalone_load=True)
+    return load(bento)
 
 
 def _check(service: Any, reasons: list[str]) -> None:

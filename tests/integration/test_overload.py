@@ -136,3 +136,32 @@ def test_a_refusal_at_the_door_keeps_the_connection_and_the_order_of_pipelined_a
     assert first[0][1]["retry-after"].isdigit() and first[0][1]["content-type"] == "application/json"
     assert "date" in first[0][1]  # the server's own headers, as on every other answer
     assert first[1][2].startswith(b"{") and b'"probability"' in first[1][2]
+
+
+def test_a_client_that_hangs_up_after_a_refusal_at_the_door_is_cleaned_up_without_an_error(served, client):
+    """`Connection: close` clients (the canary's traffic sender) and peers that hang up at once
+    after their 503: uvicorn's connection_lost runs to its end (it once raised on the refused
+    request's stand-in cycle, skipping the transport's close), and the server keeps serving."""
+    import socket
+    from urllib.parse import urlsplit
+
+    rows = [{**VALID_TRANSACTION, "transaction_id": f"t{i}"} for i in range(MAX_BATCH_ITEMS)]
+    assert client.post("/score_batch", json=rows).status_code == 200
+    log = state_dir() / "local" / served.env_name / "server.log"
+    before = log.stat().st_size
+    parts = urlsplit(served.url)
+    refused = _post("/score_batch", rows[:1], deadline_ms="0.1")
+    closing = refused.replace(b"Host: test\r\n", b"Host: test\r\nConnection: close\r\n")
+    statuses = []
+    for request in (closing, refused) * 5:
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(request)
+            statuses.append(sock.recv(65536).split(b" ", 2)[1])
+        # the peer hangs up here, right after reading its answer
+    assert b"503" in statuses
+    assert client.post("/score", json=VALID_TRANSACTION).status_code == 200
+    time.sleep(0.5)  # connection_lost runs on the server's loop
+    with log.open("rb") as f:
+        f.seek(before)
+        said = f.read().decode(errors="replace")
+    assert "Traceback" not in said and "AttributeError" not in said, said[-3000:]

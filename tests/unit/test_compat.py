@@ -47,3 +47,38 @@ def test_an_untested_release_or_a_moved_internal_is_named_with_the_fix(monkeypat
     assert "is not a release shipyard's serving layer was tested on (>=9.0,<10.0)" in said
     assert "pip install 'bentoml>=9.0,<10.0'" in said
     assert "bentoml._internal.utils.no_such_helper is gone" in said
+
+
+PRIVATE = ("bentoml._internal", "_bentoml_impl", "_bentoml_sdk", "uvicorn.protocols", "uvicorn.lifespan")
+
+
+def test_only_compat_imports_bentoml_and_uvicorn_internals():
+    """The fence: one module borrows internals (and `shipyard build` checks each of them); every
+    other module of the toolkit and the serving layer asks compat for them."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    trespassers = []
+    for path in [*(root / "shipyard").rglob("*.py"), *(root / "shipyard_serving").glob("*.py")]:
+        if path.name == "compat.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            trespassers += [f"{path.relative_to(root)}:{node.lineno} {n}" for n in names if n.startswith(PRIVATE)]
+    assert not trespassers, "import these through shipyard_serving.compat:\n" + "\n".join(trespassers)
+
+
+def test_every_borrowed_internal_exists_on_the_installed_releases():
+    from shipyard_serving.compat import BORROWED, check_borrowed
+
+    check_borrowed()  # raises naming each internal that moved and each release outside TESTED
+    assert len(BORROWED) == len(set(BORROWED))
+
+
+def test_an_internal_not_listed_is_refused():
+    from shipyard_serving.compat import _borrow
+
+    with pytest.raises(ValueError, match="not in BORROWED"):
+        _borrow("bentoml._internal.utils", "something_else")
