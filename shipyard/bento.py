@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import shutil
 import tempfile
 from contextlib import chdir
@@ -133,20 +134,67 @@ def _wrap_service(project: Project, ctx: Path, bentofile: Path) -> None:
     (ctx / "shipyard_serving").mkdir()
     for source in layer.glob("*.py"):
         shutil.copy2(source, ctx / "shipyard_serving" / source.name)
-    (ctx / f"{ENTRY_MODULE}.py").write_text(
-        f'"""Written by `shipyard build`: {data["service"]} with shipyard\'s serving layer installed."""\n\n'
-        f"import shipyard_serving\nfrom {module} import {name} as _service\n\n"
-        f"{name} = shipyard_serving.install(_service)\n")
-    data["service"] = f"{ENTRY_MODULE}:{name}"
     extra = [f"{ENTRY_MODULE}.py", "shipyard_serving/*.py"]
+    drop_image = ""
     if project.image.base == "debian":
         from shipyard import imagebase
 
         data["docker"] = {**(data.get("docker") or {}), **imagebase.docker_options(project, ctx)}
         extra.append(imagebase.TEMPLATE_IN_CONTEXT)
+        if _image_into_build_options(ctx, module, name, data):
+            extra.append(IMAGE_REQUIREMENTS)
+            drop_image = ("# Its Python-defined image is in the build options now: the Bento is built on\n"
+                          "# shipyard's base with shipyard's template, like any other.\n"
+                          "_service.image = None\n")
+    (ctx / f"{ENTRY_MODULE}.py").write_text(
+        f'"""Written by `shipyard build`: {data["service"]} with shipyard\'s serving layer installed."""\n\n'
+        f"import shipyard_serving\nfrom {module} import {name} as _service\n\n{drop_image}"
+        f"{name} = shipyard_serving.install(_service)\n")
+    data["service"] = f"{ENTRY_MODULE}:{name}"
     if data.get("include"):
         data["include"] = [*data["include"], *extra]
     bentofile.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+IMAGE_REQUIREMENTS = "shipyard-image-requirements.txt"
+
+
+def _image_into_build_options(ctx: Path, module: str, name: str, data: dict) -> bool:
+    """A service whose runtime image is defined in Python (`@bentoml.service(image=bentoml.images.
+    Image(...))`, BentoML's recommended style since 1.3.20) builds a "v2" Bento, whose Dockerfile
+    is BentoML's own: it ignores the containerize template, so the image would not be built on
+    shipyard's base (offline, non-root, the serving command). Its Python requirements, lock
+    choice and commands (system packages included) go into the build options instead, and the
+    entry module unsets the image: a v1 Bento, built as every other. True when there was one."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(ctx))
+    try:
+        with chdir(ctx):  # as BentoML imports it: `requirements_file("requirements.txt")` is relative
+            image = getattr(getattr(importlib.import_module(module), name), "image", None)
+    except Exception as exc:  # noqa: BLE001 - the build itself reports an import that fails
+        logging.getLogger(__name__).debug("could not import %s:%s before the build: %s", module, name, exc)
+        return False
+    finally:
+        sys.path.remove(str(ctx))
+    if image is None:
+        return False
+    python = dict(data.get("python") or {})
+    requirements = [image.python_requirements.strip()]
+    if python.get("requirements_txt"):
+        requirements.insert(0, (ctx / python["requirements_txt"]).read_text().strip())
+    (ctx / IMAGE_REQUIREMENTS).write_text("\n".join(r for r in requirements if r) + "\n")
+    python["requirements_txt"] = IMAGE_REQUIREMENTS
+    python.setdefault("lock_packages", image.lock_python_packages)
+    data["python"] = python
+    # The first command is the distro's default (build tools, git): shipyard's base has what it needs.
+    commands = [*image.commands[1:], *image.post_commands]
+    if commands:
+        script = ctx / "shipyard-image-setup.sh"
+        script.write_text("#!/bin/sh\nset -e\n" + "\n".join(commands) + "\n")
+        data["docker"] = {**(data.get("docker") or {}), "setup_script": script.name}
+    return True
 
 
 def resolve_bento(tag: str | None = None) -> BuiltBento:

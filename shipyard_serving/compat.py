@@ -38,11 +38,19 @@ TESTED: tuple[tuple[str, str, str], ...] = (("bentoml", "1.4.40", "1.5"), ("uvic
 
 def _borrow(module: str, name: str) -> Any:
     """One borrowed internal, by the entry BORROWED lists for it (a new one must be listed)."""
-    import importlib
-
     if (module, name) not in BORROWED:
         raise ValueError(f"{module}.{name} is not in BORROWED: list it there, so `shipyard build` checks it")
-    return getattr(importlib.import_module(module), name)
+    return _attribute_or_submodule(module, name)
+
+
+def _attribute_or_submodule(module: str, name: str) -> Any:
+    """`from module import name`: an attribute, or a submodule not imported yet."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except AttributeError:
+        return importlib.import_module(f"{module}.{name}")
 
 
 # Everything the serving layer and the toolkit use of BentoML's and uvicorn's internals, by name.
@@ -103,7 +111,6 @@ class IncompatibleRelease(RuntimeError):
 def check_borrowed() -> None:
     """Raises IncompatibleRelease naming each installed release outside TESTED and each borrowed
     internal that is missing, with the fix."""
-    import importlib
     from importlib.metadata import PackageNotFoundError, version
 
     from packaging.version import Version
@@ -120,7 +127,7 @@ def check_borrowed() -> None:
                             f"(>={lowest},<{below}): pip install '{distribution}>={lowest},<{below}'")
     for module, name in BORROWED:
         try:
-            found = hasattr(importlib.import_module(module), name)
+            found = _attribute_or_submodule(module, name) is not None
         except ImportError:
             found = False
         if not found:

@@ -24,7 +24,7 @@ suites:
 gates:
   smoke: {failed: {max: 0}, passed: {min: 5}}
   integration: {failed: {max: 0}}
-  contract: {server_errors: {max: 0}, contract_failures: {max: 0}, cases: {min: 300}}
+  contract: {server_errors: {max: 0}, contract_failures: {max: 0}, lenient_inputs: {max: 0}, cases: {min: 300}}
   acceptance: {scenario_failures: {max: 0}, roc_auc: {min: 0.85}}
   load: {error_rate: {max: 0.01}, p95_ms: {max: 250}, rps: {min: 5}}
   stress: {server_error_rate: {max: 0.01}, answered_p99_ms: {max: 500}, rejection_p99_ms: {max: 500}, recovery_s: {max: 10}}
@@ -142,9 +142,9 @@ def test_server_errors_and_accepted_invalid_input_fail_the_contract(broken):
     result = run_cli("verify", "broken", "--suite", "contract", env=broken, timeout=600)
     verdict = _verdict(result)
     assert result.returncode == 1
-    errors, accepted = _gate(verdict, "contract", "server_errors"), _gate(verdict, "contract", "contract_failures")
+    errors, accepted = _gate(verdict, "contract", "server_errors"), _gate(verdict, "contract", "lenient_inputs")
     assert not errors["passed"] and errors["measured"] > 0
-    assert not accepted["passed"] and accepted["measured"] > 0
+    assert not accepted["passed"] and accepted["measured"] > 0  # an hour off the schema, answered
 
 
 @pytest.fixture(scope="module")

@@ -82,3 +82,18 @@ def test_an_internal_not_listed_is_refused():
 
     with pytest.raises(ValueError, match="not in BORROWED"):
         _borrow("bentoml._internal.utils", "something_else")
+
+
+def test_each_borrowed_internal_is_found_in_a_fresh_interpreter():
+    """A submodule is an attribute of its package only once something imported it: each accessor
+    must work in a process that imported nothing else first (a Bento's server is one)."""
+    import subprocess
+    import sys
+
+    from shipyard_serving.compat import BORROWED
+
+    code = ("from shipyard_serving.compat import BORROWED, _borrow\n"
+            "for module, name in BORROWED:\n    assert _borrow(module, name) is not None, (module, name)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert BORROWED
