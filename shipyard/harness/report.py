@@ -83,6 +83,7 @@ def render_html(verdict: dict[str, Any], suites: list[SuiteResult]) -> str:
         f"<tr><td>{s['name']}</td><td>{html.escape(f['test'])}</td><td>{html.escape(f['message'])}</td></tr>"
         for s in verdict["suites"] for f in s.get("failures", []))
     not_run = ", ".join(verdict["not_run"]) or "none"
+    not_exercised = "".join(f"<li>{html.escape(note)}</li>" for note in verdict.get("not_exercised", []))
     origins = verdict.get("generated_from", {})
     origin_rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(where)}</td></tr>"
                           for name, where in origins.items())
@@ -94,6 +95,7 @@ def render_html(verdict: dict[str, Any], suites: list[SuiteResult]) -> str:
 <h2>Suites</h2><table><tr><th>suite</th><th>status</th><th>time</th><th>measured</th></tr>{suite_rows}</table>
 <h2>Where the requests came from</h2>{f'<table><tr><th>suite</th><th>generator</th></tr>{origin_rows}</table>' if origin_rows else '<p class="muted">not recorded</p>'}
 <h2>Load and stress</h2><div class="charts">{''.join(charts) or '<p class="muted">no load or stress suite ran</p>'}</div>
+<h2>Not exercised by every suite</h2>{f'<ul>{not_exercised}</ul>' if not_exercised else '<p class="muted">none recorded</p>'}
 <h2>Failed cases</h2>{f'<table><tr><th>suite</th><th>case</th><th>message</th></tr>{failures}</table>' if failures else '<p class="muted">none</p>'}
 </body></html>"""
 
@@ -108,4 +110,6 @@ def summary(verdict: dict[str, Any]) -> str:
         by_origin.setdefault(where, []).append(suite)
     if by_origin:
         head += "\nrequests came from:" + "".join(f"\n  {', '.join(suites)}: {where}" for where, suites in by_origin.items())
+    if verdict.get("not_exercised"):
+        head += "\nnot exercised by every suite:" + "".join(f"\n  {note}" for note in verdict["not_exercised"])
     return head + "\n" + table(["suite", "metric", "min", "max", "measured", "result", "reason"], rows)

@@ -125,9 +125,10 @@ def _run_pytest(project: Project, suite: str, spec: SuiteSpec, env: dict[str, st
            f"--rootdir={project.root}"]
     proc = subprocess.run(cmd, cwd=project.root, env=env, capture_output=True, text=True, timeout=1800)
     passed, failed, failures, properties = _junit(junit)
+    properties.pop("not_exercised", None)  # a list of notes, not a measurement (see _not_exercised)
     metrics: dict[str, float | None] = {"passed": passed, "failed": failed, **properties}
     status = "passed" if proc.returncode == 0 else ("failed" if failed else "error")
-    details: dict[str, Any] = {"failures": failures}
+    details: dict[str, Any] = {"failures": failures, "not_exercised": _not_exercised(junit)}
     if status == "error":
         details["output"] = (proc.stdout + proc.stderr)[-2000:]
     return SuiteResult(suite, status, 0.0, metrics, details)
@@ -219,6 +220,20 @@ def _stress_seconds(opts: dict[str, Any]) -> float:
         return 0
     steps = max(1, -(-(int(opts["peak_users"]) - int(opts["start_users"])) // int(opts["step_users"])) + 1)
     return steps * float(opts["step_s"]) + float(opts["overload_s"]) + float(opts["recovery_s"])
+
+
+def _not_exercised(path: Path) -> list[str]:
+    """What a suite says it could not exercise and why: the `not_exercised` property, a JSON list
+    (smoke records the document's operations no built-in suite but contract calls)."""
+    if not path.exists():
+        return []
+    for prop in ET.parse(path).getroot().iter("property"):
+        if prop.get("name") == "not_exercised":
+            try:
+                return [str(item) for item in json.loads(prop.get("value") or "[]")]
+            except ValueError:
+                return []
+    return []
 
 
 def _num(value: str) -> float | None:

@@ -43,6 +43,8 @@ def build(environment: str, target: str, subject: dict[str, str], suites: list[S
                    | {"failures": s.details.get("failures", [])[:20]}
                    | ({"replicas": s.details["replicas"]} if s.details.get("replicas") else {}) for s in suites],
         "not_run": skipped,
+        # Operations of the served document that only some suites (or none) could call, and why.
+        "not_exercised": sorted({note for s in suites for note in s.details.get("not_exercised", [])}),
         "gates": [asdict(g) for g in gates],
         "started_at": started_at,
         "finished_at": now(),

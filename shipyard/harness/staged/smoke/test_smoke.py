@@ -10,6 +10,7 @@ one invalid body with a 4xx, and the served Bento being the one the environment 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -17,7 +18,8 @@ import time
 import pytest
 
 from shipyard.harness.staged.plugin import setting
-from shipyard.harness.staged.traffic import TrafficError, api_routes, encode, examples_for, load_samples, task_routes
+from shipyard.harness.staged.traffic import (TASK_SUFFIXES, TrafficError, api_routes, encode, examples_for,
+                                             load_samples, task_routes)
 
 TASK_WAIT_S = float(setting("task_wait_s", "300"))  # a hang bound: how long a task's job may run
 
@@ -104,6 +106,30 @@ def test_every_api_refuses_an_invalid_body_with_a_4xx(client, document):
         if not 400 <= resp.status_code < 500:
             wrong.append(f"{route}: HTTP {resp.status_code} {resp.text[:200]}")
     assert not wrong, "an invalid body was not refused with a 4xx:\n" + "\n".join(wrong)
+
+
+# BentoML's own infrastructure routes: health, metrics and the documents smoke checks above.
+INFRASTRUCTURE = {"/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/schema.json"}
+
+
+def test_what_only_some_suites_call_is_listed(document, routes, record):
+    """The document's operations that smoke, load and stress do not call, and why: recorded for
+    the verdict and the report (contract calls every operation the document lists)."""
+    tasks = task_routes(document)
+    managed = {f"{task}{suffix}" for task in tasks for suffix in TASK_SUFFIXES}
+    apis = set(api_routes(document))
+    notes = []
+    for path, item in sorted(document.get("paths", {}).items()):
+        if path in INFRASTRUCTURE or path in managed:
+            continue
+        for method in sorted(item):
+            if method == "post" and path in apis:
+                if not routes.get(path):
+                    notes.append(f"POST {path}: no body to send ({SAMPLE_HINT})")
+            else:
+                notes.append(f"{method.upper()} {path}: not an API of the service (a mounted app's route): "
+                             "only contract calls it")
+    record("not_exercised", json.dumps(notes))
 
 
 def test_the_served_bento_is_the_expected_one(client, document, routes):
