@@ -54,6 +54,7 @@ def test_a_schemathesis_suite_is_the_contract_suite_with_its_own_settings(tmp_pa
 
 
 def test_a_suites_notes_on_what_it_did_not_exercise_reach_the_verdict_not_its_metrics(tmp_path):
+    import html
     import json
 
     from shipyard.harness.report import summary
@@ -63,7 +64,7 @@ def test_a_suites_notes_on_what_it_did_not_exercise_reach_the_verdict_not_its_me
     junit = tmp_path / "smoke.xml"
     notes = ["GET /info/version: not an API of the service (a mounted app's route): only contract calls it"]
     junit.write_text('<testsuites><testsuite name="s"><properties>'
-                     f'<property name="apis_answered" value="2"/><property name="not_exercised" value=\'{json.dumps(notes)}\'/>'
+                     f'<property name="apis_answered" value="2"/><property name="not_exercised" value="{html.escape(json.dumps(notes))}"/>'
                      '</properties><testcase name="t"/></testsuite></testsuites>')
     assert _not_exercised(junit) == notes and _junit(junit)[3]["apis_answered"] == 2
     verdict = build("staging", "local", {}, [SuiteResult("smoke", "passed", 1.0, {}, {"not_exercised": notes})],
