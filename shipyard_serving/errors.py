@@ -206,17 +206,23 @@ def replay(body: bytes, then: Receive | None = None) -> Receive:
     return receive
 
 
-class _RewritingSend:
-    """Buffers BentoML's 400 and 5xx answers and re-emits them in the contract's shape."""
+class RewritingSend:
+    """Buffers the answers `rewrites(status)` picks and re-emits them as `rewrite(status, body)`
+    says: a whole answer in the error contract's shape, every other answer passed on as it is."""
 
-    def __init__(self, send: Send, level: str) -> None:
+    def __init__(self, send: Send) -> None:
         self.send = send
-        self.level = level
         self.start: Message | None = None
         self.chunks: list[bytes] = []
 
+    def rewrites(self, status: int) -> bool:
+        return status >= 400
+
+    def rewrite(self, status: int, original: Any) -> tuple[int, dict[str, Any]]:
+        raise NotImplementedError
+
     async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start" and (message["status"] == 400 or message["status"] >= 500):
+        if message["type"] == "http.response.start" and self.rewrites(message["status"]):
             self.start = message
             return
         if self.start is None:
@@ -225,19 +231,32 @@ class _RewritingSend:
         self.chunks.append(message.get("body", b""))
         if message.get("more_body", False):
             return
-        status = self.start["status"]
         try:
             original = json.loads(b"".join(self.chunks))
         except ValueError:
             original = None
+        status, body = self.rewrite(self.start["status"], original)
+        await send_json(self.send, status, body)
+
+
+class _RewritingSend(RewritingSend):
+    """BentoML's 400 and 5xx answers in the contract's shape."""
+
+    def __init__(self, send: Send, level: str) -> None:
+        super().__init__(send)
+        self.level = level
+
+    def rewrites(self, status: int) -> bool:
+        return status == 400 or status >= 500
+
+    def rewrite(self, status: int, original: Any) -> tuple[int, dict[str, Any]]:
         if status == 400:
             said = (original.get("detail") or original.get("error")) if isinstance(original, dict) else None
             if isinstance(said, list) and all(isinstance(e, dict) for e in said):  # pydantic's errors
-                body = validation_body(said, self.level)
-            else:  # BentoML's BadInput: its message is the reason
-                body = error_body("bad_request", str(said) if said else "the request was rejected")
-        elif isinstance(original, dict) and {"error", "message"} <= original.keys():
-            body = original  # the service's own answer (output_validation_failed): already the contract
-        else:  # BentoML's generic 500: the contract's shape, the details stay in the server log
-            body = error_body("internal_error", "an unexpected error occurred; the server log has the details")
-        await send_json(self.send, status, body)
+                return status, validation_body(said, self.level)
+            # BentoML's BadInput: its message is the reason
+            return status, error_body("bad_request", str(said) if said else "the request was rejected")
+        if isinstance(original, dict) and {"error", "message"} <= original.keys():
+            return status, original  # the service's own answer (output_validation_failed): already the contract
+        # BentoML's generic 500: the contract's shape, the details stay in the server log
+        return status, error_body("internal_error", "an unexpected error occurred; the server log has the details")

@@ -12,11 +12,10 @@ running job's result is 409 (ask again later), and cancel answers 501 without to
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
-from .errors import (ErrorContractMiddleware, Message, Receive, Scope, Send, replay, error_body,
-                     error_detail_level, send_json, validation_body)
+from .errors import (ErrorContractMiddleware, Receive, RewritingSend, Scope, Send, error_body,
+                     error_detail_level, replay, send_json, validation_body)
 
 MANAGEMENT = ("/status", "/get", "/retry", "/cancel")
 STATUS_CODES = {400: "bad_request", 404: "not_found", 409: "not_completed"}
@@ -70,36 +69,18 @@ class TaskContractMiddleware:
         await self.app(scope, replay(body, receive), send)
 
 
-class _ContractErrors:
+class _ContractErrors(RewritingSend):
     """BentoML's task errors (`{"error": "..."}`) in the contract's shape; a job that is still
     running answers /get with 409."""
 
     def __init__(self, send: Send, not_completed: bool) -> None:
-        self.send = send
+        super().__init__(send)
         self.not_completed = not_completed
-        self.start: Message | None = None
-        self.chunks: list[bytes] = []
 
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start" and message["status"] >= 400:
-            self.start = message
-            return
-        if self.start is None:
-            await self.send(message)
-            return
-        self.chunks.append(message.get("body", b""))
-        if message.get("more_body", False):
-            return
-        status = self.start["status"]
-        try:
-            said = str(json.loads(b"".join(self.chunks)).get("error") or "")
-        except (ValueError, AttributeError):
-            said = ""
+    def rewrite(self, status: int, original: Any) -> tuple[int, dict[str, Any]]:
+        said = str(original.get("error") or "") if isinstance(original, dict) else ""
         if self.not_completed and status == 400 and "not completed" in said:
             status = 409
         if status >= 500:
-            body = error_body("internal_error", "an unexpected error occurred; the server log has the details")
-        else:
-            body = error_body(STATUS_CODES.get(status, "bad_request"), said or "the request was rejected")
-        await send_json(self.send, status, body)
-
+            return status, error_body("internal_error", "an unexpected error occurred; the server log has the details")
+        return status, error_body(STATUS_CODES.get(status, "bad_request"), said or "the request was rejected")
