@@ -250,13 +250,15 @@ class _RewritingSend(RewritingSend):
         return status == 400 or status >= 500
 
     def rewrite(self, status: int, original: Any) -> tuple[int, dict[str, Any]]:
+        if isinstance(original, list) and len(original) == 1 and isinstance(original[0], dict):
+            original = original[0]  # BentoML answers a BentoMLException's 4xx as a one-element list
+        if isinstance(original, dict) and {"error", "message"} <= original.keys():
+            return status, original  # already the contract (the service's own, or a task's checked body)
         if status == 400:
             said = (original.get("detail") or original.get("error")) if isinstance(original, dict) else None
             if isinstance(said, list) and all(isinstance(e, dict) for e in said):  # pydantic's errors
                 return status, validation_body(said, self.level)
             # BentoML's BadInput: its message is the reason
             return status, error_body("bad_request", str(said) if said else "the request was rejected")
-        if isinstance(original, dict) and {"error", "message"} <= original.keys():
-            return status, original  # the service's own answer (output_validation_failed): already the contract
         # BentoML's generic 500: the contract's shape, the details stay in the server log
         return status, error_body("internal_error", "an unexpected error occurred; the server log has the details")

@@ -34,3 +34,35 @@ def test_unknown_detail_level_is_refused(monkeypatch):
     monkeypatch.setenv("SHIPYARD_ERROR_DETAIL", "verbose")
     with pytest.raises(ValueError, match="SHIPYARD_ERROR_DETAIL must be one of full, fields, none"):
         error_detail_level()
+
+
+def test_bentomls_answers_are_rewritten_into_the_contract():
+    """BentoML answers a BentoMLException's 4xx as a one-element list (`({"error": ...},)`), a
+    pydantic failure with `detail`; an answer already in the contract's shape passes unchanged."""
+    import asyncio
+    import json
+
+    from shipyard_serving.errors import _RewritingSend
+
+    def rewritten(status: int, body: object) -> tuple[int, dict]:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        async def answer() -> None:
+            rewriting = _RewritingSend(send, "full")
+            await rewriting({"type": "http.response.start", "status": status, "headers": []})
+            await rewriting({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+        asyncio.run(answer())
+        return sent[0]["status"], json.loads(sent[1]["body"])
+
+    assert rewritten(400, [{"error": "cannot identify image file"}]) == (
+        400, {"error": "bad_request", "message": "cannot identify image file"})
+    status, body = rewritten(400, {"error": "1 validation error", "detail": [
+        {"loc": ["image"], "type": "missing", "msg": "Field required"}]})
+    assert body["fields"] == [{"field": "image", "rule": "missing", "message": "Field required"}]
+    mine = {"error": "validation_error", "message": "1 invalid field", "fields": []}
+    assert rewritten(400, mine) == (400, mine)
+    assert rewritten(500, {"error": "An unexpected error has occurred"})[1]["error"] == "internal_error"
