@@ -9,7 +9,6 @@ and uv at the versions shipyard runs with.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -29,7 +28,7 @@ def base_name(project: Project, serving: bool = False) -> str:
 
 def docker_options(project: Project, ctx: Path) -> dict[str, str]:
     """The bentofile's docker options for a Debian base: its name and the template, copied into the context."""
-    shutil.copy2(TEMPLATE, ctx / TEMPLATE_IN_CONTEXT)
+    (ctx / TEMPLATE_IN_CONTEXT).write_text(TEMPLATE.read_text().replace("{{ shipyard_uv }}", UV))
     return {"base_image": f"{base_name(project)}:py3.11", "dockerfile_template": TEMPLATE_IN_CONTEXT}
 
 
