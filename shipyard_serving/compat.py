@@ -2,7 +2,9 @@
 borrows (BORROWED) and the releases it was tested on (TESTED), checked when a Bento is built, and
 the patches it applies around BentoML's dependency client and input parsing, each with why.
 
-Tested with BentoML 1.4.40, uvicorn 0.54.0 (images) and 0.55.0 (this repository's venv)."""
+Tested with BentoML 1.4.36 and 1.4.40 (1.4.33 has every internal, but its dependency client closes
+the connector it shares between sessions: half the calls to a `bentoml.depends` service fail),
+uvicorn 0.54.0 (images) and 0.55.0 (this repository's venv)."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ BORROWED: tuple[tuple[str, str], ...] = (
     ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol"),
 )
 # The releases the serving layer was tested on: (distribution, lowest, below).
-TESTED: tuple[tuple[str, str, str], ...] = (("bentoml", "1.4.33", "1.5"), ("uvicorn", "0.54", "0.56"),
+TESTED: tuple[tuple[str, str, str], ...] = (("bentoml", "1.4.36", "1.5"), ("uvicorn", "0.54", "0.56"),
                                              ("httptools", "0.9", "0.10"))
 
 
@@ -156,26 +158,13 @@ def bound_dependency_keepalive() -> None:
     except ImportError:  # a BentoML without this client: nothing to bound
         _log.warning("shipyard_serving: BentoML's dependency client moved; idle connections are not bounded")
         return
+
     def bound(session: Any) -> Any:
         connector = session.connector
         if connector is not None and getattr(connector, "_keepalive_timeout", 0) > DEPENDENCY_KEEPALIVE_S:
             connector._keepalive_timeout = DEPENDENCY_KEEPALIVE_S
         return session
 
-    if not hasattr(SessionManager, "_make_client"):
-        # Older BentoML 1.4 releases (1.4.33) set `_make_client` on each instance, in __init__.
-        if getattr(SessionManager.__init__, "_shipyard_bounded", False):
-            return
-        init = SessionManager.__init__
-
-        def init_then_bound(self: Any, *args: Any, **kwargs: Any) -> None:
-            init(self, *args, **kwargs)
-            make = self._make_client
-            self._make_client = lambda: bound(make())
-
-        init_then_bound._shipyard_bounded = True  # type: ignore[attr-defined]
-        SessionManager.__init__ = init_then_bound  # type: ignore[method-assign]
-        return
     if getattr(SessionManager._make_client, "_shipyard_bounded", False):
         return
     make_client = SessionManager._make_client

@@ -3,8 +3,9 @@ writes them, none shaped for shipyard, taken through `shipyard init`, their own 
 deploy, verify and promotion on the local target, each in a virtual environment made as its
 authors make it (their requirements first, then `pip install <this repository>` beside them).
 
-A project whose requirements pin an older library (iris_classifier: scikit-learn 1.5.2) or come
-from its own requirements file (spam_gateway) gets a venv of its own; the others share one made
+A project whose requirements pin an older library (iris_classifier: scikit-learn 1.5.2; spam_gateway
+once more with the oldest BentoML release shipyard supports) or come from its own requirements file
+(spam_gateway) gets a venv of its own; the others share one made
 from all their requirements, as `make test`'s budget asks.
 
 | project             | what of BentoML it uses                                                        |
@@ -51,10 +52,10 @@ SHARED = ("media_tools", "summarizer", "house_prices", "image_filters", "sentenc
           "churn_predictor", "phrasebook")
 
 
-def _venv(venv: Path, *requirements: Path) -> Path:
-    """The projects' own requirements first, then shipyard from this repository, resolved."""
+def _venv(venv: Path, *requirements: Path, pins: tuple[str, ...] = ()) -> Path:
+    """The projects' own requirements (and pins) first, then shipyard from this repository, resolved."""
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    for args in ([arg for r in requirements for arg in ("-r", str(r))], [str(PROJECT_ROOT)]):
+    for args in ([*(arg for r in requirements for arg in ("-r", str(r))), *pins], [str(PROJECT_ROOT)]):
         result = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
                                  "--disable-pip-version-check", *args], capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -91,9 +92,15 @@ def _own_bentoml_build_is_refused(run: Callable[..., subprocess.CompletedProcess
 CHECKS: dict[str, Callable[[str], None]] = {"phrasebook": _cors_preflight_is_answered}
 
 
+OLDEST_BENTOML = "1.4.36"  # the oldest release shipyard_serving/compat.py says it was tested on
+
+
 @pytest.mark.parametrize(("project", "bento", "pins"), [
     ("iris_classifier", "iris_classifier", {"scikit-learn": "1.5.2"}),
     ("spam_gateway", "spam-gateway", {}),
+    # The oldest BentoML release the serving layer supports, pinned by the project: two services,
+    # batching, streams and a Context on it, and the serving layer's own checks of its internals.
+    pytest.param("spam_gateway", "spam-gateway", {"bentoml": OLDEST_BENTOML}, id="spam_gateway-oldest-bentoml"),
     ("media_tools", "media_tools", {}),
     ("summarizer", "summarization", {}),
     ("house_prices", "house_prices", {}),
@@ -108,9 +115,15 @@ def test_a_project_in_bentomls_documented_style_goes_from_init_to_promotion(proj
     if project in SHARED:
         venv = request.getfixturevalue("shared_venv")
     else:
-        venv = _venv(root.parent / f"{project}-venv", root / "requirements.txt")
+        venv = _venv(root.parent / f"{project}-venv", root / "requirements.txt",
+                     pins=tuple(f"{name}=={version}" for name, version in pins.items()))
     for distribution, version in pins.items():  # shipyard installed beside the project's pins, not over them
         assert _version(venv, distribution) == version
+    if "bentoml" in pins:  # the borrowed internals and the patches around them, on this release
+        checked = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                  "--noconftest", str(PROJECT_ROOT / "tests" / "unit" / "test_compat.py")],
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert checked.returncode == 0, checked.stdout[-3000:]
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SHIPYARD_") and k not in ("BENTOML_HOME", "PYTHONPATH", "VIRTUAL_ENV")}
     env.update(BENTOML_HOME=str(tmp_path / "bentoml-home"), PATH=f"{venv / 'bin'}:{env['PATH']}")

@@ -26,8 +26,7 @@ def test_the_dependency_client_is_patched_once_on_this_bentoml():
     for _ in range(2):
         bound_dependency_keepalive()
         retry_dependency_disconnects()
-    patched = getattr(SessionManager, "_make_client", None) or SessionManager.__init__  # per instance before 1.4.38
-    assert patched._shipyard_bounded
+    assert SessionManager._make_client._shipyard_bounded
     assert AsyncClient._call._shipyard_retried
 
 
