@@ -17,6 +17,16 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt requirements/fra
 
 venv: $(VENV)/.installed
 
+# The same on Python 3.12 (the machine's python3.12, else pyenv's): the unit tests run on both.
+VENV312 ?= .venv-3.12
+PYTHON312 ?= $(shell command -v python3.12 2>/dev/null || ls -1 $$HOME/.pyenv/versions/3.12.*/bin/python3.12 2>/dev/null | tail -1)
+$(VENV312)/.installed: pyproject.toml requirements/constraints.txt requirements/fraud-scorer.txt
+	@test -n "$(PYTHON312)" || { echo "error: no python3.12 on this machine: install it (pyenv install 3.12) or set PYTHON312"; exit 1; }
+	test -x $(VENV312)/bin/python || $(PYTHON312) -m venv $(VENV312)
+	$(VENV312)/bin/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt \
+	  -e '.[test,parquet]' -r requirements/fraud-scorer.txt
+	touch $@
+
 ## demo: train, build the Bento, serve it locally as staging, send a valid and an invalid request,
 ## verify staging (short load and stress), promote the verified Bento to production, show history
 demo: venv
@@ -54,8 +64,9 @@ cluster-demo: venv services
 ## that need no cluster run three at a time, a file each (pytest-xdist), the README walkthrough
 ## among them (its cluster half waits for the cluster); then the cluster and docker tests, one at a
 ## time (some stop dockerd or the cluster on purpose).
-test: venv
+test: venv $(VENV312)/.installed
 	$(VENV)/bin/lint-imports
+	$(VENV312)/bin/python -m pytest -q -p no:cacheprovider -n 2 tests/unit   # the unit tests on Python 3.12
 	scripts/image/up
 	scripts/redis/up
 	@mkdir -p .shipyard && echo "the local cluster comes up in the background: log in .shipyard/cluster-up.log"
