@@ -64,9 +64,16 @@ def behaviour_environment(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def rewrite_environment(folder: Path) -> None:
-    """Makes `folder`'s environment.yaml a test environment's, in place."""
+    """Makes `folder`'s environment.yaml a test environment's, in place: behaviour gates, and a
+    local port of the kernel's choosing (`shipyard init` numbers environments from 3100 up, as a
+    user wants them; tests running side by side would all get the same ones)."""
+    from tests.conftest import free_port
+
     path = folder / "environment.yaml"
-    path.write_text(yaml.safe_dump(behaviour_environment(yaml.safe_load(path.read_text())), sort_keys=False))
+    environment = behaviour_environment(yaml.safe_load(path.read_text()))
+    if isinstance(environment.get("local"), dict) and "port" in environment["local"]:
+        environment["local"]["port"] = free_port()
+    path.write_text(yaml.safe_dump(environment, sort_keys=False))
 
 
 def patch_pod_deadline(overlay: Path) -> None:
