@@ -56,7 +56,10 @@ def _base(name: str, apis: list[str]) -> dict[str, str]:
         "workingDir": "/home/bentoml/bento/src",
         "command": ["python", "-m", "shipyard_serving.server", "/home/bentoml/bento"],
         "ports": [{"name": "http", "containerPort": 3000, "protocol": "TCP"}],
-        "env": [{"name": "BENTOML_DO_NOT_TRACK", "value": "True"}],
+        # Task APIs keep their results in SQLite under BentoML's home, on the read-only root
+        # filesystem: here they go to the writable /tmp instead.
+        "env": [{"name": "BENTOML_DO_NOT_TRACK", "value": "True"},
+                {"name": "BENTOML_RESULT_STORE", "value": "/tmp/task_result.db"}],
         "startupProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 120},
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2, "failureThreshold": 2},
         "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
