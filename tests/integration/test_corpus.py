@@ -6,7 +6,7 @@ authors make it (their requirements first, then `pip install <this repository>` 
 A project whose requirements pin an older library (iris_classifier: scikit-learn 1.5.2; spam_gateway
 once more with the oldest BentoML release shipyard supports) or come from its own requirements file
 (spam_gateway) gets a venv of its own; the others share one made
-from all their requirements, as `make test`'s budget asks.
+from all their requirements, as `make test`'s budget asks (test_corpus_shared.py).
 
 | project             | what of BentoML it uses                                                        |
 |---------------------|--------------------------------------------------------------------------------|
@@ -48,8 +48,6 @@ from tests.environments import rewrite_environment
 
 pytestmark = pytest.mark.server
 PROJECTS = PROJECT_ROOT / "tests" / "projects"
-SHARED = ("media_tools", "summarizer", "house_prices", "image_filters", "sentence_embeddings",
-          "churn_predictor", "phrasebook")
 
 
 def _venv(venv: Path, *requirements: Path, pins: tuple[str, ...] = ()) -> Path:
@@ -60,12 +58,6 @@ def _venv(venv: Path, *requirements: Path, pins: tuple[str, ...] = ()) -> Path:
                                  "--disable-pip-version-check", *args], capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stdout + result.stderr
     return venv
-
-
-@pytest.fixture(scope="module")
-def shared_venv(tmp_path_factory) -> Path:
-    return _venv(tmp_path_factory.mktemp("corpus") / "shared-venv",
-                 *(path for name in SHARED if (path := PROJECTS / name / "requirements.txt").is_file()))
 
 
 def _version(venv: Path, distribution: str) -> str:
@@ -95,28 +87,19 @@ CHECKS: dict[str, Callable[[str], None]] = {"phrasebook": _cors_preflight_is_ans
 OLDEST_BENTOML = "1.4.36"  # the oldest release shipyard_serving/compat.py says it was tested on
 
 
-@pytest.mark.parametrize(("project", "bento", "pins"), [
+OWN_VENV = [
     ("iris_classifier", "iris_classifier", {"scikit-learn": "1.5.2"}),
     ("spam_gateway", "spam-gateway", {}),
     # The oldest BentoML release the serving layer supports, pinned by the project: two services,
     # batching, streams and a Context on it, and the serving layer's own checks of its internals.
     pytest.param("spam_gateway", "spam-gateway", {"bentoml": OLDEST_BENTOML}, id="spam_gateway-oldest-bentoml"),
-    ("media_tools", "media_tools", {}),
-    ("summarizer", "summarization", {}),
-    ("house_prices", "house_prices", {}),
-    ("image_filters", "image-filters", {}),
-    ("sentence_embeddings", "sentence_embeddings", {}),
-    ("churn_predictor", "churn_predictor", {}),
-    ("phrasebook", "phrasebook", {}),
-])
-def test_a_project_in_bentomls_documented_style_goes_from_init_to_promotion(project, bento, pins, tmp_path, request):
-    root = tmp_path / project
-    shutil.copytree(PROJECTS / project, root, ignore=shutil.ignore_patterns("__pycache__"))
-    if project in SHARED:
-        venv = request.getfixturevalue("shared_venv")
-    else:
-        venv = _venv(root.parent / f"{project}-venv", root / "requirements.txt",
-                     pins=tuple(f"{name}=={version}" for name, version in pins.items()))
+]
+
+
+@pytest.mark.parametrize(("project", "bento", "pins"), OWN_VENV)
+def test_a_project_in_its_own_venv_goes_from_init_to_promotion(project, bento, pins, tmp_path):
+    venv = _venv(tmp_path / f"{project}-venv", PROJECTS / project / "requirements.txt",
+                 pins=tuple(f"{name}=={version}" for name, version in pins.items()))
     for distribution, version in pins.items():  # shipyard installed beside the project's pins, not over them
         assert _version(venv, distribution) == version
     if "bentoml" in pins:  # the borrowed internals and the patches around them, on this release
@@ -124,6 +107,14 @@ def test_a_project_in_bentomls_documented_style_goes_from_init_to_promotion(proj
                                   "--noconftest", str(PROJECT_ROOT / "tests" / "unit" / "test_compat.py")],
                                  cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert checked.returncode == 0, checked.stdout[-3000:]
+    take_through(project, bento, venv, tmp_path)
+
+
+def take_through(project: str, bento: str, venv: Path, tmp_path: Path) -> None:
+    """A copy of the project, outside the repository, from `shipyard init` to a promotion and a
+    refused rollback on the local target, with `venv`'s shipyard."""
+    root = tmp_path / project
+    shutil.copytree(PROJECTS / project, root, ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SHIPYARD_") and k not in ("BENTOML_HOME", "PYTHONPATH", "VIRTUAL_ENV")}
     env.update(BENTOML_HOME=str(tmp_path / "bentoml-home"), PATH=f"{venv / 'bin'}:{env['PATH']}")
