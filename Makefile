@@ -19,7 +19,9 @@ venv: $(VENV)/.installed
 
 # The same on Python 3.12 (the machine's python3.12, else pyenv's): the unit tests run on both.
 VENV312 ?= .venv-3.12
-PYTHON312 ?= $(shell command -v python3.12 2>/dev/null || ls -1 $$HOME/.pyenv/versions/3.12.*/bin/python3.12 2>/dev/null | tail -1)
+# (the first that runs: a pyenv shim on PATH may name a version pyenv has not selected)
+PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12.*/bin/python3.12; do \
+  "$$p" -c '' 2>/dev/null && { command -v "$$p"; break; }; done)
 $(VENV312)/.installed: pyproject.toml requirements/constraints.txt requirements/fraud-scorer.txt
 	@test -n "$(PYTHON312)" || { echo "error: no python3.12 on this machine: install it (pyenv install 3.12) or set PYTHON312"; exit 1; }
 	test -x $(VENV312)/bin/python || $(PYTHON312) -m venv $(VENV312)
