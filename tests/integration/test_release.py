@@ -4,6 +4,7 @@ real verdicts and real locks."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -101,7 +102,7 @@ def test_happy_path_promotes_the_verified_bento_and_records_it(pair, built_bento
     deploy("stage", built_bento, env)
     assert verify("stage", env, "smoke", "acceptance").returncode == 0
     plan = run_cli("promote", "stage", "--dry-run", env=env)
-    assert plan.returncode == 0 and built_bento in plan.stdout and "smoke.passed=5" in plan.stdout
+    assert plan.returncode == 0 and built_bento in plan.stdout and re.search(r"smoke\.passed=[1-9]", plan.stdout)
     assert serving("prod", env) == ""  # the dry run changed nothing
     result = run_cli("promote", "stage", env=env, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -159,7 +160,7 @@ def test_refused_when_the_verdict_failed(pair, built_bento):
         .replace("passed: {min: 5}", "passed: {min: 50}"))
     assert verify("stage", env).returncode == 1
     result = run_cli("promote", "stage", env=env)
-    assert result.returncode == 1 and "failed: smoke.passed (5 < min 50)" in result.stderr
+    assert result.returncode == 1 and re.search(r"failed: smoke\.passed \(\d+ < min 50\)", result.stderr)
     assert serving("prod", env) == ""
 
 
