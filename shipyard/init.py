@@ -124,20 +124,23 @@ def _base(name: str, apis: list[str]) -> dict[str, str]:
     return {f"k8s/base/{file}": text for file, text in files.items()}
 
 
-def _apis(folder: Path, service: str) -> list[str]:
-    """The service's API names, in declaration order, read from its source (nothing is imported:
-    init runs before the first model is trained)."""
+def _service_class(folder: Path, service: str) -> ast.ClassDef | None:
+    """The service's class as its source declares it (nothing is imported: init runs before the
+    first model is trained), or None when the source cannot be read or has no such class."""
     module, _, cls = service.partition(":")
-    path = folder / (module.replace(".", "/") + ".py")
     try:
-        tree = ast.parse(path.read_text())
+        tree = ast.parse((folder / (module.replace(".", "/") + ".py")).read_text())
     except (OSError, SyntaxError):
-        return []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == cls:
-            return [item.name for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
-                    and any(_is_api(d) for d in item.decorator_list)]
-    return []
+        return None
+    return next((n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls), None)
+
+
+def _apis(folder: Path, service: str) -> list[str]:
+    """The service's API names, in declaration order."""
+    node = _service_class(folder, service)
+    return [] if node is None else [
+        item.name for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and any(_is_api(d) for d in item.decorator_list)]
 
 
 def _is_api(decorator: ast.expr) -> bool:
@@ -156,14 +159,9 @@ FILE_TYPES = ("Image", "Path", "UploadFile", "File")
 def exercise_plan(folder: Path, service: str) -> list[str]:
     """How the built-in suites will exercise each API of the service, and what they will not,
     read from its source: a user learns it before the first verify, not from a failed one."""
-    module, _, cls = service.partition(":")
-    try:
-        tree = ast.parse((folder / (module.replace(".", "/") + ".py")).read_text())
-    except (OSError, SyntaxError):
-        return [f"(could not read {module}: the APIs are listed by the first `shipyard verify`)"]
-    node = next((n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls), None)
+    node = _service_class(folder, service)
     if node is None:
-        return []
+        return [f"(could not read {service.partition(':')[0]}: the APIs are listed by the first `shipyard verify`)"]
     lines = []
     for item in node.body:
         if not isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):

@@ -53,18 +53,19 @@ def _routes(document: Callable[[], dict[str, Any]]) -> dict[str, dict[str, Any]]
     if unknown:
         raise TrafficError(f"traffic.weights names {', '.join(unknown)}, which has no samples and no OpenAPI example")
     smallest = min(wanted.values())
-    return {route: {"weight": max(1, round(w / smallest)), "bodies": [_wire(doc, route, body) for body in samples[route]]}
+    base = project.path(project.traffic.samples).parent if project.traffic.samples else project.root
+    return {route: {"weight": max(1, round(w / smallest)),
+                    "bodies": [_wire(doc, route, body, base) for body in samples[route]]}
             for route, w in wanted.items()}
 
 
-def _wire(document: dict[str, Any], route: str, body: Any) -> dict[str, str]:
-    """A body as the sender sends it: its Content-Type and bytes (base64), by the route's media type."""
+def _wire(document: dict[str, Any], route: str, body: Any, base: Path) -> dict[str, str]:
+    """A body as the sender sends it: its Content-Type and bytes (base64), by the route's media
+    type; a file a sample names (`"@path"`) is read relative to `base`."""
     import base64
 
     from shipyard.harness.staged.traffic import encode
 
-    project = current_project()
-    base = project.path(project.traffic.samples).parent if project.traffic.samples else project.root
     wire = encode(document, route, body, base)
     return {"content_type": wire.content_type, "base64": base64.b64encode(wire.content).decode()}
 

@@ -125,7 +125,6 @@ class ErrorContractMiddleware:
         self.accepted = {path: sorted({"application/json", (media_types or {}).get(path, "application/json")})
                          for path in api_paths}
         configured = max_body_bytes or int(os.environ.get("SHIPYARD_MAX_BODY_BYTES", "0"))
-        self.max_body_bytes = configured or DEFAULT_MAX_BODY_BYTES
         self.limits = {path: configured or (DEFAULT_MAX_FILE_BODY_BYTES if len(types) > 1 else DEFAULT_MAX_BODY_BYTES)
                        for path, types in self.accepted.items()}
         self.level = error_detail_level()

@@ -240,8 +240,9 @@ def contract_document(service: Any) -> dict[str, Any]:
     registry = SchemaRegistry()
     error_ref = registry.of(ErrorBody, "serialization")
     routes = {api.route for api in service.apis.values()}  # rewritten below; BentoML's infra paths stay
-    routes |= {f"{api.route}{suffix}" for api in service.apis.values() if api.is_task
-               for suffix in ("/submit", "/status", "/get", "/retry", "/cancel")}
+    from .tasks import ROUTES as TASK_ROUTES
+
+    routes |= {f"{api.route}{suffix}" for api in service.apis.values() if api.is_task for suffix in TASK_ROUTES}
     paths = {path: item for path, item in base["paths"].items() if path not in routes}
     if "/readyz" in paths:
         paths["/readyz"]["get"]["responses"]["503"] = {"description": "Not ready (yet): do not send traffic."}

@@ -18,6 +18,7 @@ from .errors import (ErrorContractMiddleware, Receive, RewritingSend, Scope, Sen
                      error_detail_level, replay, send_json, validation_body)
 
 MANAGEMENT = ("/status", "/get", "/retry", "/cancel")
+ROUTES = ("/submit", *MANAGEMENT)  # what BentoML serves beside a task API's own route
 STATUS_CODES = {400: "bad_request", 404: "not_found", 409: "not_completed"}
 
 

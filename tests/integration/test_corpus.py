@@ -53,11 +53,22 @@ PROJECTS = PROJECT_ROOT / "tests" / "projects"
 def _venv(venv: Path, *requirements: Path, pins: tuple[str, ...] = ()) -> Path:
     """The projects' own requirements (and pins) first, then shipyard from this repository, resolved."""
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    for args in ([*(arg for r in requirements for arg in ("-r", str(r))), *pins], [str(PROJECT_ROOT)]):
+    own = [*(arg for r in requirements if r.is_file() for arg in ("-r", str(r))), *pins]
+    for args in ([own] if own else []) + [[str(PROJECT_ROOT)]]:
         result = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
                                  "--disable-pip-version-check", *args], capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stdout + result.stderr
     return venv
+
+
+def project_env(venv: Path, bentoml_home: Path, **extra: str) -> dict[str, str]:
+    """A user's shell in the project: their venv first on PATH, BentoML's stores of its own, and
+    nothing of this repository's test run (SHIPYARD_*, PYTHONPATH, VIRTUAL_ENV)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SHIPYARD_") and k not in ("BENTOML_HOME", "PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(BENTOML_HOME=str(bentoml_home), **extra)
+    env["PATH"] = f"{venv / 'bin'}:{extra.get('PATH', env['PATH'])}"
+    return env
 
 
 def _version(venv: Path, distribution: str) -> str:
@@ -115,9 +126,7 @@ def take_through(project: str, bento: str, venv: Path, tmp_path: Path) -> None:
     refused rollback on the local target, with `venv`'s shipyard."""
     root = tmp_path / project
     shutil.copytree(PROJECTS / project, root, ignore=shutil.ignore_patterns("__pycache__"))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SHIPYARD_") and k not in ("BENTOML_HOME", "PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(BENTOML_HOME=str(tmp_path / "bentoml-home"), PATH=f"{venv / 'bin'}:{env['PATH']}")
+    env = project_env(venv, tmp_path / "bentoml-home")
 
     def run(*words: str, expect: int = 0) -> subprocess.CompletedProcess:
         result = subprocess.run(list(words), cwd=root, env=env, capture_output=True, text=True, timeout=900)

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ import yaml
 from tests.conftest import PROJECT_ROOT
 from tests.environments import patch_pod_deadline, rewrite_environment
 from tests.integration.conftest import KUBECONFIG, KUBECTL
+from tests.integration.test_corpus import _venv, project_env
 
 pytestmark = [pytest.mark.server, pytest.mark.docker, pytest.mark.cluster]
 PROJECTS = PROJECT_ROOT / "tests" / "projects"
@@ -43,19 +43,10 @@ def _delete(namespaces: list[str], wait: bool) -> None:
 def test_a_corpus_project_is_verified_and_promoted_on_the_cluster(project, served_by, tmp_path, cluster_up):
     root = tmp_path / project
     shutil.copytree(PROJECTS / project, root, ignore=shutil.ignore_patterns("__pycache__"))
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    requirements = root / "requirements.txt"
-    for args in ((["-r", str(requirements)] if requirements.is_file() else []), [str(PROJECT_ROOT)]):
-        if args:
-            installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                                        "--disable-pip-version-check", *args], capture_output=True, text=True,
-                                       timeout=900)
-            assert installed.returncode == 0, installed.stdout + installed.stderr
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SHIPYARD_") and k not in ("BENTOML_HOME", "PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(BENTOML_HOME=str(tmp_path / "bentoml-home"), KUBECONFIG=str(KUBECONFIG),
-               PATH=f"{venv / 'bin'}:{KUBECTL.parent}:{env['PATH']}")
+    venv = _venv(tmp_path / "venv", root / "requirements.txt")
+    # kubectl on PATH, as a user has it: the local cluster's own build.
+    env = project_env(venv, tmp_path / "bentoml-home", KUBECONFIG=str(KUBECONFIG),
+                      PATH=f"{KUBECTL.parent}:{os.environ['PATH']}")
 
     def run(*words: str) -> subprocess.CompletedProcess:
         result = subprocess.run(list(words), cwd=root, env=env, capture_output=True, text=True, timeout=1800)

@@ -18,7 +18,7 @@ SHARED = {"media_tools": "media_tools", "summarizer": "summarization", "house_pr
 @pytest.fixture(scope="module")
 def shared_venv(tmp_path_factory) -> Path:
     return _venv(tmp_path_factory.mktemp("corpus") / "shared-venv",
-                 *(path for name in SHARED if (path := PROJECTS / name / "requirements.txt").is_file()))
+                 *(PROJECTS / name / "requirements.txt" for name in SHARED))  # those that have one
 
 
 @pytest.mark.parametrize("project", list(SHARED))

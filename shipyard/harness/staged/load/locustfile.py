@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Any
 
 from locust import FastHttpUser, constant, constant_throughput, events, task
 
