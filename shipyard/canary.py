@@ -45,8 +45,49 @@ def _summary(measured: dict[str, float | None]) -> str:
     return ", ".join(fmt.format(measured[k]) for k, fmt in shown if measured.get(k) is not None)
 
 
+def _watch(canary, settings: Canary, before: dict[str, dict[str, str]], where: str, seconds: float,
+           progress: Callable[[str], None], watch: bool) -> str:
+    """Watch a step for `seconds`; who asked to abort it, or ""."""
+    started = time.monotonic()
+    next_watch = started + WATCH_EVERY_S
+    while (left := seconds - (time.monotonic() - started)) > 0:
+        aborted_by = canary.abort_requested()
+        if aborted_by:
+            return aborted_by
+        if watch and time.monotonic() >= next_watch:
+            progress(f"{where}: {_summary(_measure(canary, settings, before).measured())} so far")
+            next_watch += WATCH_EVERY_S
+        time.sleep(min(1.0, left))
+    return ""
+
+
+def _wait_for_sample(canary, settings: Canary, before: dict[str, dict[str, str]], where: str,
+                     progress: Callable[[str], None]) -> tuple[StepMetrics, str]:
+    """After pause_s, a step whose canary has answered fewer than `requests.min` keeps watching,
+    up to max_wait_s: its metrics then, and who asked to abort meanwhile ("" = nobody)."""
+    need = settings.gates["requests"].min or 0
+    metrics = _measure(canary, settings, before)
+    waited = time.monotonic()
+    next_line = waited
+    while (seen := metrics.canary.requests) < need and (left := settings.max_wait_s - (time.monotonic() - waited)) > 0:
+        if time.monotonic() >= next_line:
+            progress(f"{where}: waiting for traffic: {seen:.0f} of {need:g} requests so far, up to {left:.0f} s more")
+            next_line += WATCH_EVERY_S
+        aborted_by = canary.abort_requested()
+        if aborted_by:
+            return metrics, aborted_by
+        time.sleep(min(2.0, left))
+        metrics = _measure(canary, settings, before)
+    return metrics, ""
+
+
 def walk(canary, subject: str, settings: Canary, progress: Callable[[str], None], watch: bool = False) -> CanaryRun:
-    """Every step of settings.steps against `canary` (a KubernetesCanary), in order."""
+    """Every step of settings.steps against `canary` (a KubernetesCanary), in order.
+
+    A step's judged window opens when its canary pods are all ready (however long they took, which
+    the record keeps), lasts pause_s, and extends up to max_wait_s while the canary has answered
+    fewer than `requests.min`; a step still short then fails as "not enough traffic", which is not
+    a gate's verdict on the canary."""
     run = CanaryRun()
     stable = canary.stable_replicas()
     try:
@@ -54,25 +95,23 @@ def walk(canary, subject: str, settings: Canary, progress: Callable[[str], None]
             pods, share = replicas_for(share_pct, stable)
             where = f"step {number}/{len(settings.steps)}"
             progress(f"{where}: {share_pct} % asked, {pods} canary : {stable} stable pods = {share:.0%} of "
-                     f"production's endpoints, judged for {settings.pause_s:g} s")
+                     f"production's endpoints, judged for {settings.pause_s:g} s once they are ready")
+            asked = time.monotonic()
             canary.set(subject, pods, progress)
+            ready_after = time.monotonic() - asked
             before = canary.scrape()
             started = time.monotonic()
-            next_watch = started + WATCH_EVERY_S
-            aborted_by = ""
-            while (left := settings.pause_s - (time.monotonic() - started)) > 0:
-                aborted_by = canary.abort_requested()
-                if aborted_by:
-                    break
-                if watch and time.monotonic() >= next_watch:
-                    progress(f"{where}: {_summary(_measure(canary, settings, before).measured())} so far")
-                    next_watch += WATCH_EVERY_S
-                time.sleep(min(1.0, left))
-            metrics = _measure(canary, settings, before)
+            progress(f"{where}: canary pods ready after {ready_after:.0f} s; judging from now")
+            aborted_by = _watch(canary, settings, before, where, settings.pause_s, progress, watch)
+            if aborted_by:
+                metrics = _measure(canary, settings, before)
+            else:
+                metrics, aborted_by = _wait_for_sample(canary, settings, before, where, progress)
             measured = metrics.measured()
             gates = judge_step(settings, metrics)
+            seconds = time.monotonic() - started
             record = {"step": number, "share_asked_pct": share_pct, "canary_pods": pods, "stable_pods": stable,
-                      "share": round(share, 4), "seconds": round(time.monotonic() - started, 1),
+                      "share": round(share, 4), "ready_after_s": round(ready_after, 1), "seconds": round(seconds, 1),
                       "measured": measured,
                       "gates": [{"metric": g.metric, "min": g.min, "max": g.max, "measured": g.measured,
                                  "passed": g.passed, "reason": g.reason} for g in gates]}
@@ -81,6 +120,15 @@ def walk(canary, subject: str, settings: Canary, progress: Callable[[str], None]
                 run.failure = f"{where} ({share_pct} %) aborted by {aborted_by}"
                 record["passed"], record["aborted_by"] = False, aborted_by
                 progress(run.failure)
+                break
+            need = settings.gates["requests"].min or 0
+            if metrics.canary.requests < need:
+                record["passed"] = False
+                record["not_enough_traffic"] = (f"not enough traffic: {metrics.canary.requests:.0f} of {need:g} "
+                                                f"requests in {seconds:.0f} s")
+                run.failure = f"{where} ({share_pct} %) {record['not_enough_traffic']}"
+                progress(f"{where}: NOT JUDGED: {record['not_enough_traffic']} (the canary's gates need that many; "
+                         "send production traffic, e.g. `shipyard promote --traffic RPS`)")
                 break
             failed = [g for g in gates if not g.passed]
             record["passed"] = not failed

@@ -283,13 +283,20 @@ def _print_release(doc: dict[str, Any]) -> None:
         click.echo(f"  canary step {step['step']}: {step['share']:.0%} of pods for {step['seconds']:g} s: "
                    + ", ".join(f"{g['metric']}={g['measured']:.4g}" if g["measured"] is not None else f"{g['metric']}=no data"
                                for g in step["gates"])
-                   + (" passed" if step.get("passed") else " FAILED"))
+                   + (" passed" if step.get("passed") else f" NOT JUDGED: {step['not_enough_traffic']}"
+                      if step.get("not_enough_traffic") else " FAILED"))
+    sent = (doc.get("canary") or {}).get("traffic")
+    if sent:
+        click.echo(f"  traffic during the canary: {sent['sent']} sent, answers by status {sent['statuses']}, "
+                   f"{sent['failed']} failed")
 
 
 def _steps(doc: dict[str, Any]) -> str:
-    """A release's canary steps in a table cell: `25%:ok 50%:error_rate` (or - for a replace)."""
+    """A release's canary steps in a table cell: `25%:ok 50%:error_rate`, `50%:no-traffic` for a step
+    that never saw its minimum sample (or - for a replace)."""
     steps = (doc.get("canary") or {}).get("steps", [])
     return " ".join(f"{s['share_asked_pct']}%:" + ("ok" if s.get("passed") else "aborted" if s.get("aborted_by") else
+                                                    "no-traffic" if s.get("not_enough_traffic") else
                                                     ",".join(g["metric"] for g in s["gates"] if not g["passed"]) or "failed")
                     for s in steps) or "-"
 
@@ -303,9 +310,13 @@ def _steps(doc: dict[str, Any]) -> str:
 @click.option("--strategy", type=click.Choice(["replace", "canary"]),
               help="override SOURCE's promotion.strategy for this promotion (canary needs --target kubernetes)")
 @click.option("--watch", is_flag=True, help="canary: a line every 5 s of each step with the canary's live metrics")
+@click.option("--traffic", "traffic_rps", type=click.FloatRange(min=0, min_open=True, max=500), metavar="RPS",
+              help="canary: while the steps are judged, a pod in DESTINATION's namespace sends RPS requests/s of the "
+                   "project's traffic samples (as `shipyard traffic` does), stopped when the canary ends; for a demo, "
+                   "or a production that has no clients yet")
 @click.pass_context
 def promote(ctx: click.Context, source: str, destination: str | None, target: str | None, dry_run: bool,
-            approve: bool, strategy: str | None, watch: bool) -> None:
+            approve: bool, strategy: str | None, watch: bool, traffic_rps: float | None) -> None:
     """Deploy to DESTINATION (default: SOURCE's promotion.to) exactly the image digest or Bento
     running in SOURCE (default staging), only with a passing, fresh verdict for it, parity between
     the two and the promotion lock; run the post-deploy suites there and roll back by itself when
@@ -314,12 +325,14 @@ def promote(ctx: click.Context, source: str, destination: str | None, target: st
     With promotion.strategy canary (Kubernetes), the digest first serves a growing share of
     DESTINATION's pods, step by step; each step is judged on production's own metrics against
     the canary gates, and the first failing step aborts: the canary goes, stable keeps serving.
+    A step whose canary has not answered the gates' `requests.min` waits up to `max_wait_s`
+    for it, then fails as "not enough traffic" (not judged, rather than judged bad).
     `shipyard rollback DESTINATION` during a canary aborts it too."""
     from shipyard.output import info
     from shipyard.release import promote as run_promote
 
     outcome = run_promote(source, destination, target, dry_run, approve, progress=info, strategy=strategy,
-                          watch=watch)
+                          watch=watch, traffic_rps=traffic_rps)
     if dry_run:
         click.echo("plan (nothing changed):\n  " + "\n  ".join(outcome.plan))
         return

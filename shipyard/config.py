@@ -80,6 +80,10 @@ class Canary(BaseModel):
     # replaces stable. Realised by replica counts, so the share is as close as whole pods allow.
     steps: Annotated[list[Annotated[int, Field(ge=1, le=99)]], Field(min_length=1, max_length=10)]
     pause_s: Annotated[float, Field(ge=5, le=600)] = 30
+    # A step whose canary has not yet answered `requests.min` after pause_s keeps watching, up to
+    # this much longer (Argo's inconclusive analysis), before it fails for want of traffic: quiet
+    # hours are not a broken canary, and a step judged on nothing proves nothing.
+    max_wait_s: Annotated[float, Field(ge=0, le=600)] = 60
     decision: DecisionMetric | None = None
     gates: Annotated[dict[CanaryMetric, Bound], Field(min_length=1)]
 
@@ -91,9 +95,10 @@ class Canary(BaseModel):
             raise ValueError("a decision_rate gate needs `decision: {metric, label, value}` to know what to count")
         if "requests" not in self.gates:
             raise ValueError("gates need `requests: {min: N}`: a step that saw too little traffic must not pass")
-        if len(self.steps) * self.pause_s > 1200:
-            raise ValueError(f"{len(self.steps)} steps of {self.pause_s:g} s exceed the 1200 s a promotion may "
-                             "hold production's lock; use fewer steps or a shorter pause")
+        if len(self.steps) * (self.pause_s + self.max_wait_s) > 1200:
+            raise ValueError(f"{len(self.steps)} steps of up to {self.pause_s:g} + {self.max_wait_s:g} s (pause_s + "
+                             "max_wait_s) exceed the 1200 s a promotion may hold production's lock; use fewer steps, a "
+                             "shorter pause or a shorter max_wait_s")
         return self
 
 

@@ -90,9 +90,32 @@ def _post_deploy(env: Environment, target_kind: str | None, suites: list[str],
             "failed_gates": [f"{g['suite']}.{g['metric']}: {g['reason']}" for g in verdict["gates"] if not g["passed"]]}
 
 
+def _walk_with_traffic(canary, dst: Environment, subject: str, settings, progress: Callable[[str], None],
+                       watch: bool, traffic_rps: float | None):
+    """The canary's steps, with production traffic from a pod in its namespace for exactly as long
+    as they run when `traffic_rps` is given (no clock racing the steps); the sender's summary, or
+    None without it."""
+    from shipyard.canary import walk
+
+    if not traffic_rps:
+        return walk(canary, subject, settings, progress, watch), None
+    from shipyard.traffic import MAX_DURATION_S, KubernetesTraffic
+
+    # Bounded all the same: every step's pause, wait for traffic and pod readiness, then some.
+    bound = min(MAX_DURATION_S, len(settings.steps) * (settings.pause_s + settings.max_wait_s + 330) + 120)
+    sender = KubernetesTraffic(dst, traffic_rps, bound)
+    sender.start(progress)
+    try:
+        sender.wait_sending(progress)
+        run = walk(canary, subject, settings, progress, watch)
+        return run, sender.stop(progress)
+    finally:
+        sender.remove()
+
+
 def promote(source: str, destination: str | None, target_kind: str | None = None, dry_run: bool = False,
             approve: bool = False, progress: Callable[[str], None] = lambda _: None,
-            strategy: str | None = None, watch: bool = False) -> Outcome:
+            strategy: str | None = None, watch: bool = False, traffic_rps: float | None = None) -> Outcome:
     from shipyard.paths import environments_dir
     from shipyard.policy import PromotionFacts, refusal
     from shipyard.targets import target_for
@@ -113,6 +136,9 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
         raise PromotionRefused(f"a canary needs the kubernetes target: {dst_name} runs one local server here, so there "
                                "is nothing to split its traffic with; promote with `--target kubernetes`, or replace "
                                "it at once with `--strategy replace`")
+    if traffic_rps and strategy != "canary":
+        raise PromotionRefused("--traffic sends production traffic while a canary's steps are judged: it needs "
+                               f"strategy canary ({source}'s promotion.strategy is {strategy}; add --strategy canary)")
     subject = src_target.subject()
     facts = PromotionFacts(src, dst_name, subject, approved=approve, dry_run=dry_run)
     if subject:
@@ -147,16 +173,15 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
 
         canary_doc = None
         if strategy == "canary" and previous:
-            from shipyard.canary import walk
-
             settings = src.promotion.canary
             canary = dst_target.canary
             leftover = canary.subject()
             if leftover:
                 progress(f"a canary of {leftover} is left in {dst_name} by a promotion that no longer runs")
                 canary.remove(progress)
-            run = walk(canary, subject, settings, progress, watch)
-            canary_doc = {"pause_s": settings.pause_s, "steps": run.steps}
+            run, traffic = _walk_with_traffic(canary, dst, subject, settings, progress, watch, traffic_rps)
+            canary_doc = {"pause_s": settings.pause_s, "max_wait_s": settings.max_wait_s, "steps": run.steps,
+                          "traffic": traffic}
             if not run.passed:
                 aborted = _record(dst_target, dst, "promote", subject, previous, verdict, "aborted", [],
                                   approve or None, note=f"canary {run.failure}; {dst_name} stays on {previous}",
@@ -167,7 +192,7 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
             progress(f"every canary step passed: {subject} replaces stable in {dst_name}")
         elif strategy == "canary":
             progress(f"nothing runs in {dst_name} yet: the first release replaces, there is no stable to compare a "
-                     "canary with")
+                     "canary with" + (" (and no traffic is sent)" if traffic_rps else ""))
         progress(f"deploying {subject} to {dst_name}")
         try:
             try:

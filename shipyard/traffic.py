@@ -184,6 +184,48 @@ class KubernetesTraffic:
         raise TargetError(f"job/{self.name} in {self.namespace} did not finish in time: "
                           f"kubectl -n {self.namespace} logs job/{self.name}")
 
+    def wait_sending(self, progress: Callable[[str], None], timeout_s: float = 180) -> None:
+        """Until the sender's container runs (its image pulled, its pod scheduled): traffic a
+        promotion starts must be flowing before the canary's first step is judged."""
+        from shipyard import kubectl
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            pods = (kubectl.get_json("pods", "-n", self.namespace, "-l", f"{LABEL}={self.name}") or {}).get("items", [])
+            if any(c.get("state", {}).get("running") for p in pods for c in p.get("status", {}).get("containerStatuses", [])):
+                return
+            if any(p.get("status", {}).get("phase") in ("Failed", "Succeeded") for p in pods):
+                said = kubectl.run("logs", f"job/{self.name}", "-n", self.namespace, check=False)
+                raise TargetError(f"job/{self.name} in {self.namespace} ended before sending: "
+                                  f"{(said.stdout + said.stderr).strip()[-500:]}")
+            time.sleep(1)
+        raise TargetError(f"job/{self.name} in {self.namespace} was not sending within {timeout_s:g} s: "
+                          f"kubectl -n {self.namespace} describe job/{self.name}")
+
+    def stop(self, progress: Callable[[str], None], timeout_s: float = 60) -> dict[str, Any]:
+        """End the traffic now and return the sender's summary: the Job is suspended, so its pod
+        is terminated (SIGTERM: the sender lets requests in flight finish and prints its summary,
+        read from the pod's log stream as it ends) and not replaced."""
+        from shipyard import kubectl
+
+        job = kubectl.get_json("job", self.name, "-n", self.namespace) or {}
+        if any(c["type"] in ("Complete", "Failed") and c["status"] == "True"
+               for c in job.get("status", {}).get("conditions", [])):
+            return self.wait(progress)
+        follow = subprocess.Popen([kubectl.kubectl_path(), "logs", "-f", f"job/{self.name}", "-n", self.namespace],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            time.sleep(1)  # the stream is open before the pod is told to end
+            kubectl.run("patch", "job", self.name, "-n", self.namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+            said, _ = follow.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            follow.kill()
+            said = follow.communicate()[0]
+        summary = _summary(said)
+        progress(f"traffic stopped: {summary['sent']} sent, answers by status {summary['statuses']}, "
+                 f"{summary['failed']} failed")
+        return summary
+
     def remove(self) -> None:
         from shipyard import kubectl
 

@@ -8,8 +8,10 @@ library, so any image with a Python interpreter runs it.
 Open loop at a fixed rate: request i is due at start + i / rps whatever the answers do, spread
 over a few threads, each request on a new connection, so kube-proxy balances requests (not a few
 long-lived connections) over the Service's endpoints, as it does for clients that do not pool.
-Bounded by count and time. Prints one progress line every 10 s and, last, a JSON summary:
-requests sent, answers by status, transport failures with their first messages, and p99.
+Bounded by count and time, and ended early by SIGTERM (a promotion that drives its own traffic
+stops it when the canary ends: the pod's termination), which lets requests in flight finish.
+Prints one progress line every 10 s and, last, a JSON summary: requests sent, answers by status,
+transport failures with their first messages, p99, and whether it was stopped early.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import signal
 import sys
 import threading
 import time
@@ -39,14 +42,16 @@ def main(plan_path: str) -> int:
     latencies: list[float] = []
     lock = threading.Lock()
     start = time.monotonic() + 0.5
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     def send(worker: int) -> None:
         nonlocal failed
         for i in range(worker, total, THREADS):
             due = start + i / rps
             pause = due - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
+            if stop.wait(pause if pause > 0 else 0):
+                return
             route, bodies = routes[i % len(routes)]
             wire = bodies[(i // len(routes)) % len(bodies)]
             body = base64.b64decode(wire["base64"])
@@ -70,17 +75,23 @@ def main(plan_path: str) -> int:
     for w in workers:
         w.start()
     deadline = start + duration + TIMEOUT_S + 5
-    while any(w.is_alive() for w in workers) and time.monotonic() < deadline:
-        time.sleep(min(10.0, max(0.1, deadline - time.monotonic())))
-        with lock:
-            print(f"traffic: {sum(statuses.values())} answered, {failed} failed, "
-                  f"{int(time.monotonic() - start)} s of {duration:g}", flush=True)
+    next_line = time.monotonic() + 10
+    while (alive := [w for w in workers if w.is_alive()]) and time.monotonic() < deadline:
+        # A second at a time, so SIGTERM's handler runs between joins.
+        alive[0].join(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+        if stop.is_set():  # requests in flight end by their own timeout
+            deadline = min(deadline, time.monotonic() + TIMEOUT_S + 1)
+        elif time.monotonic() >= next_line:
+            next_line += 10
+            with lock:
+                print(f"traffic: {sum(statuses.values())} answered, {failed} failed, "
+                      f"{int(time.monotonic() - start)} s of {duration:g}", flush=True)
     latencies.sort()
     summary = {"url": plan["url"], "planned": total, "sent": sum(statuses.values()) + failed,
                "statuses": {str(k): v for k, v in sorted(statuses.items())},
                "server_errors": sum(v for k, v in statuses.items() if k >= 500), "failed": failed,
                "failures": failures, "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 2)
-               if latencies else None}
+               if latencies else None, "stopped_early": stop.is_set()}
     print(json.dumps(summary), flush=True)
     return 0
 
