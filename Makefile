@@ -44,7 +44,7 @@ demo: venv
 ## cluster-demo: the same release on the local Kubernetes cluster: images by digest, deploy
 ## staging, verify it there (every suite as pods in staging's namespace, against its Service),
 ## then promote the verified digest to production as a canary (steps judged on production's
-## metrics) while a pod in production sends it steady traffic
+## metrics) while a pod in production sends it steady traffic for as long as the canary runs
 cluster-demo: venv services
 	$(SHIPYARD) train
 	$(SHIPYARD) build
@@ -55,27 +55,29 @@ cluster-demo: venv services
 	$(SHIPYARD) image build
 	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) deploy staging --target kubernetes
 	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) verify staging --target kubernetes --short
-	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) traffic production --target kubernetes --rps 40 --duration 150 & sleep 5; \
-	  KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) promote staging --target kubernetes --approve --watch; \
-	  promoted=$$?; wait; exit $$promoted
+	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) promote staging --target kubernetes --approve --watch --traffic 40
 	KUBECONFIG=$(CURDIR)/.shipyard/cluster/admin.kubeconfig $(SHIPYARD) history production --target kubernetes
 
 ## test: every test: unit, then integration against real servers, docker, the registry, Redis
 ## and the local cluster (their scripts install and start whatever is missing; the cluster stays up).
-## The cluster comes up (and is built, when its cache is cold) in the background while the tests
-## that need no cluster run three at a time, a file each (pytest-xdist), the README walkthrough
-## among them (its cluster half waits for the cluster); then the cluster and docker tests, one at a
-## time (some stop dockerd or the cluster on purpose).
-test: venv $(VENV312)/.installed
-	$(VENV)/bin/lint-imports
-	$(VENV312)/bin/python -m pytest -q -p no:cacheprovider -n 2 tests/unit   # the unit tests on Python 3.12
+## The cluster's build (from source on a cold cache, the longest single step) starts first, in the
+## background, before the venvs; the tests that need no cluster run three at a time, a file each
+## (pytest-xdist), niced so the build keeps its cores, the README walkthrough among them (its
+## cluster half waits for the cluster); then the cluster and docker tests, one at a time (some stop
+## dockerd or the cluster on purpose).
+test:
 	scripts/image/up
 	scripts/redis/up
-	@mkdir -p .shipyard && echo "the local cluster comes up in the background: log in .shipyard/cluster-up.log"
-	@scripts/cluster/up > .shipyard/cluster-up.log 2>&1 & cluster=$$!; \
-	  $(PY) -m pytest -n 3 --dist loadfile -m "walkthrough or not (cluster or docker)" --durations=15; first=$$?; \
-	  wait $$cluster || { echo "scripts/cluster/up failed:"; tail -25 .shipyard/cluster-up.log; exit 1; }; \
-	  $(PY) -m pytest -m "(cluster or docker) and not walkthrough" --durations=15; second=$$?; \
+	@mkdir -p .shipyard && rm -f .shipyard/cluster-up.rc && \
+	  echo "the local cluster comes up in the background (built first on a cold cache): log in .shipyard/cluster-up.log"
+	@(scripts/cluster/up > .shipyard/cluster-up.log 2>&1; echo $$? > .shipyard/cluster-up.rc) &
+	$(MAKE) --no-print-directory venv $(VENV312)/.installed
+	$(VENV)/bin/lint-imports
+	$(VENV312)/bin/python -m pytest -q -p no:cacheprovider -n 2 tests/unit   # the unit tests on Python 3.12
+	@nice -n 5 $(PY) -m pytest -n 3 --dist loadfile -m "walkthrough or not (cluster or docker)" --durations=25; first=$$?; \
+	  while [ ! -f .shipyard/cluster-up.rc ]; do sleep 5; done; \
+	  [ "$$(cat .shipyard/cluster-up.rc)" = 0 ] || { echo "scripts/cluster/up failed:"; tail -25 .shipyard/cluster-up.log; exit 1; }; \
+	  $(PY) -m pytest -m "(cluster or docker) and not walkthrough" --durations=25; second=$$?; \
 	  [ $$first = 0 ] && [ $$second = 0 ]
 
 ## services: docker engine + loopback registry, Redis, and the local Kubernetes cluster
