@@ -44,7 +44,7 @@ import httpx
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from tests.environments import rewrite_environment
+from tests.environments import quick_suites, rewrite_environment
 
 pytestmark = pytest.mark.server
 PROJECTS = PROJECT_ROOT / "tests" / "projects"
@@ -137,12 +137,13 @@ def take_through(project: str, bento: str, venv: Path, tmp_path: Path) -> None:
         run("shipyard", "init")
         for name in ("staging", "production"):  # gates on behaviour, not this machine's speed
             rewrite_environment(root / "environments" / name)
+        quick_suites(root / "environments" / "staging")  # every suite, for seconds (tests/environments.py)
         run("python", "train.py")
         if project == "summarizer":
             _own_bentoml_build_is_refused(run)
         assert f"bento {bento}:" in run("shipyard", "build").stdout  # the name BentoML gave it
         run("shipyard", "deploy", "staging")
-        verified = run("shipyard", "verify", "staging", "--short").stdout
+        verified = run("shipyard", "verify", "staging").stdout
         assert "verdict for staging: PASSED" in verified, verified
         if project in CHECKS:
             CHECKS[project](re.search(r"http://[\d.:]+", run("shipyard", "status", "staging").stdout).group(0))

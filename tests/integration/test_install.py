@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from tests.environments import rewrite_environment
+from tests.environments import quick_suites, rewrite_environment
 
 pytestmark = pytest.mark.server
 PROJECT = PROJECT_ROOT / "tests" / "projects" / "ticket_router"
@@ -68,11 +68,12 @@ def test_python_3_12_takes_a_project_from_init_to_promotion(tmp_path):
         run("shipyard", "init")
         for name in ("staging", "production"):  # gates on behaviour, not this machine's speed
             rewrite_environment(root / "environments" / name)
+        quick_suites(root / "environments" / "staging")  # every suite, for seconds (tests/environments.py)
         run("python", "-m", "router.train")
         built = run("shipyard", "build").stdout
         assert "bento ticket_router:" in built, built  # the name BentoML gave it: no `name` in the bentofile
         run("shipyard", "deploy", "staging")
-        assert "verdict for staging: PASSED" in run("shipyard", "verify", "staging", "--short").stdout
+        assert "verdict for staging: PASSED" in run("shipyard", "verify", "staging").stdout
         run("shipyard", "promote", "staging", "--approve")
         assert "ready" in run("shipyard", "status", "production").stdout
     finally:

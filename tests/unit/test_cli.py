@@ -70,3 +70,15 @@ def test_outside_a_project_every_project_verb_names_the_fix(tmp_path, monkeypatc
     result = run_cli("status", cwd=tmp_path)
     assert result.returncode == 2 and "no shipyard.yaml" in result.stderr and "shipyard init" in result.stderr
 
+
+
+def test_history_tells_a_step_without_enough_traffic_from_a_failed_gate():
+    from shipyard.cli import _steps
+
+    gates = [{"metric": "requests", "passed": False}, {"metric": "error_rate", "passed": False}]
+    doc = {"canary": {"steps": [{"share_asked_pct": 25, "passed": True, "gates": []},
+                                {"share_asked_pct": 50, "passed": False, "gates": gates,
+                                 "not_enough_traffic": "not enough traffic: 3 of 50 requests in 80 s"}]}}
+    assert _steps(doc) == "25%:ok 50%:no-traffic"
+    doc["canary"]["steps"][1].pop("not_enough_traffic")
+    assert _steps(doc) == "25%:ok 50%:requests,error_rate"

@@ -59,6 +59,10 @@ def test_minimal_file_gets_defaults(envs):
          "decision_rate_shift: {max: 0.1}}}}\n", "needs `decision: {metric, label, value}`"),
         ("name: dev\npromotion: {to: prod, canary: {steps: [10, 20, 30], pause_s: 600, gates: {requests: {min: 1}}}}\n",
          "exceed the 1200 s"),
+        ("name: dev\npromotion: {to: prod, canary: {steps: [10, 20], pause_s: 300, max_wait_s: 400, "
+         "gates: {requests: {min: 1}}}}\n", "2 steps of up to 300 . 400 s"),
+        ("name: dev\npromotion: {to: prod, canary: {steps: [10], max_wait_s: -1, gates: {requests: {min: 1}}}}\n",
+         "promotion.canary.max_wait_s: Input should be greater than or equal to 0"),
         ("name: dev\nsuites: {stress: {workers: 0}}\n", "suites.stress.workers must be a whole number from 1 to 32"),
         ("name: dev\nsuites: {load: {workers: 1.5}}\n", "suites.load.workers must be a whole number"),
     ],
