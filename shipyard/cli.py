@@ -287,8 +287,8 @@ def _print_release(doc: dict[str, Any]) -> None:
                       if step.get("not_enough_traffic") else " FAILED"))
     sent = (doc.get("canary") or {}).get("traffic")
     if sent:
-        click.echo(f"  traffic during the canary: {sent['sent']} sent, answers by status {sent['statuses']}, "
-                   f"{sent['failed']} failed")
+        click.echo("  traffic during the canary: " + (f"no summary ({sent['error']})" if "error" in sent else
+                   f"{sent['sent']} sent, answers by status {sent['statuses']}, {sent['failed']} failed"))
 
 
 def _steps(doc: dict[str, Any]) -> str:

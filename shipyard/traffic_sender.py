@@ -50,7 +50,7 @@ def main(plan_path: str) -> int:
         for i in range(worker, total, THREADS):
             due = start + i / rps
             pause = due - time.monotonic()
-            if stop.wait(pause if pause > 0 else 0):
+            if stop.wait(max(pause, 0.0)):
                 return
             route, bodies = routes[i % len(routes)]
             wire = bodies[(i // len(routes)) % len(bodies)]
