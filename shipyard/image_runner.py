@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from shipyard.paths import cache_dir
+from shipyard.paths import cache_dir, cache_entry_lock
 from shipyard.project import Project, current_project
 
 WORKSPACE = "/workspace"
@@ -93,6 +93,13 @@ def _wheels(pins: list[str], echo: Callable[[str], None]) -> Path:
     folder = cache_dir() / "runner-wheels" / key
     if (folder / ".done").exists():
         return folder
+    with cache_entry_lock(folder):
+        if not (folder / ".done").exists():  # else downloaded by whoever held the lock before us
+            _download(pins, folder, echo)
+    return folder
+
+
+def _download(pins: list[str], folder: Path, echo: Callable[[str], None]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     echo(f"downloading {len(pins)} wheels for the runner image (once; cached in {folder})")
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as requirements:
@@ -106,7 +113,6 @@ def _wheels(pins: list[str], echo: Callable[[str], None]) -> Path:
     if result.returncode != 0:
         raise RunnerImageError(f"downloading the runner's wheels failed: {result.stderr.strip()[-800:]}")
     (folder / ".done").touch()
-    return folder
 
 
 def suite_files(project: Project) -> list[Path]:

@@ -152,14 +152,19 @@ def scanner_path() -> str:
     explicit = os.environ.get("SHIPYARD_CHECKOV")
     if explicit:
         return explicit
-    from shipyard.paths import cache_dir
+    from shipyard.paths import cache_dir, cache_entry_lock
 
     venv = cache_dir() / "tools" / f"checkov-{CHECKOV_VERSION}"
     checkov = venv / "bin" / "checkov"
-    if not checkov.exists():
-        import shutil
-        import sys
+    installed = venv / ".installed"  # written last: a venv without it is half-built (a crash, a kill)
+    if installed.exists():
+        return str(checkov)
+    import shutil
+    import sys
 
+    with cache_entry_lock(venv):
+        if installed.exists():  # installed by whoever held the lock before us
+            return str(checkov)
         print(f"installing checkov {CHECKOV_VERSION} into {venv}", file=sys.stderr)
         shutil.rmtree(venv, ignore_errors=True)
         python = shutil.which("python3") or sys.executable
@@ -170,6 +175,7 @@ def scanner_path() -> str:
             if result.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
                 raise ManifestError(f"could not install the scanner ({' '.join(cmd)}): {result.stderr.strip()[-800:]}")
+        installed.touch()
     return str(checkov)
 
 

@@ -8,7 +8,9 @@ puts them in the state folder too (`bentoml_home`); an explicit BENTOML_HOME alw
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from shipyard.project import ProjectError, current_project
@@ -29,6 +31,19 @@ def cache_dir() -> Path:
     SHIPYARD_CACHE, else $XDG_CACHE_HOME/shipyard or ~/.cache/shipyard, as the scripts use."""
     explicit = os.environ.get("SHIPYARD_CACHE")
     return Path(explicit) if explicit else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shipyard"
+
+
+@contextlib.contextmanager
+def cache_entry_lock(entry: Path) -> Iterator[None]:
+    """Held while one process fills a cache entry (a tool's venv, a folder of wheels): two
+    shipyard runs at once on a cold cache (make test's workers, a user's two terminals) would
+    otherwise write into, or remove, the same folder. Released by the kernel if the holder dies."""
+    import fcntl
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with open(entry.parent / f".{entry.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def environments_dir() -> Path:

@@ -54,6 +54,7 @@ def test_python_3_12_takes_a_project_from_init_to_promotion(tmp_path):
     venv = venv_with(tmp_path, "3.12", "-r", str(root / "requirements.txt"))
     assert subprocess.run([str(venv / "bin" / "python"), "-c", "import sys; print(sys.version_info[:2])"],
                           capture_output=True, text=True).stdout.strip() == "(3, 12)"
+    assert (venv / "bin" / "uv").is_file(), "uv came not with shipyard: BentoML would pip-install it mid-build"
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SHIPYARD_") and k not in ("BENTOML_HOME", "PYTHONPATH", "VIRTUAL_ENV")}
     env.update(BENTOML_HOME=str(tmp_path / "bentoml-home"), PATH=f"{venv / 'bin'}:{env['PATH']}")

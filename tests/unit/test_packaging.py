@@ -37,3 +37,10 @@ def test_this_repositorys_constraints_pin_everything_the_toolkit_requires():
 
 def test_python_3_11_and_3_12_are_supported():
     assert PYPROJECT["project"]["requires-python"] == ">=3.11,<3.13"
+
+
+def test_uv_comes_with_the_toolkit_not_from_bentoml_mid_build():
+    """BentoML locks a Bento's packages with `python -m uv` and, when uv is missing, pip-installs it
+    into the running environment during the build: two builds at once (make test's workers) raced
+    there, one exec'ing the binary the other was still writing (CI, stop 39)."""
+    assert "uv" in {_name(r) for r in PYPROJECT["project"]["dependencies"]}
