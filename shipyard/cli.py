@@ -540,12 +540,13 @@ def _handlers() -> dict[type[Exception], int]:
     from shipyard.kubectl import ClusterError
     from shipyard.manifests import ManifestError
     from shipyard.project import ProjectError
-    from shipyard.release import PromotionRefused
+    from shipyard.release import PromotionLockLost, PromotionRefused
     from shipyard.targets import TargetError
 
     return {ConfigError: EXIT_USAGE, UsageError: EXIT_USAGE, ProjectError: EXIT_USAGE, InitError: EXIT_USAGE, BuildError: EXIT_FAILED,
             TargetError: EXIT_FAILED, ImageError: EXIT_FAILED, ClusterError: EXIT_FAILED, ManifestError: EXIT_FAILED,
-            VerifyError: EXIT_FAILED, PromotionRefused: EXIT_FAILED, TrafficError: EXIT_USAGE}
+            VerifyError: EXIT_FAILED, PromotionRefused: EXIT_FAILED, PromotionLockLost: EXIT_FAILED,
+            TrafficError: EXIT_USAGE}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -563,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except tuple(handlers) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return handlers[type(exc)]
+        return next(handlers[kind] for kind in type(exc).__mro__ if kind in handlers)  # subclasses too (ApiError)
     return result if isinstance(result, int) else EXIT_OK
 
 

@@ -1,8 +1,7 @@
-"""The one way shipyard talks to a cluster: the real kubectl, with JSON in and out.
-
-Why kubectl rather than the Python client: rendering needs it anyway (kustomize is built in),
-server-side apply and `kubectl diff` are its own features with exactly the semantics users know,
-and every command shipyard runs can be replayed by hand from the error message.
+"""kubectl, with JSON in and out: where it is the right tool (kustomize rendering, `diff
+--server-side`, copying files with `exec ... tar`), and the calls not yet moved to the typed
+client in shipyard/cluster.py (issue #32: the promotion Lease has moved; the rest follow).
+Every command it runs can be replayed by hand from the error message.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ from shipyard.config import Environment, load_environment
 from shipyard.harness.verdict import now
 
 LOCK = "promotion"
-LOCK_TTL_S = 1800
 
 
 class PromotionRefused(Exception):
@@ -40,19 +39,51 @@ class Outcome:
         return self.release.get("outcome") in ("succeeded", "planned")
 
 
+class PromotionLockLost(Exception):
+    """The promotion lock stopped being ours while the promotion ran (its renewals failed past the
+    renew deadline, or another manager holds it): the promotion stops where it is."""
+
+
 @contextmanager
 def _locked(target, env_name: str, wait_s: float = 0) -> Iterator[None]:
-    """The environment's promotion lock for the duration of a release, or PromotionRefused."""
+    """The environment's promotion lock for the duration of a release, or PromotionRefused.
+
+    The lock is renewed while the release runs (a Lease on Kubernetes); if it is lost, the main
+    thread gets PromotionLockLost at once, even inside a blocking call (a rollout wait), through a
+    signal: the lock runs out a third of its duration later, so nobody else can have started."""
+    import signal
+    import threading
+
+    from shipyard.targets.lease import lease_duration_s
+
     holder = _who()
+    duration = lease_duration_s()
+    main = threading.current_thread() is threading.main_thread()
+    lost: list[str] = []
+    releasing = threading.Event()
+
+    def on_lost(reason: str) -> None:  # on the renewing thread
+        lost.append(reason)
+        if main and not releasing.is_set():
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+
+    def stop_here(signum, frame) -> None:
+        if lost:
+            raise PromotionLockLost(f"the promotion lock on {env_name} was lost: {lost[0]}")
+
     deadline = time.monotonic() + wait_s
-    while (held := target.lock.acquire(LOCK, holder, LOCK_TTL_S)) is not None and time.monotonic() < deadline:
+    while (held := target.lock.acquire(LOCK, holder, duration, on_lost)) is not None and time.monotonic() < deadline:
         time.sleep(1)
     if held is not None:
         raise PromotionRefused(f"another promotion to {env_name} is in progress, held by {held}; wait for it to finish")
+    previous = signal.signal(signal.SIGUSR1, stop_here) if main else None
     try:
         yield
     finally:
+        releasing.set()
         target.lock.release(LOCK, holder)
+        if main:
+            signal.signal(signal.SIGUSR1, previous)
 
 
 def _who() -> str:
@@ -208,6 +239,12 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
             check = _post_deploy(dst, target_kind, src.promotion.post_deploy_suites, progress)
         except (TargetError, VerifyError) as exc:  # the deploy itself failed: treated like a failed check
             check = {"suites": [], "passed": False, "record": "", "failed_gates": [f"deploy: {exc}"]}
+        except PromotionLockLost as exc:  # stopped mid-deploy: say so; no rollback without the lock
+            progress(str(exc))
+            return Outcome(_record(dst_target, dst, "promote", subject, previous, verdict, "aborted", [],
+                                   approve or None, note=f"{exc}; stopped while deploying, {dst_name} may run "
+                                   f"either {previous or 'nothing'} or {subject}: check `shipyard status {dst_name}`",
+                                   canary=canary_doc), None, plan)
         if check["passed"]:
             return Outcome(_record(dst_target, dst, "promote", subject, previous, verdict, "succeeded", [check],
                                    approve or None, canary=canary_doc), None, plan)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Callable
 from shipyard.config import Environment
 from shipyard.project import current_project
 from shipyard.targets.base import Status, TargetError
-from shipyard.targets.records import ConfigMapRecords, LeaseLock
+from shipyard.targets.lease import LeaseLock
+from shipyard.targets.records import ConfigMapRecords
 
 if TYPE_CHECKING:
     from shipyard.manifests import ImageRef

@@ -1,6 +1,7 @@
 """Records and locks, kept with the environment they are about: files and a kernel lock under the
-state folder for the local target; ConfigMaps and a Lease in the namespace on Kubernetes, so two
-release managers on two machines see the same history and the same lock."""
+state folder for the local target; ConfigMaps in the namespace on Kubernetes (and a Lease:
+shipyard/targets/lease.py), so two release managers on two machines see the same history and the
+same lock."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ import fcntl
 import json
 import os
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from shipyard.targets.base import TargetError
 
 
 class FileRecords:
@@ -48,8 +47,10 @@ class FileLock:
         self.folder, self.prefix = folder, prefix
         self._held: dict[str, int] = {}  # lock name -> the open, flocked file descriptor
 
-    def acquire(self, name: str, holder: str, ttl_s: float) -> str | None:
-        """Takes the lock (None) or names its holder."""
+    def acquire(self, name: str, holder: str, ttl_s: float,
+                on_lost: Callable[[str], None] = lambda _: None) -> str | None:
+        """Takes the lock (None) or names its holder. A kernel lock is never lost while its holder
+        lives, so on_lost is never called."""
         path = self.folder / f"{self.prefix}-{name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -65,6 +66,9 @@ class FileLock:
         os.pwrite(fd, json.dumps({"holder": holder, "since": time.time()}).encode(), 0)
         self._held[name] = fd
         return None
+
+    def lost(self, name: str) -> str:
+        return ""
 
     def release(self, name: str, holder: str) -> None:
         fd = self._held.pop(name, None)
@@ -103,73 +107,3 @@ class ConfigMapRecords:
 
         items = (kubectl.get_json("configmaps", "-n", self.namespace, "-l", f"shipyard.dev/record={kind}") or {}).get("items", [])
         return sorted((json.loads(i["data"]["record.json"]) for i in items), key=lambda d: d.get("finished_at", d.get("at", "")))
-
-
-class LeaseLock:
-    """A coordination.k8s.io Lease: created by one release manager, refused to the next."""
-
-    def __init__(self, namespace: str, make_namespace: Callable[[], None] = lambda: None) -> None:
-        self.namespace = namespace
-        self.make_namespace = make_namespace  # the first promotion into an environment finds no namespace yet
-
-    def acquire(self, name: str, holder: str, ttl_s: float) -> str | None:
-        from shipyard import kubectl
-
-        lease_name = f"shipyard-{name}"
-        now = datetime.now(timezone.utc)
-        lease = self._lease(lease_name, holder, ttl_s)
-        holder_now = "unknown"
-        for _ in range(3):
-            created = kubectl.run("create", "-f", "-", input_text=json.dumps(lease), check=False)
-            if created.returncode == 0:
-                return None
-            if "NotFound" in created.stderr and "namespaces" in created.stderr:
-                self.make_namespace()
-                continue
-            if "AlreadyExists" not in created.stderr:
-                raise TargetError(f"could not take the promotion lock: {created.stderr.strip()}")
-            current = kubectl.get_json("lease", lease_name, "-n", self.namespace)
-            if current is None:
-                continue
-            spec = current.get("spec", {})
-            holder_now = spec.get("holderIdentity", "unknown")
-            renewed = datetime.fromisoformat(spec.get("renewTime", "1970-01-01T00:00:00Z").replace("Z", "+00:00"))
-            if (now - renewed).total_seconds() < spec.get("leaseDurationSeconds", 0):
-                return holder_now
-            if self.take_over(current, holder, ttl_s):
-                return None
-            # Another manager took the expired lease first: read who, and say so.
-        return holder_now
-
-    def _lease(self, name: str, holder: str, ttl_s: float, resource_version: str | None = None) -> dict:
-        """A Lease held by `holder` from now; with a resource_version, a write that only succeeds
-        over that exact version."""
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        metadata = {"name": name, "namespace": self.namespace}
-        if resource_version is not None:
-            metadata["resourceVersion"] = resource_version
-        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
-                "spec": {"holderIdentity": holder, "leaseDurationSeconds": int(ttl_s), "acquireTime": now,
-                         "renewTime": now}}
-
-    def take_over(self, seen: dict, holder: str, ttl_s: float) -> bool:
-        """Replaces an expired Lease only if it is still the version `seen` (client-go's leader
-        election does the same): of two managers that both saw it expire, the API server lets
-        exactly one write and answers the other Conflict. Deleting and re-creating it instead let
-        both hold it."""
-        from shipyard import kubectl
-
-        lease = self._lease(seen["metadata"]["name"], holder, ttl_s, seen["metadata"]["resourceVersion"])
-        replaced = kubectl.run("replace", "-f", "-", input_text=json.dumps(lease), check=False)
-        if replaced.returncode == 0:
-            return True
-        if "Conflict" in replaced.stderr or "has been modified" in replaced.stderr or "NotFound" in replaced.stderr:
-            return False
-        raise TargetError(f"could not take over the expired promotion lock: {replaced.stderr.strip()}")
-
-    def release(self, name: str, holder: str) -> None:
-        from shipyard import kubectl
-
-        current = kubectl.get_json("lease", f"shipyard-{name}", "-n", self.namespace)
-        if current and current.get("spec", {}).get("holderIdentity") == holder:
-            kubectl.run("delete", "lease", f"shipyard-{name}", "-n", self.namespace, check=False)

@@ -52,8 +52,11 @@ class StandInTarget:
         self.kept.setdefault(kind, []).append(doc)
         return f"{kind}/{name}"
 
-    def acquire(self, name: str, holder: str, ttl_s: float) -> str | None:
+    def acquire(self, name: str, holder: str, ttl_s: float, on_lost=None) -> str | None:
         return None
+
+    def lost(self, name: str) -> str:
+        return ""
 
     def release(self, name: str, holder: str) -> None:
         pass
