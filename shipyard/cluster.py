@@ -9,9 +9,10 @@ promotion Lease is the first. kubectl stays where it is the right tool: kustomiz
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from shipyard.kubectl import ClusterError
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 REQUEST_TIMEOUT = (5, 30)
 
 NOT_FOUND, CONFLICT, FORBIDDEN, UNPROCESSABLE = 404, 409, 403, 422
+FIELD_MANAGER = "shipyard"
 
 
 class ApiError(ClusterError):
@@ -62,6 +64,55 @@ def coordination() -> "CoordinationV1Api":
     return CoordinationV1Api(api_client())
 
 
+@functools.lru_cache(maxsize=4)
+def _dynamic_for(kubeconfig: str | None) -> Any:
+    """The dynamic client (any kind, found by discovery). Its discovery cache goes to a folder of
+    this process's own: the client's default, one file in /tmp per API server address, is written
+    without care by every process at once and logs an error whenever one reads another's half."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from kubernetes.dynamic import DynamicClient
+
+    folder = tempfile.mkdtemp(prefix="shipyard-discovery-")
+    atexit.register(shutil.rmtree, folder, True)
+    return DynamicClient(_client_for(kubeconfig), cache_file=os.path.join(folder, "discovery.json"))
+
+
+def _name_of(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata", {})
+    where = f" in namespace {meta['namespace']}" if meta.get("namespace") else ""
+    return f"{obj.get('kind', '?').lower()} {meta.get('name', '?')}{where}"
+
+
+def apply(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Server-side apply of each object in order (a Namespace before what lives in it), as field
+    manager `shipyard`, taking over fields another manager set (kubectl's --force-conflicts): the
+    objects are shipyard's to declare. Returns them as the API server stored them."""
+    from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+    with translated("discovering the cluster's API"):
+        dynamic = _dynamic_for(_kubeconfig())
+    stored = []
+    for obj in objects:
+        what = _name_of(obj)
+        try:
+            with translated(f"discovering {obj.get('apiVersion')} {obj.get('kind')}"):
+                resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        except ResourceNotFoundError:
+            raise ClusterError(f"{what}: this cluster serves no {obj['kind']} in {obj['apiVersion']}: install what "
+                               "provides it (its CRD or add-on), or remove it from the manifests") from None
+        namespace = obj.get("metadata", {}).get("namespace") if resource.namespaced else None
+        if resource.namespaced and not namespace:
+            raise ClusterError(f"{what}: a {obj['kind']} lives in a namespace and this one names none: set "
+                               "`namespace:` in the overlay's kustomization.yaml")
+        result = call(f"applying {what}", dynamic.server_side_apply, resource, body=obj, namespace=namespace,
+                      field_manager=FIELD_MANAGER, force_conflicts=True)
+        stored.append(result.to_dict())
+    return stored
+
+
 def core() -> "CoreV1Api":
     from kubernetes.client import CoreV1Api
 
@@ -72,11 +123,18 @@ def call(what: str, method: Any, *args: Any, **kwargs: Any) -> Any:
     """`method(*args, **kwargs)` on the API, bounded by REQUEST_TIMEOUT; an error becomes ApiError
     (the server answered) or ClusterError (it could not be reached), naming `what` (e.g. "lease
     shipyard-promotion in fraud-production") and the fix."""
+    with translated(what):
+        return method(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+
+
+@contextlib.contextmanager
+def translated(what: str) -> Iterator[None]:
+    """The client's exceptions inside as ApiError or ClusterError about `what`."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
     try:
-        return method(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+        yield
     except ApiException as exc:
         raise explain(exc, what) from None
     except HTTPError as exc:  # refused, reset, timed out: no answer at all

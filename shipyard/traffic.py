@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from shipyard import cluster
 from shipyard.config import Environment
 from shipyard.project import current_project
 from shipyard.targets.base import TargetError
@@ -121,7 +122,7 @@ class KubernetesTraffic:
         self.name = f"shipyard-traffic-{time.strftime('%H%M%S')}-{int(time.time() * 1000) % 1000:03d}"
 
     def start(self, progress: Callable[[str], None]) -> None:
-        from shipyard import kubectl, manifests
+        from shipyard import kubectl
 
         project = self.target.project
         workload = kubectl.get_json("deployment", project.kubernetes.workload, "-n", self.namespace)
@@ -165,7 +166,7 @@ class KubernetesTraffic:
                                           "volumeMounts": [{"name": "traffic", "mountPath": "/traffic"}]}],
                           "volumes": [{"name": "traffic", "configMap": {"name": self.name}}]}}}},
         ]
-        kubectl.run("apply", "--server-side", "--field-manager=shipyard", "-f", "-", input_text=manifests.to_yaml(objects))
+        cluster.apply(objects)
         progress(f"traffic: job/{self.name} in {self.namespace} sends {self.rps:g} requests/s to {url} for "
                  f"{self.duration_s:g} s")
 

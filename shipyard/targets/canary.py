@@ -18,6 +18,7 @@ import copy
 import time
 from typing import TYPE_CHECKING, Callable
 
+from shipyard import cluster
 from shipyard.targets.base import TargetError
 
 if TYPE_CHECKING:
@@ -62,7 +63,6 @@ class KubernetesCanary:
     def set(self, subject: str, replicas: int, progress: Callable[[str], None], timeout_s: float = 300) -> None:
         """The canary of `subject` at `replicas` pods, all ready; rendered and checked exactly
         like a deploy of it (schema, scan, parity), from the environment's own manifests."""
-        from shipyard import kubectl, manifests
         from shipyard.image import resolve_deployable
         from shipyard.manifests import ImageRef
 
@@ -76,8 +76,7 @@ class KubernetesCanary:
         workload = self._rendered[subject]
         if workload is None:
             raise TargetError(f"{self.target.env.name}'s manifests have no Deployment {self.target.workload}")
-        kubectl.run("apply", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
-                    input_text=manifests.to_yaml([self._canary_of(workload, subject, replicas)]))
+        cluster.apply([self._canary_of(workload, subject, replicas)])
         self.target.wait_ready([self.name], progress, timeout_s)
 
     def _canary_of(self, workload: dict, subject: str, replicas: int) -> dict:

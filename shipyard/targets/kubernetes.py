@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Callable
 
+from shipyard import cluster
 from shipyard.config import Environment
 from shipyard.project import current_project
 from shipyard.targets.base import Status, TargetError
@@ -127,7 +128,8 @@ class KubernetesTarget:
                                     time.monotonic() - started, checks)
         live = {d["metadata"]["name"]: d["spec"].get("replicas", 1) for d in
                 (kubectl.get_json("deployments", "-n", self.namespace) or {}).get("items", [])}
-        rendered = manifests.to_yaml(manifests.keep_autoscaled_replicas(objects, live))
+        declared = manifests.keep_autoscaled_replicas(objects, live)
+        rendered = manifests.to_yaml(declared)
         if dry_run:
             diff = kubectl.run("diff", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
                                input_text=rendered, check=False)
@@ -138,8 +140,7 @@ class KubernetesTarget:
                                     time.monotonic() - started, checks)
         before = kubectl.get_json("deployment", self.workload, "-n", self.namespace)
         progress(f"applying {len(objects)} objects to namespace {self.namespace} (server-side)")
-        kubectl.run("apply", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
-                    input_text=rendered)
+        cluster.apply(declared)
         after = kubectl.get_json("deployment", self.workload, "-n", self.namespace)
         changed = before is None or before["metadata"]["generation"] != after["metadata"]["generation"]
         ready, desired = self._wait_for_rollout(str(image), progress, timeout_s)
@@ -377,14 +378,13 @@ class KubernetesTarget:
     def make_namespace(self) -> None:
         """The environment's Namespace as its manifests declare it (labels and all), alone: what a
         first promotion needs before it can take the lock there."""
-        from shipyard import kubectl, manifests
+        from shipyard import manifests
 
         namespaces = [o for o in manifests.render(self.env.name) if o["kind"] == "Namespace"]
         if not namespaces:
             raise TargetError(f"namespace {self.namespace} does not exist and {self.env.name}'s manifests declare "
                               "none: create it, or add a Namespace to the overlay")
-        kubectl.run("apply", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
-                    input_text=manifests.to_yaml(namespaces))
+        cluster.apply(namespaces)
 
     def scale_watch(self) -> "ScaleWatch":
         """The workload's replicas and its autoscaler's view, sampled while a suite runs."""

@@ -89,7 +89,7 @@ class ConfigMapRecords:
         return f"configmap/shipyard-{kind}-{name}".lower()[:263] + f" in {self.namespace}"
 
     def put(self, kind: str, name: str, doc: dict) -> str:
-        from shipyard import kubectl
+        from shipyard import cluster
 
         location = self.location(kind, name)
         cm = {
@@ -98,8 +98,7 @@ class ConfigMapRecords:
                          "labels": {"app.kubernetes.io/managed-by": "shipyard", "shipyard.dev/record": kind}},
             "data": {"record.json": json.dumps({**doc, "record": location}, indent=2)},
         }
-        kubectl.run("apply", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
-                    input_text=json.dumps(cm))
+        cluster.apply([cm])
         return location
 
     def list(self, kind: str) -> list[dict]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from shipyard import cluster
 from shipyard.harness.pod import RESULT_PREFIX, SPEC_VARIABLE
 from shipyard.harness.suites import MASTER_PORT, SuiteResult, spec_for
 from shipyard.project import Project
@@ -166,13 +167,12 @@ class PodRunner:
 
     def run(self, project: Project, suite: str, settings: dict[str, Any], context: dict[str, str],
             progress: Callable[[str], None]) -> SuiteResult:
-        from shipyard import kubectl, manifests as manifest_tools
+        from shipyard import kubectl
 
         plan = self.plan(project, suite, settings, context)
         started = time.monotonic()
         try:
-            kubectl.run("apply", "--server-side", "--field-manager=shipyard", "-f", "-",
-                        input_text=manifest_tools.to_yaml(manifests(plan)))
+            cluster.apply(manifests(plan))
             progress(f"{suite}: job/{plan.name} in {plan.namespace}"
                      + (f" with {plan.workers} locust worker pod(s)" if plan.workers else ""))
             log, failed = self._wait(plan, progress)
