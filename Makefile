@@ -61,8 +61,10 @@ cluster-demo: venv services
 ## test: every test: unit, then integration against real servers, docker, the registry, Redis
 ## and the local cluster (their scripts install and start whatever is missing; the cluster stays up).
 ## The cluster's build (from source on a cold cache, the longest single step) starts first, in the
-## background, before the venvs; scripts/test then runs the tests that need no cluster beside the
-## cluster and docker tests, and last the few that stop dockerd or the cluster on purpose.
+## background, before the venvs; the tests that need no cluster run three at a time, a file each
+## (pytest-xdist), niced so the build keeps its cores, the README walkthrough among them (its
+## cluster half waits for the cluster); then the cluster and docker tests, one at a time (some stop
+## dockerd or the cluster on purpose).
 test:
 	scripts/image/up
 	scripts/redis/up
@@ -72,7 +74,11 @@ test:
 	$(MAKE) --no-print-directory venv $(VENV312)/.installed
 	$(VENV)/bin/lint-imports
 	$(VENV312)/bin/python -m pytest -q -p no:cacheprovider -n 2 tests/unit   # the unit tests on Python 3.12
-	PY=$(PY) scripts/test
+	@nice -n 5 $(PY) -m pytest -n 3 --dist loadfile -m "walkthrough or not (cluster or docker)" --durations=25; first=$$?; \
+	  while [ ! -f .shipyard/cluster-up.rc ]; do sleep 5; done; \
+	  [ "$$(cat .shipyard/cluster-up.rc)" = 0 ] || { echo "scripts/cluster/up failed:"; tail -25 .shipyard/cluster-up.log; exit 1; }; \
+	  $(PY) -m pytest -m "(cluster or docker) and not walkthrough" --durations=25; second=$$?; \
+	  [ $$first = 0 ] && [ $$second = 0 ]
 
 ## services: docker engine + loopback registry, Redis, and the local Kubernetes cluster
 services:

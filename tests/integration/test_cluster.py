@@ -208,7 +208,6 @@ def test_pods_reach_pods_and_services_although_dockerd_drops_forwarding(scorer):
     _assert_pods_reach_pod_and_service(scorer.reference, "probe-docker-first")
 
 
-@pytest.mark.disruptive
 def test_pods_reach_each_other_when_dockerd_starts_after_the_cluster(scorer):
     """The other start order: dockerd (re)started while the cluster runs re-asserts its rules."""
     pid = int((SERVICES_STATE / "dockerd.pid").read_text())
@@ -288,7 +287,6 @@ def _our_mounts() -> list[str]:
             if line.split()[4].startswith(root)]
 
 
-@pytest.mark.disruptive
 def test_down_leaves_no_process_or_mount_behind(cluster, scorer):
     pids = {p.stem: int(p.read_text()) for p in (CLUSTER / "pids").glob("*.pid")}
     assert set(pids) >= {"containerd", "etcd", "kube-apiserver", "kubelet"}
