@@ -12,12 +12,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 
 from shipyard.kubectl import ClusterError
 
 if TYPE_CHECKING:
-    from kubernetes.client import ApiClient, CoordinationV1Api, CoreV1Api
+    from kubernetes.client import ApiClient, BatchV1Api, CoordinationV1Api, CoreV1Api
+
+T = TypeVar("T")
 
 # (connect, read) seconds for every call: an unreachable API server is told in seconds, not minutes.
 REQUEST_TIMEOUT = (5, 30)
@@ -117,6 +120,61 @@ def core() -> "CoreV1Api":
     from kubernetes.client import CoreV1Api
 
     return CoreV1Api(api_client())
+
+
+def batch() -> "BatchV1Api":
+    from kubernetes.client import BatchV1Api
+
+    return BatchV1Api(api_client())
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A typed object as the API serves it (camelCase keys, as kubectl's JSON): the form the
+    checks on pods and Jobs read."""
+    return api_client().sanitize_for_serialization(obj)
+
+
+def watch_until(what: str, list_method: Any, namespace: str, until: Callable[[list[dict[str, Any]]], T | None],
+                timeout_s: float, **selectors: str) -> T | None:
+    """Watches the objects `list_method` lists in `namespace` (label_selector=, field_selector=)
+    and returns the first value `until(objects)` gives that is not None, called with every object
+    as it now is each time one changes. None when `timeout_s` passes first. A watch the server
+    ends (its own timeout, or 410 Gone after a compaction) is started again from a fresh list."""
+    from kubernetes import watch
+    from kubernetes.client.exceptions import ApiException
+
+    deadline = time.monotonic() + timeout_s
+    while (remaining := deadline - time.monotonic()) > 0:
+        objects: dict[str, dict[str, Any]] = {}
+        stream = watch.Watch()
+        try:
+            with translated(what):
+                # Without a resourceVersion the server first sends every existing object (ADDED).
+                for event in stream.stream(list_method, namespace, timeout_seconds=max(1, int(min(remaining, 60))),
+                                           _request_timeout=(REQUEST_TIMEOUT[0], min(remaining, 60) + 10),
+                                           **selectors):
+                    obj = as_dict(event["object"])
+                    name = obj.get("metadata", {}).get("name", "")
+                    if event["type"] == "DELETED":
+                        objects.pop(name, None)
+                    elif event["type"] in ("ADDED", "MODIFIED"):
+                        objects[name] = obj
+                    else:  # BOOKMARK, ERROR: nothing about the objects themselves
+                        continue
+                    found = until(list(objects.values()))
+                    if found is not None:
+                        return found
+                    if time.monotonic() > deadline:
+                        break
+        except ApiError as exc:
+            if exc.status != 410:  # Gone: the watch fell behind a compaction; list again
+                raise
+        except ApiException as exc:  # raised by the stream itself for an ERROR event
+            if exc.status != 410:
+                raise explain(exc, what) from None
+        finally:
+            stream.stop()
+    return None
 
 
 def call(what: str, method: Any, *args: Any, **kwargs: Any) -> Any:

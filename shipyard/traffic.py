@@ -109,6 +109,21 @@ def run_local(env: Environment, rps: float, duration_s: float, progress: Callabl
     return _summary("".join(lines))
 
 
+def job_outcome(namespace: str, name: str, timeout_s: float) -> str | None:
+    """"Complete" or "Failed" once Job `name` has ended (watched, not polled), None if it has not
+    within timeout_s."""
+
+    def ended(jobs: list[dict[str, Any]]) -> str | None:
+        for job in jobs:
+            for condition in job.get("status", {}).get("conditions") or []:
+                if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+                    return condition["type"]
+        return None
+
+    return cluster.watch_until(f"job {name} in namespace {namespace}", cluster.batch().list_namespaced_job,
+                               namespace, ended, timeout_s, field_selector=f"metadata.name={name}")
+
+
 class KubernetesTraffic:
     """A Job in the environment's namespace sending the plan to the Service by its DNS name."""
 
@@ -174,34 +189,34 @@ class KubernetesTraffic:
         """The sender's summary once the Job ends (bounded by its own deadline)."""
         from shipyard import kubectl
 
-        deadline = time.monotonic() + self.duration_s + 180
-        while time.monotonic() < deadline:
-            job = kubectl.get_json("job", self.name, "-n", self.namespace) or {}
-            conditions = {c["type"]: c["status"] for c in job.get("status", {}).get("conditions", [])}
-            if conditions.get("Complete") == "True" or conditions.get("Failed") == "True":
-                said = kubectl.run("logs", f"job/{self.name}", "-n", self.namespace, check=False)
-                return _summary(said.stdout + said.stderr)
-            time.sleep(2)
-        raise TargetError(f"job/{self.name} in {self.namespace} did not finish in time: "
-                          f"kubectl -n {self.namespace} logs job/{self.name}")
+        if job_outcome(self.namespace, self.name, self.duration_s + 180) is None:
+            raise TargetError(f"job/{self.name} in {self.namespace} did not finish in time: "
+                              f"kubectl -n {self.namespace} logs job/{self.name}")
+        said = kubectl.run("logs", f"job/{self.name}", "-n", self.namespace, check=False)
+        return _summary(said.stdout + said.stderr)
 
     def wait_sending(self, progress: Callable[[str], None], timeout_s: float = 180) -> None:
         """Until the sender's container runs (its image pulled, its pod scheduled): traffic a
         promotion starts must be flowing before the canary's first step is judged."""
         from shipyard import kubectl
 
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            pods = (kubectl.get_json("pods", "-n", self.namespace, "-l", f"{LABEL}={self.name}") or {}).get("items", [])
-            if any(c.get("state", {}).get("running") for p in pods for c in p.get("status", {}).get("containerStatuses", [])):
-                return
+        def sending(pods: list[dict[str, Any]]) -> str | None:
+            if any(c.get("state", {}).get("running") for p in pods for c in p.get("status", {}).get("containerStatuses") or []):
+                return "running"
             if any(p.get("status", {}).get("phase") in ("Failed", "Succeeded") for p in pods):
-                said = kubectl.run("logs", f"job/{self.name}", "-n", self.namespace, check=False)
-                raise TargetError(f"job/{self.name} in {self.namespace} ended before sending: "
-                                  f"{(said.stdout + said.stderr).strip()[-500:]}")
-            time.sleep(1)
-        raise TargetError(f"job/{self.name} in {self.namespace} was not sending within {timeout_s:g} s: "
-                          f"kubectl -n {self.namespace} describe job/{self.name}")
+                return "ended"
+            return None
+
+        state = cluster.watch_until(f"the pods of job {self.name} in namespace {self.namespace}",
+                                    cluster.core().list_namespaced_pod, self.namespace, sending, timeout_s,
+                                    label_selector=f"{LABEL}={self.name}")
+        if state == "ended":
+            said = kubectl.run("logs", f"job/{self.name}", "-n", self.namespace, check=False)
+            raise TargetError(f"job/{self.name} in {self.namespace} ended before sending: "
+                              f"{(said.stdout + said.stderr).strip()[-500:]}")
+        if state is None:
+            raise TargetError(f"job/{self.name} in {self.namespace} was not sending within {timeout_s:g} s: "
+                              f"kubectl -n {self.namespace} describe job/{self.name}")
 
     def stop(self, progress: Callable[[str], None], timeout_s: float = 60) -> dict[str, Any]:
         """End the traffic now and return the sender's summary: the Job is suspended, so its pod

@@ -102,7 +102,9 @@ class ConfigMapRecords:
         return location
 
     def list(self, kind: str) -> list[dict]:
-        from shipyard import kubectl
+        from shipyard import cluster
 
-        items = (kubectl.get_json("configmaps", "-n", self.namespace, "-l", f"shipyard.dev/record={kind}") or {}).get("items", [])
-        return sorted((json.loads(i["data"]["record.json"]) for i in items), key=lambda d: d.get("finished_at", d.get("at", "")))
+        found = cluster.call(f"the {kind} records in namespace {self.namespace}", cluster.core().list_namespaced_config_map,
+                             self.namespace, label_selector=f"shipyard.dev/record={kind}")
+        return sorted((json.loads((i.data or {})["record.json"]) for i in found.items if "record.json" in (i.data or {})),
+                      key=lambda d: d.get("finished_at", d.get("at", "")))

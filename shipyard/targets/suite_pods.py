@@ -191,19 +191,17 @@ class PodRunner:
 
     def _wait(self, plan: PodPlan, progress: Callable[[str], None]) -> tuple[str, bool]:
         """The runner's log once its Job has ended (and whether it failed); a pod that cannot start
-        (an image that cannot be pulled, a crash) ends the wait with the kubelet's reason."""
+        (an image that cannot be pulled, a crash) ends the wait with the kubelet's reason. The
+        pods are watched, not polled: every change is seen as it happens."""
         from shipyard import kubectl
         from shipyard.targets.kubernetes import _pod_problem
+        from shipyard.traffic import job_outcome
 
-        deadline = time.monotonic() + SUITE_DEADLINE_S + 120
+        started = time.monotonic()
         running = False
-        while time.monotonic() < deadline:
-            job = kubectl.get_json("job", plan.name, "-n", plan.namespace) or {}
-            conditions = {c["type"]: c["status"] for c in job.get("status", {}).get("conditions", [])}
-            if conditions.get("Complete") == "True" or conditions.get("Failed") == "True":
-                said = kubectl.run("logs", f"job/{plan.name}", "-n", plan.namespace, "--tail=200", check=False)
-                return said.stdout + said.stderr, conditions.get("Failed") == "True"
-            pods = (kubectl.get_json("pods", "-n", plan.namespace, "-l", f"{RUN_LABEL}={plan.name}") or {}).get("items", [])
+
+        def ended(pods: list[dict[str, Any]]) -> bool | None:
+            nonlocal running
             for pod in pods:
                 problem = _pod_problem(pod)
                 if problem:
@@ -212,8 +210,18 @@ class PodRunner:
                                    if p["metadata"].get("labels", {}).get(ROLE_LABEL) == "runner"):
                 running = True
                 progress(f"{plan.suite}: running in the cluster")
-            time.sleep(2)
-        raise TargetError(f"{plan.suite}: job/{plan.name} did not end within {SUITE_DEADLINE_S} s")
+            return True if pods and all(p.get("status", {}).get("phase") in ("Succeeded", "Failed") for p in pods) else None
+
+        limit = SUITE_DEADLINE_S + 120
+        cluster.watch_until(f"the pods of job {plan.name} in namespace {plan.namespace}",
+                            cluster.core().list_namespaced_pod, plan.namespace, ended, limit,
+                            label_selector=f"{RUN_LABEL}={plan.name}")
+        # The Job's own verdict on its pods (its controller records it moments after they end).
+        outcome = job_outcome(plan.namespace, plan.name, max(30.0, limit - (time.monotonic() - started)))
+        if outcome is None:
+            raise TargetError(f"{plan.suite}: job/{plan.name} did not end within {SUITE_DEADLINE_S} s")
+        said = kubectl.run("logs", f"job/{plan.name}", "-n", plan.namespace, "--tail=200", check=False)
+        return said.stdout + said.stderr, outcome == "Failed"
 
 
 @contextmanager
