@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from shipyard.podspec import container_security, pod_security
 from shipyard.project import PROJECT_FILE, bento_name_of
 
 
@@ -65,8 +66,7 @@ def _base(name: str, apis: list[str]) -> dict[str, str]:
         "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-                            "capabilities": {"drop": ["ALL"]}},
+        "securityContext": container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     deployment = {
@@ -78,8 +78,7 @@ def _base(name: str, apis: list[str]) -> dict[str, str]:
             "template": {"metadata": {"labels": labels}, "spec": {
                 "serviceAccountName": name, "automountServiceAccountToken": False,
                 "terminationGracePeriodSeconds": 30,
-                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "securityContext": pod_security(fs_group=True),
                 "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
                                                "whenUnsatisfiable": "ScheduleAnyway",
                                                "labelSelector": {"matchLabels": labels}}],
@@ -190,7 +189,7 @@ def exercise_plan(folder: Path, service: str) -> list[str]:
     return lines
 
 
-def _batch(name: str, api_container: dict[str, Any], pod_security: dict[str, Any], apis: list[str]) -> dict[str, str]:
+def _batch(name: str, api_container: dict[str, Any], pod_context: dict[str, Any], apis: list[str]) -> dict[str, str]:
     """The batch volume and the template of batch Jobs: shards of a file, each row a body for one API,
     answered in process by shipyard's generic entry point in the Bento's image."""
     def labels() -> dict[str, str]:  # a fresh dict per use: YAML would otherwise write anchors
@@ -217,7 +216,7 @@ def _batch(name: str, api_container: dict[str, Any], pod_security: dict[str, Any
                      "activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 3600,
                      "template": {"metadata": {"labels": labels()}, "spec": {
                          "restartPolicy": "Never", "serviceAccountName": name, "automountServiceAccountToken": False,
-                         "securityContext": copy.deepcopy(pod_security), "containers": [container],
+                         "securityContext": copy.deepcopy(pod_context), "containers": [container],
                          "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": f"{name}-batch-data"}},
                                      {"name": "tmp", "emptyDir": {"sizeLimit": "128Mi"}}]}}}}}}
     claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": f"{name}-batch-data",

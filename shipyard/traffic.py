@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from shipyard import cluster
+from shipyard import cluster, podspec
 from shipyard.config import Environment
 from shipyard.project import current_project
 from shipyard.targets.base import TargetError
@@ -152,8 +152,6 @@ class KubernetesTraffic:
             "get", "--raw", f"/api/v1/namespaces/{self.namespace}/services/{service}:{project.kubernetes.port}"
             "/proxy/docs.json").stdout)))
         labels = {LABEL: self.name, "app.kubernetes.io/component": "traffic"}
-        restricted = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-                      "capabilities": {"drop": ["ALL"]}}
         objects = [
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": self.name, "namespace": self.namespace,
                                                                    "labels": labels},
@@ -165,21 +163,13 @@ class KubernetesTraffic:
                       "egress": [{"to": [{"podSelector": {"matchLabels": workload["spec"]["selector"]["matchLabels"]}}],
                                   "ports": [{"port": port, "protocol": "TCP"}]},
                                  {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]}},
-            {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": self.name, "namespace": self.namespace,
-                                                                   "labels": labels},
-             "spec": {"backoffLimit": 0, "activeDeadlineSeconds": int(self.duration_s) + 120,
-                      "ttlSecondsAfterFinished": 3600,
-                      "template": {"metadata": {"labels": labels}, "spec": {
-                          "restartPolicy": "Never", "automountServiceAccountToken": False,
-                          "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                                              "seccompProfile": {"type": "RuntimeDefault"}},
-                          "containers": [{"name": "traffic", "image": image, "imagePullPolicy": "IfNotPresent",
-                                          "command": ["python", "/traffic/sender.py", "/traffic/plan.json"],
-                                          "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
-                                                        "limits": {"cpu": "500m", "memory": "256Mi"}},
-                                          "securityContext": restricted,
-                                          "volumeMounts": [{"name": "traffic", "mountPath": "/traffic"}]}],
-                          "volumes": [{"name": "traffic", "configMap": {"name": self.name}}]}}}},
+            podspec.job(self.name, self.namespace, labels, [{
+                "name": "traffic", "image": image, "imagePullPolicy": "IfNotPresent",
+                "command": ["python", "/traffic/sender.py", "/traffic/plan.json"],
+                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+                "volumeMounts": [{"name": "traffic", "mountPath": "/traffic"}]}],
+                [{"name": "traffic", "configMap": {"name": self.name}}],
+                deadline_s=int(self.duration_s) + 120, ttl_s=3600),
         ]
         cluster.apply(objects)
         progress(f"traffic: job/{self.name} in {self.namespace} sends {self.rps:g} requests/s to {url} for "

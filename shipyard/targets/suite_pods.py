@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from shipyard import cluster
+from shipyard import cluster, podspec
 from shipyard.harness.pod import RESULT_PREFIX, SPEC_VARIABLE
 from shipyard.harness.suites import MASTER_PORT, SuiteResult, spec_for
 from shipyard.project import Project
@@ -37,8 +37,6 @@ ROLE_LABEL = "shipyard.dev/suite-role"
 DATA_MOUNT = "/shipyard-data"
 MAX_DATA_BYTES = 900_000  # a ConfigMap holds at most 1 MiB
 SUITE_DEADLINE_S = 3600  # bounds a pod that hangs; the suites' own limits are shorter
-RESTRICTED = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-              "capabilities": {"drop": ["ALL"]}}
 
 
 @dataclass(frozen=True)
@@ -100,21 +98,15 @@ def manifests(plan: PodPlan) -> list[dict[str, Any]]:
             "name": role, "image": plan.image, "imagePullPolicy": "IfNotPresent", "args": ["run" if role == "runner" else "worker"],
             "env": [{"name": SPEC_VARIABLE, "value": json.dumps(spec)}],
             "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "2Gi"}},
-            "securityContext": RESTRICTED, "volumeMounts": mounts}
+            "volumeMounts": mounts}
         if role == "runner" and plan.workers:
             container["ports"] = [{"name": "locust", "containerPort": MASTER_PORT}]
         labels = {ROLE_LABEL: role}
-        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta(name, **labels),
-                "spec": {"completions": pods, "parallelism": pods, "backoffLimit": 0,
-                         "activeDeadlineSeconds": SUITE_DEADLINE_S, "ttlSecondsAfterFinished": 600,
-                         "template": {"metadata": {"labels": {RUN_LABEL: plan.name, "app.kubernetes.io/component": "suite",
-                                                              **labels}},
-                                      "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
-                                               "enableServiceLinks": False, "terminationGracePeriodSeconds": 10,
-                                               "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
-                                                                   "runAsGroup": 10001,
-                                                                   "seccompProfile": {"type": "RuntimeDefault"}},
-                                               "containers": [container], "volumes": volumes}}}}
+        built = meta(name, **labels)
+        return podspec.job(name, built["namespace"], built["labels"], [container], volumes,
+                           deadline_s=SUITE_DEADLINE_S, ttl_s=600, pods=pods,
+                           pod_labels={RUN_LABEL: plan.name, "app.kubernetes.io/component": "suite", **labels},
+                           terminationGracePeriodSeconds=10)
 
     objects.append(job(plan.name, "runner", 1))
     if plan.workers:
