@@ -32,9 +32,9 @@ FIELD_MANAGER = "shipyard"
 class ApiError(ClusterError):
     """The API server answered a call with an error; `status` is its HTTP status."""
 
-    def __init__(self, message: str, status: int, reason: str = "") -> None:
+    def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
-        self.status, self.reason = status, reason
+        self.status = status
 
 
 def _kubeconfig() -> str | None:
@@ -89,15 +89,14 @@ def _name_of(obj: dict[str, Any]) -> str:
     return f"{obj.get('kind', '?').lower()} {meta.get('name', '?')}{where}"
 
 
-def apply(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def apply(objects: Iterable[dict[str, Any]]) -> None:
     """Server-side apply of each object in order (a Namespace before what lives in it), as field
     manager `shipyard`, taking over fields another manager set (kubectl's --force-conflicts): the
-    objects are shipyard's to declare. Returns them as the API server stored them."""
+    objects are shipyard's to declare."""
     from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
     with translated("discovering the cluster's API"):
         dynamic = _dynamic_for(_kubeconfig())
-    stored = []
     for obj in objects:
         what = _name_of(obj)
         try:
@@ -110,10 +109,8 @@ def apply(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if resource.namespaced and not namespace:
             raise ClusterError(f"{what}: a {obj['kind']} lives in a namespace and this one names none: set "
                                "`namespace:` in the overlay's kustomization.yaml")
-        result = call(f"applying {what}", dynamic.server_side_apply, resource, body=obj, namespace=namespace,
-                      field_manager=FIELD_MANAGER, force_conflicts=True)
-        stored.append(result.to_dict())
-    return stored
+        call(f"applying {what}", dynamic.server_side_apply, resource, body=obj, namespace=namespace,
+             field_manager=FIELD_MANAGER, force_conflicts=True)
 
 
 def core() -> "CoreV1Api":
@@ -177,6 +174,21 @@ def watch_until(what: str, list_method: Any, namespace: str, until: Callable[[li
     return None
 
 
+def job_outcome(namespace: str, name: str, timeout_s: float) -> str | None:
+    """"Complete" or "Failed" once Job `name` has ended (watched, not polled), None if it has not
+    within timeout_s."""
+
+    def ended(jobs: list[dict[str, Any]]) -> str | None:
+        for job in jobs:
+            for condition in job.get("status", {}).get("conditions") or []:
+                if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+                    return condition["type"]
+        return None
+
+    return watch_until(f"job {name} in namespace {namespace}", batch().list_namespaced_job, namespace, ended,
+                       timeout_s, field_selector=f"metadata.name={name}")
+
+
 def call(what: str, method: Any, *args: Any, **kwargs: Any) -> Any:
     """`method(*args, **kwargs)` on the API, bounded by REQUEST_TIMEOUT; an error becomes ApiError
     (the server answered) or ClusterError (it could not be reached), naming `what` (e.g. "lease
@@ -211,7 +223,6 @@ def explain(exc: Any, what: str) -> ApiError:
     except (TypeError, ValueError):
         body = {}
     message = body.get("message") or getattr(exc, "reason", "") or "no message"
-    reason = body.get("reason", "")
     if status == NOT_FOUND:
         text = f"{what}: not found ({message})"
     elif status == FORBIDDEN:
@@ -225,4 +236,4 @@ def explain(exc: Any, what: str) -> ApiError:
         text = f"{what}: rejected as invalid ({causes or message})"
     else:
         text = f"{what}: the API server answered {status} ({message})"
-    return ApiError(text, status, reason)
+    return ApiError(text, status)

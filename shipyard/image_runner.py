@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from shipyard.paths import cache_dir, cache_entry_lock
+from shipyard.paths import cache_dir, filled_once
 from shipyard.project import Project, current_project
 
 WORKSPACE = "/workspace"
@@ -90,13 +90,7 @@ def harness_pins() -> list[str]:
 def _wheels(pins: list[str], echo: Callable[[str], None]) -> Path:
     """The pins' wheels, downloaded once per set of pins into the cache (no network in a build)."""
     key = hashlib.sha256("\n".join(pins).encode()).hexdigest()[:12]
-    folder = cache_dir() / "runner-wheels" / key
-    if (folder / ".done").exists():
-        return folder
-    with cache_entry_lock(folder):
-        if not (folder / ".done").exists():  # else downloaded by whoever held the lock before us
-            _download(pins, folder, echo)
-    return folder
+    return filled_once(cache_dir() / "runner-wheels" / key, lambda folder: _download(pins, folder, echo))
 
 
 def _download(pins: list[str], folder: Path, echo: Callable[[str], None]) -> None:
@@ -112,7 +106,6 @@ def _download(pins: list[str], folder: Path, echo: Callable[[str], None]) -> Non
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
         raise RunnerImageError(f"downloading the runner's wheels failed: {result.stderr.strip()[-800:]}")
-    (folder / ".done").touch()
 
 
 def suite_files(project: Project) -> list[Path]:

@@ -152,31 +152,26 @@ def scanner_path() -> str:
     explicit = os.environ.get("SHIPYARD_CHECKOV")
     if explicit:
         return explicit
-    from shipyard.paths import cache_dir, cache_entry_lock
+    from shipyard.paths import cache_dir, filled_once
 
-    venv = cache_dir() / "tools" / f"checkov-{CHECKOV_VERSION}"
-    checkov = venv / "bin" / "checkov"
-    installed = venv / ".installed"  # written last: a venv without it is half-built (a crash, a kill)
-    if installed.exists():
-        return str(checkov)
+    venv = filled_once(cache_dir() / "tools" / f"checkov-{CHECKOV_VERSION}", _install_scanner)
+    return str(venv / "bin" / "checkov")
+
+
+def _install_scanner(venv: Path) -> None:
     import shutil
     import sys
 
-    with cache_entry_lock(venv):
-        if installed.exists():  # installed by whoever held the lock before us
-            return str(checkov)
-        print(f"installing checkov {CHECKOV_VERSION} into {venv}", file=sys.stderr)
-        shutil.rmtree(venv, ignore_errors=True)
-        python = shutil.which("python3") or sys.executable
-        for cmd in ([python, "-m", "venv", str(venv)],
-                    [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                     f"checkov=={CHECKOV_VERSION}"]):
-            result = subprocess.run(cmd, capture_output=True, text=True)
-            if result.returncode != 0:
-                shutil.rmtree(venv, ignore_errors=True)
-                raise ManifestError(f"could not install the scanner ({' '.join(cmd)}): {result.stderr.strip()[-800:]}")
-        installed.touch()
-    return str(checkov)
+    print(f"installing checkov {CHECKOV_VERSION} into {venv}", file=sys.stderr)
+    shutil.rmtree(venv, ignore_errors=True)  # a venv half-built by a run that was killed
+    python = shutil.which("python3") or sys.executable
+    for cmd in ([python, "-m", "venv", str(venv)],
+                [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                 f"checkov=={CHECKOV_VERSION}"]):
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)
+            raise ManifestError(f"could not install the scanner ({' '.join(cmd)}): {result.stderr.strip()[-800:]}")
 
 
 def scan_exceptions() -> dict[str, str]:

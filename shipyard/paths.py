@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from shipyard.project import ProjectError, current_project
@@ -44,6 +44,19 @@ def cache_entry_lock(entry: Path) -> Iterator[None]:
     with open(entry.parent / f".{entry.name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+
+
+def filled_once(entry: Path, fill: Callable[[Path], None]) -> Path:
+    """`entry`, filled by fill(entry) the first time any process asks for it: under
+    cache_entry_lock, and marked complete (`.done`, written last) only once fill returned, so an
+    entry left half-filled by a crash or a kill is filled again, never used."""
+    done = entry / ".done"
+    if not done.exists():
+        with cache_entry_lock(entry):
+            if not done.exists():  # else filled by whoever held the lock before us
+                fill(entry)
+                done.touch()
+    return entry
 
 
 def environments_dir() -> Path:

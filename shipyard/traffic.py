@@ -109,21 +109,6 @@ def run_local(env: Environment, rps: float, duration_s: float, progress: Callabl
     return _summary("".join(lines))
 
 
-def job_outcome(namespace: str, name: str, timeout_s: float) -> str | None:
-    """"Complete" or "Failed" once Job `name` has ended (watched, not polled), None if it has not
-    within timeout_s."""
-
-    def ended(jobs: list[dict[str, Any]]) -> str | None:
-        for job in jobs:
-            for condition in job.get("status", {}).get("conditions") or []:
-                if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
-                    return condition["type"]
-        return None
-
-    return cluster.watch_until(f"job {name} in namespace {namespace}", cluster.batch().list_namespaced_job,
-                               namespace, ended, timeout_s, field_selector=f"metadata.name={name}")
-
-
 class KubernetesTraffic:
     """A Job in the environment's namespace sending the plan to the Service by its DNS name."""
 
@@ -179,7 +164,7 @@ class KubernetesTraffic:
         """The sender's summary once the Job ends (bounded by its own deadline)."""
         from shipyard import kubectl
 
-        if job_outcome(self.namespace, self.name, self.duration_s + 180) is None:
+        if cluster.job_outcome(self.namespace, self.name, self.duration_s + 180) is None:
             raise TargetError(f"job/{self.name} in {self.namespace} did not finish in time: "
                               f"kubectl -n {self.namespace} logs job/{self.name}")
         said = kubectl.run("logs", f"job/{self.name}", "-n", self.namespace, check=False)

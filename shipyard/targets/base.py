@@ -50,11 +50,10 @@ class Records(Protocol):
 class Lock(Protocol):
     """One release manager at a time per environment. acquire takes the lock (None) or names its
     holder; a lock that can be lost while held (a Lease whose renewals fail) calls on_lost(reason)
-    from another thread, and lost() says why afterwards."""
+    from another thread."""
 
     def acquire(self, name: str, holder: str, ttl_s: float,
                 on_lost: Callable[[str], None] = ...) -> str | None: ...
-    def lost(self, name: str) -> str: ...
     def release(self, name: str, holder: str) -> None: ...
 
 

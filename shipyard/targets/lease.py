@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from shipyard import cluster
+from shipyard.cluster import CONFLICT, ApiError
+from shipyard.kubectl import ClusterError
 from shipyard.targets.base import TargetError
 
 DEFAULT_DURATION_S = 60
@@ -98,9 +101,6 @@ class _Held:
         self.thread.start()
 
     def _keep(self) -> None:
-        from shipyard.cluster import ApiError, CONFLICT
-        from shipyard.kubectl import ClusterError
-
         last = time.monotonic()
         wait = self.timing.renew_every_s
         while not self.stopped.wait(wait):
@@ -147,8 +147,6 @@ class LeaseLock:
 
     def read(self, name: str) -> Any:
         """The Lease, or None when there is none."""
-        from shipyard import cluster
-
         try:
             return cluster.call(self._what(name), cluster.coordination().read_namespaced_lease, name, self.namespace)
         except cluster.ApiError as exc:
@@ -169,8 +167,6 @@ class LeaseLock:
                 on_lost: Callable[[str], None] = lambda _: None) -> str | None:
         """Takes the lock (None) and keeps renewing it until release, or names its holder.
         ttl_s: the Lease's duration; on_lost(reason) runs (on the renewing thread) if it is lost."""
-        from shipyard import cluster
-
         lease_name = f"shipyard-{name}"
         duration = int(ttl_s)
         api = cluster.coordination()
@@ -201,8 +197,6 @@ class LeaseLock:
     def _take_over(self, seen: Any, holder: str, duration_s: int) -> Any:
         """Replaces an expired Lease only if it is still the version `seen` (client-go does the
         same): of two managers that both saw it expire, exactly one writes. None if we lost."""
-        from shipyard import cluster
-
         body = self._body(seen.metadata.name, holder, duration_s, seen.metadata.resource_version)
         try:
             return cluster.call(self._what(seen.metadata.name), cluster.coordination().replace_namespaced_lease,
@@ -215,22 +209,13 @@ class LeaseLock:
     def renew(self, lease: Any) -> Any:
         """The Lease with renewTime now, written over the version we last wrote (ApiError 409 if
         anyone else wrote since)."""
-        from shipyard import cluster
-
         lease.spec.renew_time = datetime.now(timezone.utc)
         return cluster.call(self._what(lease.metadata.name), cluster.coordination().replace_namespaced_lease,
                             lease.metadata.name, self.namespace, lease)
 
-    def lost(self, name: str) -> str:
-        """Why the lock `name` was lost while held ("" if it was not)."""
-        held = self._held.get(name)
-        return held.lost if held else ""
-
     def release(self, name: str, holder: str) -> None:
         """Stops renewing and deletes the Lease if it is still ours (and still the version we wrote)."""
         from kubernetes.client import V1DeleteOptions, V1Preconditions
-
-        from shipyard import cluster
 
         held = self._held.pop(name, None)
         if held is None:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Callable
 
 
-
 class FileRecords:
     """One JSON file per record: <folder>/<kind>/<name>.json, written atomically."""
 
@@ -66,9 +65,6 @@ class FileLock:
         os.pwrite(fd, json.dumps({"holder": holder, "since": time.time()}).encode(), 0)
         self._held[name] = fd
         return None
-
-    def lost(self, name: str) -> str:
-        return ""
 
     def release(self, name: str, holder: str) -> None:
         fd = self._held.pop(name, None)

@@ -187,7 +187,6 @@ class PodRunner:
         pods are watched, not polled: every change is seen as it happens."""
         from shipyard import kubectl
         from shipyard.targets.kubernetes import _pod_problem
-        from shipyard.traffic import job_outcome
 
         started = time.monotonic()
         running = False
@@ -209,7 +208,7 @@ class PodRunner:
                             cluster.core().list_namespaced_pod, plan.namespace, ended, limit,
                             label_selector=f"{RUN_LABEL}={plan.name}")
         # The Job's own verdict on its pods (its controller records it moments after they end).
-        outcome = job_outcome(plan.namespace, plan.name, max(30.0, limit - (time.monotonic() - started)))
+        outcome = cluster.job_outcome(plan.namespace, plan.name, max(30.0, limit - (time.monotonic() - started)))
         if outcome is None:
             raise TargetError(f"{plan.suite}: job/{plan.name} did not end within {SUITE_DEADLINE_S} s")
         said = kubectl.run("logs", f"job/{plan.name}", "-n", plan.namespace, "--tail=200", check=False)

@@ -36,3 +36,23 @@ def test_one_process_at_a_time_fills_a_cache_entry(tmp_path):
 def test_entries_do_not_block_each_other(tmp_path):
     with cache_entry_lock(tmp_path / "runner-wheels" / "a"):
         assert _another_process_may_fill(tmp_path / "runner-wheels" / "b")
+
+
+def test_an_entry_is_filled_once_and_a_failed_fill_is_done_again(tmp_path):
+    from shipyard.paths import filled_once
+
+    calls = []
+
+    def failing(entry):
+        calls.append("failed")
+        entry.mkdir()
+        raise OSError("network down")
+
+    entry = tmp_path / "runner-wheels" / "abc"
+    try:
+        filled_once(entry, failing)
+    except OSError:
+        pass
+    filled_once(entry, lambda e: calls.append("filled"))
+    filled_once(entry, lambda e: calls.append("again"))
+    assert calls == ["failed", "filled"] and (entry / ".done").exists()

@@ -55,9 +55,6 @@ class StandInTarget:
     def acquire(self, name: str, holder: str, ttl_s: float, on_lost=None) -> str | None:
         return None
 
-    def lost(self, name: str) -> str:
-        return ""
-
     def release(self, name: str, holder: str) -> None:
         pass
 
