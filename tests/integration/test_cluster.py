@@ -149,7 +149,9 @@ for url in sys.argv[1:]:
                 print(url, resp.status, flush=True)
                 break
         except urllib.error.URLError as exc:
-            refused = isinstance(exc.reason, ConnectionRefusedError)
+            # Refused: nothing listens yet; unreachable: kube-proxy has not yet written the rules of
+            # a Service made a moment ago (the Service range is unreachable until it has).
+            refused = isinstance(exc.reason, ConnectionRefusedError) or getattr(exc.reason, "errno", 0) == 113
             if not refused or time.monotonic() > deadline:
                 print(url, "failed:", exc.reason, flush=True)
                 raise SystemExit(1)
@@ -257,6 +259,25 @@ def test_pods_find_services_by_name_in_every_namespace_through_the_cluster_dns(s
     assert phase == "Succeeded" and [line.split()[1] for line in log.splitlines()] == ["200", "200"], log
 
 
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], 80), timeout=60)
+    print("connected")
+except OSError as exc:
+    print(type(exc).__name__, exc.errno, flush=True)
+"""
+
+
+def test_an_address_of_the_service_range_no_service_owns_is_refused_at_once(scorer):
+    """Service addresses never leave the machine: one kube-proxy has no rules for (a Service made
+    a moment ago, or none at all) is unreachable here, not routed out of the default gateway,
+    where a connection hung for minutes and a suite's locust worker never reached its master."""
+    phase, log = _probe_from_a_pod(scorer.reference, "probe-no-service", ["10.96.255.254"], program=CONNECT)
+    assert phase == "Succeeded", log
+    assert log.split() == ["OSError", "113"], log  # EHOSTUNREACH, from the route; a timeout would say TimeoutError
+
+
 def test_the_metrics_api_serves_node_and_pod_usage(scorer):
     """metrics-server, built from its module, behind the aggregation layer: `kubectl top` works
     for nodes and pods (what the HorizontalPodAutoscaler reads)."""
@@ -300,6 +321,8 @@ def test_down_leaves_no_process_or_mount_behind(cluster, scorer):
         assert shims == []
         assert _our_mounts() == []
         assert subprocess.run(["ip", "link", "show", "shipyard0"], capture_output=True).returncode != 0
+        assert "10.96.0.0/16" not in subprocess.run(["ip", "route", "show", "type", "unreachable"],
+                                                    capture_output=True, text=True).stdout
         assert not any(Path("/sys/fs/cgroup").glob("*/kubepods"))
         assert "SHIPYARD-FORWARD" not in _iptables("-S")
     finally:
