@@ -51,6 +51,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
     )
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The session's state folder goes with a session that passed; one that failed keeps it (the
+    servers' logs, the Bentos, the records) for whoever reads why."""
+    if exitstatus == 0:
+        import shutil
+
+        shutil.rmtree(_SESSION_STATE, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The README walkthrough first (its first half needs no cluster), the tests that need the local
     cluster last (the sort keeps every other order): `make test` brings the cluster up in the

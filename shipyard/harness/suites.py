@@ -205,6 +205,10 @@ def _run_locust(project: Project, suite: str, spec: SuiteSpec, url: str, opts: d
     total = _aggregated(Path(f"{prefix}_stats.csv"))
     if not total or not history:
         return SuiteResult(suite, "error", 0.0, {}, {"output": (proc.stdout + proc.stderr)[-2000:]})
+    if workers and "Gave up waiting for workers" in proc.stderr:  # locust then writes empty statistics
+        return SuiteResult(suite, "error", 0.0, {}, {"output": f"its {workers} locust worker(s) did not connect to the "
+                                                    f"master within {WORKERS_WAIT_S} s: nothing was sent\n"
+                                                    + (proc.stdout + proc.stderr)[-1500:]})
     if not shaped:
         return SuiteResult(suite, "passed", 0.0, _load_metrics(total), {"history": history})
     if not report.exists():

@@ -262,9 +262,12 @@ def test_a_step_waits_for_late_traffic_and_one_without_enough_is_not_judged(stab
     sending = None
     try:
         until("step 1/2: waiting for traffic")
+        # Ctrl-C as in a terminal: a test run started in the background (`make test &`, a CI runner)
+        # has SIGINT ignored, a child inherits that, and it would never hear the signal below.
         sending = subprocess.Popen([sys.executable, "-m", "shipyard.cli", "traffic", "production", "--rps", "40",
                                     "--duration", "300"], cwd=PROJECT_ROOT, env=dict(os.environ, **env),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         until("step 1/2: passed")
         sending.send_signal(signal.SIGINT)  # the traffic CLI removes its Job on the way out
         sending.wait(timeout=120)

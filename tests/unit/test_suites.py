@@ -13,6 +13,15 @@ kubernetes: {image: app, workload: app, service: app}
 suites:
   perf: {runner: command, command: "python perf.py"}
   accept: {runner: pytest, path: tests/accept}
+  soak: {runner: locust, path: soak.py}
+"""
+SOAK = """from locust import HttpUser, task
+
+
+class Caller(HttpUser):
+    @task
+    def call(self):
+        self.client.get("/")
 """
 PERF = """import json, os, sys
 print("warming up")
@@ -24,6 +33,7 @@ sys.exit(int(os.environ.get("SHIPYARD_SUITE_FAIL", "0")))
 def _project(tmp_path: Path):
     (tmp_path / "shipyard.yaml").write_text(PROJECT)
     (tmp_path / "perf.py").write_text(PERF)
+    (tmp_path / "soak.py").write_text(SOAK)
     return read_project(tmp_path / "shipyard.yaml")
 
 
@@ -50,13 +60,14 @@ def test_a_schemathesis_suite_is_the_contract_suite_with_its_own_settings(tmp_pa
     (tmp_path / "shipyard.yaml").write_text(PROJECT + "  fuzz: {runner: schemathesis}\n")
     project = read_project(tmp_path / "shipyard.yaml")
     assert spec_for(project, "fuzz") is BUILTIN["contract"]
-    assert project.suite_names == ("smoke", "perf", "accept", "fuzz", "contract", "load", "stress")
+    assert project.suite_names == ("smoke", "perf", "accept", "soak", "fuzz", "contract", "load", "stress")
 
 
 def test_a_suites_notes_on_what_it_did_not_exercise_reach_the_verdict_not_its_metrics(tmp_path):
     import html
     import json
 
+    from shipyard.evidence import Verdict
     from shipyard.harness.report import summary
     from shipyard.harness.suites import SuiteResult, _junit, _not_exercised
     from shipyard.harness.verdict import build
@@ -70,4 +81,29 @@ def test_a_suites_notes_on_what_it_did_not_exercise_reach_the_verdict_not_its_me
     verdict = build("staging", "local", {}, [SuiteResult("smoke", "passed", 1.0, {}, {"not_exercised": notes})],
                     [], "now", ["smoke"])
     assert verdict["not_exercised"] == notes
-    assert "not exercised by every suite:\n  GET /info/version" in summary(verdict)
+    assert "not exercised by every suite:\n  GET /info/version" in summary(Verdict.model_validate(verdict))
+
+
+def test_a_locust_master_whose_workers_never_connect_is_an_error_not_a_pass_with_no_requests(tmp_path, monkeypatch):
+    """A real locust master told to expect a worker that never comes (in the cluster: one that could
+    not reach it) gives up and writes empty statistics; the suite says what happened."""
+    import shipyard.harness.suites as suites
+
+    monkeypatch.setattr(suites, "WORKERS_WAIT_S", 2)
+    result = run_suite(_project(tmp_path), "soak", "http://127.0.0.1:9", {"duration_s": 1, "users": 1}, {}, tmp_path,
+                       locust_workers=1)
+    assert result.status == "error", result
+    assert "its 1 locust worker(s) did not connect to the master within 2 s" in result.details["output"]
+
+
+def test_the_report_shows_each_failed_case_under_its_suite(tmp_path):
+    from shipyard.evidence import Verdict
+    from shipyard.harness.report import render_html
+    from shipyard.harness.suites import SuiteResult
+    from shipyard.harness.verdict import build
+
+    failed = SuiteResult("smoke", "failed", 1.0, {"failed": 1.0},
+                         {"failures": [{"test": "test_scores_a_valid_transaction", "message": "assert 500 == 200"}]})
+    page = render_html(Verdict.model_validate(build("staging", "local", {"bento": "b:1"}, [failed], [], "now", ["smoke"])),
+                       [failed])
+    assert "<td>smoke</td><td>test_scores_a_valid_transaction</td><td>assert 500 == 200</td>" in page
