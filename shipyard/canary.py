@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from shipyard.analysis import StepMetrics, increase, judge_step, parse, replicas_for, total
 from shipyard.config import Canary
+
+if TYPE_CHECKING:
+    from shipyard.targets.base import Canary as Track
 
 WATCH_EVERY_S = 5.0
 
@@ -29,7 +32,7 @@ class CanaryRun:
         return not self.failure
 
 
-def _measure(canary, settings: Canary, before: dict[str, dict[str, str]]) -> StepMetrics:
+def _measure(canary: "Track", settings: Canary, before: dict[str, dict[str, str]]) -> StepMetrics:
     after = canary.scrape()
     per_track = {}
     for track in ("canary", "stable"):
@@ -45,7 +48,7 @@ def _summary(measured: dict[str, float | None]) -> str:
     return ", ".join(fmt.format(measured[k]) for k, fmt in shown if measured.get(k) is not None)
 
 
-def _watch(canary, settings: Canary, before: dict[str, dict[str, str]], where: str, seconds: float,
+def _watch(canary: "Track", settings: Canary, before: dict[str, dict[str, str]], where: str, seconds: float,
            progress: Callable[[str], None], watch: bool) -> str:
     """Watch a step for `seconds`; who asked to abort it, or ""."""
     started = time.monotonic()
@@ -61,7 +64,7 @@ def _watch(canary, settings: Canary, before: dict[str, dict[str, str]], where: s
     return ""
 
 
-def _wait_for_sample(canary, settings: Canary, before: dict[str, dict[str, str]], where: str,
+def _wait_for_sample(canary: "Track", settings: Canary, before: dict[str, dict[str, str]], where: str,
                      progress: Callable[[str], None]) -> tuple[StepMetrics, str]:
     """After pause_s, a step whose canary has answered fewer than `requests.min` keeps watching,
     up to max_wait_s: its metrics then, and who asked to abort meanwhile ("" = nobody)."""
@@ -81,7 +84,7 @@ def _wait_for_sample(canary, settings: Canary, before: dict[str, dict[str, str]]
     return metrics, ""
 
 
-def walk(canary, subject: str, settings: Canary, progress: Callable[[str], None], watch: bool = False) -> CanaryRun:
+def walk(canary: "Track", subject: str, settings: Canary, progress: Callable[[str], None], watch: bool = False) -> CanaryRun:
     """Every step of settings.steps against `canary` (a KubernetesCanary), in order.
 
     A step's judged window opens when its canary pods are all ready (however long they took, which

@@ -268,11 +268,11 @@ def verify(ctx: click.Context, env: str, suites: tuple[str, ...], target: str | 
                      "stress": {"step_s": 3, "overload_s": 10, "recovery_s": 10, "peak_users": 48}}
     verdict, path = run_verify(load_environment(env), list(suites) or None, target, overrides, progress=info)
     if output == "json":
-        print_json(verdict)
+        print_json(verdict.document())
     else:
         click.echo(summary(verdict))
         click.echo(f"verdict: {path}\nreport:  {path.with_suffix('.html')}")
-    ctx.exit(EXIT_OK if verdict["passed"] else EXIT_FAILED)
+    ctx.exit(EXIT_OK if verdict.passed else EXIT_FAILED)
 
 
 def _print_release(doc: dict[str, Any]) -> None:
@@ -291,10 +291,10 @@ def _print_release(doc: dict[str, Any]) -> None:
                    f"{sent['sent']} sent, answers by status {sent['statuses']}, {sent['failed']} failed"))
 
 
-def _steps(doc: dict[str, Any]) -> str:
+def _steps(canary: dict[str, Any] | None) -> str:
     """A release's canary steps in a table cell: `25%:ok 50%:error_rate`, `50%:no-traffic` for a step
     that never saw its minimum sample (or - for a replace)."""
-    steps = (doc.get("canary") or {}).get("steps", [])
+    steps = (canary or {}).get("steps", [])
     return " ".join(f"{s['share_asked_pct']}%:" + ("ok" if s.get("passed") else "aborted" if s.get("aborted_by") else
                                                     "no-traffic" if s.get("not_enough_traffic") else
                                                     ",".join(g["metric"] for g in s["gates"] if not g["passed"]) or "failed")
@@ -371,12 +371,12 @@ def history(env: str, target: str | None, output: str) -> None:
 
     records = releases(target_for(load_environment(env), target))
     if output == "json":
-        print_json(records)
+        print_json([r.document() for r in records])
         return
     click.echo(table(["seq", "kind", "subject", "previous", "model", "verdict", "canary", "outcome", "by", "at"],
-                     [[r["seq"], r["kind"], r["subject"].split("@")[-1][:19], (r["previous"] or "-").split("@")[-1][:19],
-                       r["model_version"] or "-", (r["verdict"] or {}).get("finished_at", "-"), _steps(r),
-                       r["outcome"], r["by"].split(":")[0], r["at"]] for r in records]))
+                     [[r.seq, r.kind, r.subject.split("@")[-1][:19], (r.previous or "-").split("@")[-1][:19],
+                       r.model_version or "-", r.verdict.finished_at if r.verdict else "-", _steps(r.canary),
+                       r.outcome, r.by.split(":")[0], r.at] for r in records]))
 
 
 @cli.command()
@@ -533,11 +533,12 @@ def stop(env: str) -> None:
 def _handlers() -> dict[type[Exception], int]:
     from shipyard.bento import BuildError
     from shipyard.config import ConfigError
+    from shipyard.evidence import RecordError
     from shipyard.harness.run import VerifyError
     from shipyard.harness.staged.traffic import TrafficError
     from shipyard.image import ImageError
     from shipyard.init import InitError
-    from shipyard.kubectl import ClusterError
+    from shipyard.cluster import ClusterError
     from shipyard.manifests import ManifestError
     from shipyard.project import ProjectError
     from shipyard.release import PromotionLockLost, PromotionRefused
@@ -546,7 +547,7 @@ def _handlers() -> dict[type[Exception], int]:
     return {ConfigError: EXIT_USAGE, UsageError: EXIT_USAGE, ProjectError: EXIT_USAGE, InitError: EXIT_USAGE, BuildError: EXIT_FAILED,
             TargetError: EXIT_FAILED, ImageError: EXIT_FAILED, ClusterError: EXIT_FAILED, ManifestError: EXIT_FAILED,
             VerifyError: EXIT_FAILED, PromotionRefused: EXIT_FAILED, PromotionLockLost: EXIT_FAILED,
-            TrafficError: EXIT_USAGE}
+            TrafficError: EXIT_USAGE, RecordError: EXIT_FAILED}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

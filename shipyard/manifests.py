@@ -98,7 +98,7 @@ def render(env_name: str, image: ImageRef | None = None, annotations: dict[str, 
                                      for k, v in annotations.items()]),
             }]
         (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(wrapper))
-        result = kubectl.run("kustomize", tmp, timeout=60, check=False)
+        result = kubectl.kustomize(tmp)
     if result.returncode != 0:
         raise ManifestError(f"kustomize could not render {env_name}: {result.stderr.strip()}")
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]

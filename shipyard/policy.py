@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
-
 from shipyard.config import Environment
+from shipyard.evidence import Verdict
 
 
 @dataclass(frozen=True)
@@ -20,15 +19,11 @@ class PromotionFacts:
     subject: str  # what the source runs ("" = nothing)
     source_state: str = "ready"
     source_problems: tuple[str, ...] = ()
-    verdicts: list[dict[str, Any]] = field(default_factory=list)  # the source's, oldest first
+    verdicts: list[Verdict] = field(default_factory=list)  # the source's, oldest first
     parity_breaks: list[str] = field(default_factory=list)  # "<object> <path>" outside parity.allow
     approved: bool = False
     dry_run: bool = False
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-
-
-def _matches(verdict: dict[str, Any], subject: str) -> bool:
-    return subject in (verdict["subject"].get("image"), verdict["subject"].get("bento"))
 
 
 def refusal(f: PromotionFacts) -> str | None:
@@ -46,20 +41,19 @@ def refusal(f: PromotionFacts) -> str | None:
     if not f.verdicts:
         return f"no verdict for {name}: run `shipyard verify {name}`"
     verdict = f.verdicts[-1]
-    if not _matches(verdict, f.subject):
-        verified = verdict["subject"].get("image") or verdict["subject"].get("bento")
-        return (f"the latest verdict of {name} is for {verified}, but {name} now runs {f.subject}: "
+    if not verdict.judges(f.subject):
+        return (f"the latest verdict of {name} is for {verdict.verified}, but {name} now runs {f.subject}: "
                 f"it changed since it was verified; run `shipyard verify {name}`")
-    judged = {s["name"] for s in verdict["suites"]}
+    judged = {s.name for s in verdict.suites}
     missing = [suite for suite in src.gates if suite not in judged]
     if missing:
         return (f"the verdict for {f.subject} did not run {', '.join(missing)}, which {name} gates: "
                 f"run `shipyard verify {name}` with every suite")
-    if not verdict["passed"]:
-        failed = [f"{g['suite']}.{g['metric']} ({g['reason']})" for g in verdict["gates"] if not g["passed"]]
+    if not verdict.passed:
+        failed = [f"{g.suite}.{g.metric} ({g.reason})" for g in verdict.gates if not g.passed]
         return (f"the verdict for {f.subject} failed: {', '.join(failed) or 'a suite did not pass'}; "
                 "fix it, redeploy and verify again")
-    age_h = (f.now - datetime.fromisoformat(verdict["finished_at"])).total_seconds() / 3600
+    age_h = (f.now - datetime.fromisoformat(verdict.finished_at)).total_seconds() / 3600
     if age_h > src.promotion.max_verdict_age_h:
         return (f"the verdict is {age_h:.1f} h old (promotion.max_verdict_age_h is "
                 f"{src.promotion.max_verdict_age_h:g}): run `shipyard verify {name}` again")

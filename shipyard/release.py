@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from shipyard.config import Environment, load_environment
+from shipyard.evidence import ReleaseRecord, Verdict, VerdictRef, read_all
 from shipyard.harness.verdict import now
 
 LOCK = "promotion"
@@ -90,25 +91,25 @@ def _who() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}"
 
 
-def releases(target) -> list[dict[str, Any]]:
-    return sorted(target.records.list("release"), key=lambda r: r["seq"])
+def releases(target) -> list[ReleaseRecord]:
+    """The environment's release records, oldest first, each validated against its schema."""
+    return sorted(read_all(ReleaseRecord, target.records.list("release")), key=lambda r: r.seq)
 
 
-def _record(target, env: Environment, kind: str, subject: str, previous: str, verdict: dict | None,
+def _record(target, env: Environment, kind: str, subject: str, previous: str, verdict: Verdict | None,
             outcome: str, checks: list[dict], approved: bool | None, note: str = "",
             canary: dict[str, Any] | None = None) -> dict[str, Any]:
-    history = releases(target)  # one read: on Kubernetes each is a kubectl call
-    seq = history[-1]["seq"] + 1 if history else 1
-    sub = (verdict or {}).get("subject", {})
-    doc = {
-        "seq": seq, "environment": env.name, "kind": kind, "subject": subject, "previous": previous,
-        "model_version": sub.get("model_version", ""), "training_data_hash": sub.get("training_data_hash", ""),
-        "verdict": {"record": verdict.get("record", ""), "environment": verdict["environment"],
-                    "finished_at": verdict["finished_at"], "passed": verdict["passed"]} if verdict else None,
-        "post_deploy": checks, "approved": approved, "by": _who(), "at": now(), "outcome": outcome, "note": note,
-        "canary": canary,
-    }
-    doc["record"] = target.records.put("release", f"{seq:05d}", doc)
+    history = releases(target)  # one read: on Kubernetes each is an API call
+    sub = verdict.subject if verdict else {}
+    record = ReleaseRecord(
+        seq=history[-1].seq + 1 if history else 1, environment=env.name, kind=kind, subject=subject,
+        previous=previous, model_version=sub.get("model_version") or "",
+        training_data_hash=sub.get("training_data_hash") or "",
+        verdict=VerdictRef(record=verdict.record, environment=verdict.environment, finished_at=verdict.finished_at,
+                           passed=verdict.passed) if verdict else None,
+        post_deploy=checks, approved=approved, by=_who(), at=now(), outcome=outcome, note=note, canary=canary)
+    doc = record.document()
+    doc["record"] = target.records.put("release", f"{record.seq:05d}", doc)
     return doc
 
 
@@ -117,8 +118,8 @@ def _post_deploy(env: Environment, target_kind: str | None, suites: list[str],
     from shipyard.harness.run import verify
 
     verdict, _ = verify(env, suites, target_kind, progress=progress)
-    return {"suites": suites, "passed": verdict["passed"], "record": verdict.get("record", ""),
-            "failed_gates": [f"{g['suite']}.{g['metric']}: {g['reason']}" for g in verdict["gates"] if not g["passed"]]}
+    return {"suites": suites, "passed": verdict.passed, "record": verdict.record,
+            "failed_gates": [f"{g.suite}.{g.metric}: {g.reason}" for g in verdict.gates if not g.passed]}
 
 
 def _walk_with_traffic(canary, dst: Environment, subject: str, settings, progress: Callable[[str], None],
@@ -130,6 +131,7 @@ def _walk_with_traffic(canary, dst: Environment, subject: str, settings, progres
 
     if not traffic_rps:
         return walk(canary, subject, settings, progress, watch), None
+    from shipyard.cluster import ClusterError
     from shipyard.targets import TargetError
     from shipyard.traffic import MAX_DURATION_S, KubernetesTraffic
 
@@ -142,7 +144,7 @@ def _walk_with_traffic(canary, dst: Environment, subject: str, settings, progres
         run = walk(canary, subject, settings, progress, watch)
         try:
             return run, sender.stop(progress)
-        except TargetError as exc:  # the steps' outcome stands; only the sender's own account is missing
+        except (TargetError, ClusterError) as exc:  # the steps' outcome stands; only the sender's account is missing
             progress(f"traffic: no summary from job/{sender.name}: {exc}")
             return run, {"error": str(exc)}
     finally:
@@ -168,7 +170,7 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
     if strategy == "canary" and src.promotion.canary is None:
         raise PromotionRefused(f"a canary needs settings: add `canary:` (steps, pause_s, gates) to {source}'s "
                                "promotion section in its environment.yaml")
-    if strategy == "canary" and not hasattr(dst_target, "canary"):
+    if strategy == "canary" and dst_target.canary is None:
         raise PromotionRefused(f"a canary needs the kubernetes target: {dst_name} runs one local server here, so there "
                                "is nothing to split its traffic with; promote with `--target kubernetes`, or replace "
                                "it at once with `--strategy replace`")
@@ -180,7 +182,8 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
     if subject:
         status = src_target.status()
         facts = PromotionFacts(src, dst_name, subject, status.state, status.problems,
-                               src_target.records.list("verdict"), approved=approve, dry_run=dry_run)
+                               read_all(Verdict, src_target.records.list("verdict")), approved=approve,
+                               dry_run=dry_run)
     if refusal(facts) is None and src.parity and all(
             (environments_dir() / e / "kustomization.yaml").is_file() for e in (source, dst_name)):
         from shipyard.manifests import parity
@@ -195,8 +198,8 @@ def promote(source: str, destination: str | None, target_kind: str | None = None
 
     previous = dst_target.subject()
     plan = [f"from {source}: {subject}", f"to {dst_name}: {previous or '(nothing running)'} -> {subject}",
-            f"verdict of {verdict['finished_at']} ({verdict.get('record', '')}): "
-            + ", ".join(f"{g['suite']}.{g['metric']}={g['measured']:g}" for g in verdict["gates"] if g["measured"] is not None),
+            f"verdict of {verdict.finished_at} ({verdict.record}): "
+            + ", ".join(f"{g.suite}.{g.metric}={g.measured:g}" for g in verdict.gates if g.measured is not None),
             f"post-deploy suites in {dst_name}: {', '.join(src.promotion.post_deploy_suites)}",
             _strategy_line(strategy, src.promotion.canary, bool(previous))]
     if dry_run:
@@ -272,26 +275,26 @@ def rollback(env_name: str, to_seq: int | None = None, target_kind: str | None =
 
     env = load_environment(env_name)
     target = target_for(env, target_kind)
-    canary = getattr(target, "canary", None)
+    canary = target.canary
     if canary is not None and canary.current() is not None:
         return _abort_canary(target, env, canary, target_kind, progress)
     history = releases(target)
     current = target.subject()
     if to_seq is not None:
-        chosen = next((r for r in history if r["seq"] == to_seq), None)
+        chosen = next((r for r in history if r.seq == to_seq), None)
         if chosen is None:
             raise PromotionRefused(f"{env_name} has no release {to_seq}: see `shipyard history {env_name}`")
     else:
-        chosen = next((r for r in reversed(history) if r["subject"] != current and r["outcome"] == "succeeded"), None)
+        chosen = next((r for r in reversed(history) if r.subject != current and r.outcome == "succeeded"), None)
         if chosen is None:
             raise PromotionRefused(f"{env_name} has no earlier successful release to roll back to")
     with _locked(target, env_name):
-        progress(f"rolling {env_name} back to release {chosen['seq']}: {chosen['subject']}")
-        target.roll_to(chosen["subject"], progress)
+        progress(f"rolling {env_name} back to release {chosen.seq}: {chosen.subject}")
+        target.roll_to(chosen.subject, progress)
         suites = ["smoke"]
         check = _post_deploy(env, target_kind, suites, progress)
-        doc = _record(target, env, "rollback", chosen["subject"], current, None,
-                      "succeeded" if check["passed"] else "failed", [check], None, note=f"to release {chosen['seq']}")
+        doc = _record(target, env, "rollback", chosen.subject, current, None,
+                      "succeeded" if check["passed"] else "failed", [check], None, note=f"to release {chosen.seq}")
         return Outcome(doc, None, [])
 
 
@@ -303,9 +306,7 @@ def _abort_canary(target, env: Environment, canary, target_kind: str | None,
     subject = canary.subject()
     progress(f"a canary of {subject} is in progress in {env.name}: asking its promotion to abort it")
     canary.request_abort(_who())
-    deadline = time.monotonic() + 60
-    while canary.current() is not None and time.monotonic() < deadline:
-        time.sleep(1)
+    canary.wait_removed(60)  # by the promotion walking it, if one still does
     with _locked(target, env.name, wait_s=60):
         if canary.current() is not None:
             progress("no promotion is walking it any more: removing it here")

@@ -122,10 +122,8 @@ class KubernetesTraffic:
         self.name = f"shipyard-traffic-{time.strftime('%H%M%S')}-{int(time.time() * 1000) % 1000:03d}"
 
     def start(self, progress: Callable[[str], None]) -> None:
-        from shipyard import kubectl
-
         project = self.target.project
-        workload = kubectl.get_json("deployment", project.kubernetes.workload, "-n", self.namespace)
+        workload = cluster.get("Deployment", project.kubernetes.workload, self.namespace)
         if workload is None or not self.target.subject():
             raise TargetError(f"nothing serves in {self.namespace}: deploy {self.target.env.name} first")
         pod_spec = workload["spec"]["template"]["spec"]
@@ -133,9 +131,8 @@ class KubernetesTraffic:
         port = next((p["containerPort"] for p in pod_spec["containers"][0].get("ports", [])), None)
         service = project.kubernetes.service
         url = self.target.service_url
-        plan = TrafficPlan(url, self.rps, self.duration_s, _routes(lambda: json.loads(kubectl.run(
-            "get", "--raw", f"/api/v1/namespaces/{self.namespace}/services/{service}:{project.kubernetes.port}"
-            "/proxy/docs.json").stdout)))
+        plan = TrafficPlan(url, self.rps, self.duration_s, _routes(lambda: json.loads(cluster.proxy_get(
+            self.namespace, "Service", service, project.kubernetes.port, "docs.json"))))
         labels = {LABEL: self.name, "app.kubernetes.io/component": "traffic"}
         objects = [
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": self.name, "namespace": self.namespace,
@@ -162,19 +159,14 @@ class KubernetesTraffic:
 
     def wait(self, progress: Callable[[str], None]) -> dict[str, Any]:
         """The sender's summary once the Job ends (bounded by its own deadline)."""
-        from shipyard import kubectl
-
         if cluster.job_outcome(self.namespace, self.name, self.duration_s + 180) is None:
             raise TargetError(f"job/{self.name} in {self.namespace} did not finish in time: "
                               f"kubectl -n {self.namespace} logs job/{self.name}")
-        said = kubectl.run("logs", f"job/{self.name}", "-n", self.namespace, check=False)
-        return _summary(said.stdout + said.stderr)
+        return _summary(cluster.job_logs(self.namespace, self.name))
 
     def wait_sending(self, progress: Callable[[str], None], timeout_s: float = 180) -> None:
         """Until the sender's container runs (its image pulled, its pod scheduled): traffic a
         promotion starts must be flowing before the canary's first step is judged."""
-        from shipyard import kubectl
-
         def sending(pods: list[dict[str, Any]]) -> str | None:
             if any(c.get("state", {}).get("running") for p in pods for c in p.get("status", {}).get("containerStatuses") or []):
                 return "running"
@@ -186,9 +178,8 @@ class KubernetesTraffic:
                                     cluster.core().list_namespaced_pod, self.namespace, sending, timeout_s,
                                     label_selector=f"{LABEL}={self.name}")
         if state == "ended":
-            said = kubectl.run("logs", f"job/{self.name}", "-n", self.namespace, check=False)
-            raise TargetError(f"job/{self.name} in {self.namespace} ended before sending: "
-                              f"{(said.stdout + said.stderr).strip()[-500:]}")
+            said = cluster.job_logs(self.namespace, self.name)
+            raise TargetError(f"job/{self.name} in {self.namespace} ended before sending: {said.strip()[-500:]}")
         if state is None:
             raise TargetError(f"job/{self.name} in {self.namespace} was not sending within {timeout_s:g} s: "
                               f"kubectl -n {self.namespace} describe job/{self.name}")
@@ -197,28 +188,33 @@ class KubernetesTraffic:
         """End the traffic now and return the sender's summary: the Job is suspended, so its pod
         is terminated (SIGTERM: the sender lets requests in flight finish and prints its summary,
         read from the pod's log stream as it ends) and not replaced."""
-        from shipyard import kubectl
-
-        job = kubectl.get_json("job", self.name, "-n", self.namespace) or {}
-        if any(c["type"] in ("Complete", "Failed") and c["status"] == "True"
-               for c in job.get("status", {}).get("conditions", [])):
+        job = cluster.get("Job", self.name, self.namespace) or {}
+        pod = cluster.job_pod(self.namespace, self.name)
+        if pod is None or any(c["type"] in ("Complete", "Failed") and c["status"] == "True"
+                              for c in job.get("status", {}).get("conditions", [])):
             return self.wait(progress)
-        follow = subprocess.Popen([kubectl.kubectl_path(), "logs", "-f", f"job/{self.name}", "-n", self.namespace],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        from urllib3.exceptions import HTTPError
+
+        # The log is followed before the pod is told to end, so the summary it prints on the way out is in it.
+        follow = cluster.follow_logs(self.namespace, pod["metadata"]["name"], timeout_s)
+        chunks: list[bytes] = []
         try:
-            time.sleep(1)  # the stream is open before the pod is told to end
-            kubectl.run("patch", "job", self.name, "-n", self.namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}')
-            said, _ = follow.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            follow.kill()
-            said = follow.communicate()[0]
-        summary = _summary(said)
+            cluster.patch("Job", self.name, self.namespace, {"spec": {"suspend": True}})
+            try:
+                for chunk in follow.stream(4096):
+                    chunks.append(chunk)
+            except HTTPError:  # the stream cut short or silent for timeout_s: the summary is in what arrived, or not
+                pass
+        finally:
+            follow.release_conn()
+        summary = _summary(b"".join(chunks).decode(errors="replace"))
         progress(f"traffic stopped: {summary['sent']} sent, answers by status {summary['statuses']}, "
                  f"{summary['failed']} failed")
         return summary
 
     def remove(self) -> None:
-        from shipyard import kubectl
-
-        kubectl.run("delete", "job,configmap,networkpolicy", "-n", self.namespace, "-l", f"{LABEL}={self.name}",
-                    "--wait=false", check=False)
+        try:
+            for kind in ("Job", "ConfigMap", "NetworkPolicy"):
+                cluster.delete(kind, self.namespace, labels=f"{LABEL}={self.name}")
+        except cluster.ClusterError:  # left behind, the Job ends by its own deadline and is gone after its TTL
+            pass

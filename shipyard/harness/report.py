@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from shipyard.evidence import Verdict
 from shipyard.harness.suites import SuiteResult
 from shipyard.output import table
 
@@ -55,18 +56,18 @@ def line_chart(title: str, rows: list[dict[str, float | None]], series: list[str
             f'aria-label="{html.escape(title)}">{"".join(legend)}{axes}{"".join(lines)}</svg></figure>')
 
 
-def render_html(verdict: dict[str, Any], suites: list[SuiteResult]) -> str:
-    ok = verdict["passed"]
-    subject = " · ".join(f"{k}: <code>{html.escape(str(v))}</code>" for k, v in verdict["subject"].items() if v)
+def render_html(verdict: Verdict, suites: list[SuiteResult]) -> str:
+    ok = verdict.passed
+    subject = " · ".join(f"{k}: <code>{html.escape(str(v))}</code>" for k, v in verdict.subject.items() if v)
     gate_rows = "".join(
-        f"<tr><td>{g['suite']}</td><td>{g['metric']}</td><td>{'-' if g['min'] is None else _fmt(g['min'])}</td>"
-        f"<td>{'-' if g['max'] is None else _fmt(g['max'])}</td>"
-        f"<td>{_fmt(g['measured'])}</td><td class=\"{'ok' if g['passed'] else 'bad'}\">{'pass' if g['passed'] else 'FAIL'}</td>"
-        f"<td>{html.escape(g['reason'])}</td></tr>" for g in verdict["gates"])
+        f"<tr><td>{g.suite}</td><td>{g.metric}</td><td>{'-' if g.min is None else _fmt(g.min)}</td>"
+        f"<td>{'-' if g.max is None else _fmt(g.max)}</td>"
+        f"<td>{_fmt(g.measured)}</td><td class=\"{'ok' if g.passed else 'bad'}\">{'pass' if g.passed else 'FAIL'}</td>"
+        f"<td>{html.escape(g.reason)}</td></tr>" for g in verdict.gates)
     suite_rows = "".join(
-        f"<tr><td>{s['name']}</td><td class=\"{'ok' if s['status'] == 'passed' else 'bad'}\">{s['status']}</td>"
-        f"<td>{s['seconds']:.1f} s</td><td>{html.escape(', '.join(f'{k}={_fmt(v)}' for k, v in s['metrics'].items()))}</td></tr>"
-        for s in verdict["suites"])
+        f"<tr><td>{s.name}</td><td class=\"{'ok' if s.status == 'passed' else 'bad'}\">{s.status}</td>"
+        f"<td>{s.seconds:.1f} s</td><td>{html.escape(', '.join(f'{k}={_fmt(v)}' for k, v in s.metrics.items()))}</td></tr>"
+        for s in verdict.suites)
     charts = []
     for s in suites:
         history = s.details.get("history")
@@ -80,17 +81,17 @@ def render_html(verdict: dict[str, Any], suites: list[SuiteResult]) -> str:
             charts.append(line_chart(f"{s.name}: CPU utilisation the autoscaler saw (% of requests)", replicas,
                                      ["cpu_pct"], "%"))
     failures = "".join(
-        f"<tr><td>{s['name']}</td><td>{html.escape(f['test'])}</td><td>{html.escape(f['message'])}</td></tr>"
-        for s in verdict["suites"] for f in s.get("failures", []))
-    not_run = ", ".join(verdict["not_run"]) or "none"
-    not_exercised = "".join(f"<li>{html.escape(note)}</li>" for note in verdict.get("not_exercised", []))
-    origins = verdict.get("generated_from", {})
+        f"<tr><td>{s.name}</td><td>{html.escape(f['test'])}</td><td>{html.escape(f['message'])}</td></tr>"
+        for s in verdict.suites for f in s.failures)
+    not_run = ", ".join(verdict.not_run) or "none"
+    not_exercised = "".join(f"<li>{html.escape(note)}</li>" for note in verdict.not_exercised)
+    origins = verdict.generated_from
     origin_rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(where)}</td></tr>"
                           for name, where in origins.items())
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>shipyard verdict: {verdict['environment']}</title>
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>shipyard verdict: {verdict.environment}</title>
 <style>{_CSS}</style></head><body>
-<h1>Verdict for {html.escape(verdict['environment'])} <span class="badge {'pass' if ok else 'fail'}">{'PASSED' if ok else 'FAILED'}</span></h1>
-<p class="muted">{subject}<br>target {verdict['target']} · {verdict['started_at']} → {verdict['finished_at']} · {verdict['user']}@{verdict['host']} · not run: {not_run}</p>
+<h1>Verdict for {html.escape(verdict.environment)} <span class="badge {'pass' if ok else 'fail'}">{'PASSED' if ok else 'FAILED'}</span></h1>
+<p class="muted">{subject}<br>target {verdict.target} · {verdict.started_at} → {verdict.finished_at} · {verdict.user}@{verdict.host} · not run: {not_run}</p>
 <h2>Gates</h2><table><tr><th>suite</th><th>metric</th><th>min</th><th>max</th><th>measured</th><th></th><th>reason</th></tr>{gate_rows}</table>
 <h2>Suites</h2><table><tr><th>suite</th><th>status</th><th>time</th><th>measured</th></tr>{suite_rows}</table>
 <h2>Where the requests came from</h2>{f'<table><tr><th>suite</th><th>generator</th></tr>{origin_rows}</table>' if origin_rows else '<p class="muted">not recorded</p>'}
@@ -100,16 +101,15 @@ def render_html(verdict: dict[str, Any], suites: list[SuiteResult]) -> str:
 </body></html>"""
 
 
-def summary(verdict: dict[str, Any]) -> str:
-    rows = [[g["suite"], g["metric"], "-" if g["min"] is None else _fmt(g["min"]),
-             "-" if g["max"] is None else _fmt(g["max"]), _fmt(g["measured"]),
-             "pass" if g["passed"] else "FAIL", g["reason"]] for g in verdict["gates"]]
-    head = f"verdict for {verdict['environment']}: {'PASSED' if verdict['passed'] else 'FAILED'}"
+def summary(verdict: Verdict) -> str:
+    rows = [[g.suite, g.metric, "-" if g.min is None else _fmt(g.min), "-" if g.max is None else _fmt(g.max),
+             _fmt(g.measured), "pass" if g.passed else "FAIL", g.reason] for g in verdict.gates]
+    head = f"verdict for {verdict.environment}: {'PASSED' if verdict.passed else 'FAILED'}"
     by_origin: dict[str, list[str]] = {}
-    for suite, where in verdict.get("generated_from", {}).items():
+    for suite, where in verdict.generated_from.items():
         by_origin.setdefault(where, []).append(suite)
     if by_origin:
         head += "\nrequests came from:" + "".join(f"\n  {', '.join(suites)}: {where}" for where, suites in by_origin.items())
-    if verdict.get("not_exercised"):
-        head += "\nnot exercised by every suite:" + "".join(f"\n  {note}" for note in verdict["not_exercised"])
+    if verdict.not_exercised:
+        head += "\nnot exercised by every suite:" + "".join(f"\n  {note}" for note in verdict.not_exercised)
     return head + "\n" + table(["suite", "metric", "min", "max", "measured", "result", "reason"], rows)

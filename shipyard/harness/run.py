@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from shipyard.config import Environment
+from shipyard.evidence import Verdict
 from shipyard.harness import gates as gate_eval
 from shipyard.harness import report, verdict as verdicts
 from shipyard.harness.suites import SuiteResult
@@ -52,7 +53,7 @@ def _data_hash(model_tag: str) -> dict[str, str]:
 
 
 def verify(env: Environment, requested: list[str] | None = None, target_kind: str | None = None,
-           overrides: dict[str, dict] | None = None, progress: Callable[[str], None] = lambda _: None) -> tuple[dict, Path]:
+           overrides: dict[str, dict] | None = None, progress: Callable[[str], None] = lambda _: None) -> tuple[Verdict, Path]:
     """Runs the suites, evaluates the gates, stores verdict + report; returns (verdict, its path)."""
     from shipyard.targets import TargetError, target_for
 
@@ -99,6 +100,7 @@ def verify(env: Environment, requested: list[str] | None = None, target_kind: st
     # The machine-readable copy promotion reads: beside the release it may allow (a ConfigMap in
     # the namespace on Kubernetes, the state folder locally).
     document["record"] = target.records.put("verdict", path.stem.lower(), document)
-    path.with_suffix(".html").write_text(report.render_html(document, results))
-    (path.parent / "latest.html").write_text(report.render_html(document, results))
-    return document, path
+    verdict = Verdict.model_validate(document)
+    path.with_suffix(".html").write_text(report.render_html(verdict, results))
+    (path.parent / "latest.html").write_text(report.render_html(verdict, results))
+    return verdict, path

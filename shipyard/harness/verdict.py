@@ -15,11 +15,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from shipyard.evidence import Verdict
 from shipyard.harness.gates import GateResult
 from shipyard.harness.suites import SuiteResult
 from shipyard.paths import state_dir
 
-SCHEMA = "shipyard.dev/verdict/v1"
+SCHEMA = Verdict.model_fields["schema_"].default
 
 
 def now() -> str:
@@ -30,7 +31,7 @@ def build(environment: str, target: str, subject: dict[str, str], suites: list[S
           gates: list[GateResult], started_at: str, requested: list[str]) -> dict[str, Any]:
     skipped = [s for s in requested if s not in {r.name for r in suites}]
     gated = {g.suite for g in gates}
-    return {
+    document = {
         "schema": SCHEMA,
         "environment": environment,
         "target": target,
@@ -51,6 +52,8 @@ def build(environment: str, target: str, subject: dict[str, str], suites: list[S
         "host": socket.gethostname(),
         "user": getpass.getuser(),
     }
+    Verdict.model_validate(document)  # written in the schema it is read back with (shipyard.evidence)
+    return document
 
 
 def folder(environment: str) -> Path:

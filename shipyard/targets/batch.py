@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from shipyard import kubectl
+from shipyard import cluster, kubectl
 from shipyard.project import current_project
 from shipyard.shards import Shard, ShardError, check_formats, merge, read_manifest, split, write_manifest
 from shipyard.targets.base import TargetError
@@ -48,6 +48,7 @@ from shipyard.targets.kubernetes import KubernetesTarget
 RUNS_FOLDER = "shipyard-runs"
 COPY_TIMEOUT_S = 1800  # each way, for the files of one run
 RUN_LABEL = "shipyard.dev/batch-run"
+PROGRESS_EVERY_S = 2  # the shards' progress lines, read from their logs while the Job runs
 # Each shard's pod: skip a shard already complete (a resumed run), else the entry point with the
 # shard protocol's arguments. $JOB_COMPLETION_INDEX is set by the Job controller.
 # The shell stays PID 1 and forwards SIGTERM to the entry point instead of exec-ing it: the kernel
@@ -105,7 +106,7 @@ def _template(namespace: str) -> _Template:
     name = current_project().kubernetes.batch_cronjob
     if not name:
         raise TargetError("this project names no batch CronJob: set kubernetes.batch_cronjob in shipyard.yaml")
-    cron = kubectl.get_json("cronjob", name, "-n", namespace)
+    cron = cluster.get("CronJob", name, namespace)
     if cron is None:
         raise TargetError(f"no cronjob/{name} in {namespace}: deploy the environment first (shipyard deploy)")
     spec = cron["spec"]["jobTemplate"]["spec"]
@@ -142,34 +143,46 @@ class _FilesPod:
                          "metadata": {"name": self.name, "namespace": namespace, "labels": labels}, "spec": pod}
 
     def __enter__(self) -> "_FilesPod":
-        kubectl.run("delete", "pod", self.name, "-n", self.namespace, "--ignore-not-found", "--wait=true", timeout=120)
-        kubectl.run("create", "-f", "-", input_text=json.dumps(self.manifest))
-        ready = kubectl.run("wait", "--for=condition=Ready", f"pod/{self.name}", "-n", self.namespace,
-                            "--timeout=180s", timeout=200, check=False)
-        if ready.returncode != 0:
+        if not cluster.wait_gone("Pod", self.namespace, cluster.delete("Pod", self.namespace, self.name), 120):
+            raise TargetError(f"pod/{self.name} in {self.namespace}, left by an earlier run, was not gone within 120 s")
+        cluster.create(self.manifest)
+
+        def started(pods: list[dict]) -> str | None:
+            for pod in pods:
+                if any(c.get("type") == "Ready" and c.get("status") == "True"
+                       for c in pod.get("status", {}).get("conditions") or []):
+                    return "ready"
+                if pod.get("status", {}).get("phase") in ("Failed", "Succeeded"):
+                    return "ended"
+            return None
+
+        if cluster.watch_until(f"pod {self.name} in namespace {self.namespace}", cluster.core().list_namespaced_pod,
+                               self.namespace, started, 180, field_selector=f"metadata.name={self.name}") != "ready":
+            why = self._why()
             self.__exit__()
-            raise TargetError(f"pod/{self.name}, which copies the batch files, did not start: {self._why()}")
+            raise TargetError(f"pod/{self.name}, which copies the batch files, did not start: {why}")
         return self
 
     def _why(self) -> str:
         """What keeps the pod from starting, in the cluster's words; a claim without a volume first."""
         for volume in self.manifest["spec"].get("volumes", []):
             claim = volume.get("persistentVolumeClaim", {}).get("claimName")
-            pvc = kubectl.get_json("pvc", claim, "-n", self.namespace) if claim else None
+            pvc = cluster.get("PersistentVolumeClaim", claim, self.namespace) if claim else None
             if pvc and pvc.get("status", {}).get("phase") != "Bound":
                 return (f"its volume claim {claim} is {pvc['status'].get('phase', 'Pending')}: the cluster offers no "
                         "volume for it (give it a default StorageClass, or name one in the claim; the local "
                         "cluster's scripts/cluster/up offers static local volumes)")
-        events = kubectl.run("get", "events", "-n", self.namespace, "--field-selector",
-                             f"involvedObject.name={self.name}", "-o", "jsonpath={.items[*].message}", check=False)
-        return events.stdout.strip()[-500:] or "no event says why"
+        events = cluster.list_objects("Event", self.namespace, fields=f"involvedObject.name={self.name}")
+        return " ".join(e.get("message", "") for e in events).strip()[-500:] or "no event says why"
 
     def __exit__(self, *exc: object) -> None:
-        kubectl.run("delete", "pod", self.name, "-n", self.namespace, "--ignore-not-found", "--wait=false",
-                    check=False)
+        try:
+            cluster.delete("Pod", self.namespace, self.name)
+        except cluster.ClusterError:  # it ends by its own deadline anyway; the run's outcome matters more
+            pass
 
     def sh(self, script: str, timeout: float = 120) -> str:
-        return kubectl.run("exec", self.name, "-n", self.namespace, "--", "sh", "-c", script, timeout=timeout).stdout
+        return kubectl.exec_in(self.namespace, self.name, ["sh", "-c", script], timeout=timeout)
 
     def put(self, folder: Path, into: str) -> None:
         """Replaces `into` on the volume with the contents of `folder`."""
@@ -178,14 +191,14 @@ class _FilesPod:
                 for path in sorted(folder.iterdir()):
                     tar.add(path, arcname=path.name)
             archive.seek(0)
-            kubectl.stream("exec", "-i", self.name, "-n", self.namespace, "--", "sh", "-c",
-                           f"rm -rf {shlex.quote(into)} && mkdir -p {shlex.quote(into)}/out && "
-                           f"tar -x -C {shlex.quote(into)}", stdin=archive, timeout=COPY_TIMEOUT_S)
+            kubectl.exec_in(self.namespace, self.name,
+                            ["sh", "-c", f"rm -rf {shlex.quote(into)} && mkdir -p {shlex.quote(into)}/out && "
+                                         f"tar -x -C {shlex.quote(into)}"], stdin=archive, timeout=COPY_TIMEOUT_S)
 
     def get(self, folder: str, into: Path) -> None:
         with tempfile.TemporaryFile() as archive:
-            kubectl.stream("exec", self.name, "-n", self.namespace, "--", "tar", "-c", "-C", folder, ".",
-                           stdout=archive, timeout=COPY_TIMEOUT_S)
+            kubectl.exec_in(self.namespace, self.name, ["tar", "-c", "-C", folder, "."], stdout=archive,
+                            timeout=COPY_TIMEOUT_S)
             archive.seek(0)
             with tarfile.open(fileobj=archive, mode="r") as tar:
                 tar.extractall(into, filter="data")
@@ -222,7 +235,7 @@ def _job(template: _Template, name: str, namespace: str, run: str, run_dir: str,
 
 def _shard_pods(namespace: str, job: str) -> list[tuple[int, dict]]:
     """The Job's pods with their shard index, oldest first."""
-    pods = (kubectl.get_json("pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job}") or {}).get("items", [])
+    pods = cluster.list_objects("Pod", namespace, labels=f"batch.kubernetes.io/job-name={job}")
     return [(int(index), pod) for pod in sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"])
             if (index := pod["metadata"].get("labels", {}).get("batch.kubernetes.io/job-completion-index")) is not None]
 
@@ -238,7 +251,7 @@ def _progress_of_running(namespace: str, job: str, finished: dict[str, dict]) ->
         if name in finished:
             progress[index] = finished[name]
             continue
-        log = kubectl.run("logs", name, "-n", namespace, "--tail=5", check=False, timeout=20).stdout
+        log = cluster.pod_logs(namespace, pod, tail=5)
         for line in reversed(log.splitlines()):
             if line.startswith("{"):
                 try:
@@ -255,7 +268,7 @@ def _failure_logs(namespace: str, job: str, indexes: set[int]) -> str:
     lines = []
     for index, pod in _shard_pods(namespace, job):
         if index in indexes and pod["status"].get("phase") == "Failed":
-            log = kubectl.run("logs", pod["metadata"]["name"], "-n", namespace, "--tail=8", check=False).stdout
+            log = cluster.pod_logs(namespace, pod, tail=8)
             lines.append(f"--- shard {index}, pod {pod['metadata']['name']}:\n{log.rstrip()}")
     return "\n".join(lines[-6:])
 
@@ -279,8 +292,9 @@ def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects:
             _FilesPod(ns, template, run, timeout_s + 2 * COPY_TIMEOUT_S + 900) as files:
         local = Path(scratch)
         # A Job still running for this run (an interrupted CLI) must stop before its folder changes.
-        kubectl.run("delete", "job", "-n", ns, "-l", f"{RUN_LABEL}={run}", "--cascade=foreground", "--wait=true",
-                    "--ignore-not-found", timeout=180)
+        stopping = cluster.delete("Job", ns, labels=f"{RUN_LABEL}={run}", cascade="Foreground")
+        if not cluster.wait_gone("Job", ns, stopping, 180):
+            raise TargetError(f"job(s) {', '.join(stopping)} of run {run} in {ns} were not gone within 180 s")
         if resume:
             text = files.sh(f"cat {shlex.quote(run_dir)}/manifest.json 2>/dev/null || true")
             if not text.strip():
@@ -301,7 +315,7 @@ def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects:
         name = f"{current_project().kubernetes.batch_cronjob}-{datetime.now(timezone.utc):%m%d%H%M%S}-{os.getpid() % 1000}"
         job = _job(template, name, ns, run, run_dir, len(plan), settings.parallelism, settings.retries_per_shard,
                    timeout_s, source.suffix.lower(), output.suffix.lower())
-        kubectl.run("create", "-f", "-", input_text=json.dumps(job))
+        cluster.create(job)
         progress(f"job/{name}: {len(plan)} shards, {min(settings.parallelism, len(plan))} at a time, "
                  f"{settings.retries_per_shard} retries each")
         retried = _watch(ns, name, plan, timeout_s, progress)
@@ -312,7 +326,10 @@ def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects:
         except ShardError as exc:
             raise TargetError(f"job/{name}: {exc}; nothing was written (the shards' outputs stay on the volume)") from exc
         files.sh(f"rm -rf {shlex.quote(run_dir)}")
-        kubectl.run("delete", "job", name, "-n", ns, "--wait=false", check=False)
+        try:
+            cluster.delete("Job", ns, name)
+        except cluster.ClusterError:  # the result is merged and written; a Job left behind is only clutter
+            pass
     return BatchJobResult(name, len(plan), merged.rows, merged.scored, merged.rejected, time.monotonic() - started,
                           retried)
 
@@ -328,29 +345,24 @@ def _stage(source: Path, shards: int, folder: Path) -> list[Shard]:
 
 
 def _watch(namespace: str, job: str, plan: list[Shard], timeout_s: float, progress: Callable[[str], None]) -> int:
-    """Polls the Job until it completes (returns how many pods failed and were retried) or fails."""
-    deadline = time.monotonic() + timeout_s + 60
-    last = ""
+    """Watches the Job until it completes (returns how many pods failed and were retried) or
+    fails; the shards' progress, which lives in their logs, is read again every PROGRESS_EVERY_S."""
+    last = [""]
     total = len(plan)
     finished: dict[str, dict] = {}
-    while True:
-        found = kubectl.get_json("job", job, "-n", namespace)
-        if found is None:
+
+    def ended(jobs: list[dict]) -> int | None:
+        if not jobs:
             raise TargetError(f"job/{job} was deleted before it finished; the shards it completed stay on the volume: "
                               "rerun the same command with --resume to run only the unfinished shards")
-        status = found.get("status", {})
+        status = jobs[0].get("status", {})
         conditions = {c["type"]: c for c in status.get("conditions", []) if c.get("status") == "True"}
         completed = _indexes(status.get("completedIndexes"))
         failed = _indexes(status.get("failedIndexes"))
         if "Complete" in conditions:
             return int(status.get("failed", 0))
-        if "Failed" in conditions or "FailureTarget" in conditions or time.monotonic() > deadline:
-            why = conditions.get("Failed") or conditions.get("FailureTarget") or {}
-            reason = f"{why.get('reason', 'timed out')}: {why.get('message', '')}".rstrip(": ")
-            shards = f"shard(s) {sorted(failed)} failed every retry; " if failed else ""
-            raise TargetError(f"job/{job} failed ({reason}); {shards}shards {sorted(completed) or 'none'} completed "
-                              "and stay on the volume: rerun the same command with --resume to run only the "
-                              f"unfinished shards\n{_failure_logs(namespace, job, failed)}")
+        if "Failed" in conditions or "FailureTarget" in conditions:
+            _fail(conditions.get("Failed") or conditions.get("FailureTarget") or {}, completed, failed)
         seen = _progress_of_running(namespace, job, finished)
         # A shard skipped as complete (a resumed run) printed no progress: its rows are its plan's.
         rows = sum(seen[s.index].get("rows", 0) if s.index in seen else s.rows if s.index in completed else 0
@@ -360,7 +372,23 @@ def _watch(namespace: str, job: str, plan: list[Shard], timeout_s: float, progre
         retries = f", {status['failed']} pod(s) failed and retried" if status.get("failed") else ""
         line = (f"shards {len(completed)}/{total} done, {status.get('active', 0)} running{retries}: "
                 f"{rows} of {sum(s.rows for s in plan)} rows read, {scored} scored, {rejected} rejected")
-        if line != last:
+        if line != last[0]:
             progress(line)
-            last = line
-        time.sleep(2)
+            last[0] = line
+        return None
+
+    def _fail(why: dict, completed: set[int], failed: set[int]) -> None:
+        reason = f"{why.get('reason', 'timed out')}: {why.get('message', '')}".rstrip(": ")
+        shards = f"shard(s) {sorted(failed)} failed every retry; " if failed else ""
+        raise TargetError(f"job/{job} failed ({reason}); {shards}shards {sorted(completed) or 'none'} completed "
+                          "and stay on the volume: rerun the same command with --resume to run only the "
+                          f"unfinished shards\n{_failure_logs(namespace, job, failed)}")
+
+    retried = cluster.watch_until(f"job {job} in namespace {namespace}", cluster.batch().list_namespaced_job,
+                                  namespace, ended, timeout_s + 60, resync_s=PROGRESS_EVERY_S,
+                                  field_selector=f"metadata.name={job}")
+    if retried is None:
+        found = cluster.get("Job", job, namespace) or {}
+        status = found.get("status", {})
+        _fail({}, _indexes(status.get("completedIndexes")), _indexes(status.get("failedIndexes")))
+    return retried

@@ -15,7 +15,6 @@ exact start and end (docs/canary.md says why not a Prometheus server).
 from __future__ import annotations
 
 import copy
-import time
 from typing import TYPE_CHECKING, Callable
 
 from shipyard import cluster
@@ -41,9 +40,7 @@ class KubernetesCanary:
     # --- state -------------------------------------------------------------------------------
 
     def current(self) -> dict | None:
-        from shipyard import kubectl
-
-        return kubectl.get_json("deployment", self.name, "-n", self.namespace)
+        return cluster.get("Deployment", self.name, self.namespace)
 
     def subject(self) -> str:
         """The digest a canary in progress serves, or ""."""
@@ -51,9 +48,7 @@ class KubernetesCanary:
         return "" if dep is None else dep["metadata"].get("annotations", {}).get(ANNOTATION_SUBJECT, "")
 
     def stable_replicas(self) -> int:
-        from shipyard import kubectl
-
-        dep = kubectl.get_json("deployment", self.target.workload, "-n", self.namespace)
+        dep = cluster.get("Deployment", self.target.workload, self.namespace)
         if dep is None:
             raise TargetError(f"deployment/{self.target.workload} is absent in {self.namespace}: nothing to canary against")
         return int(dep["spec"].get("replicas", 1))
@@ -94,25 +89,26 @@ class KubernetesCanary:
     def remove(self, progress: Callable[[str], None], timeout_s: float = 120) -> None:
         """Delete the canary and wait for its pods to finish draining (preStop, in-flight
         requests): until then they still hold connections the Service gave them."""
-        from shipyard import kubectl
-
         if self.current() is None:
             return
         progress(f"removing deployment/{self.name}")
-        kubectl.run("delete", "deployment", self.name, "-n", self.namespace, "--wait=false", check=False)
-        deadline = time.monotonic() + timeout_s
-        while self._pods(include_terminating=True):
-            if time.monotonic() > deadline:
-                raise TargetError(f"the canary's pods in {self.namespace} did not terminate within {timeout_s:g}s")
-            time.sleep(1)
+        cluster.delete("Deployment", self.namespace, self.name)
+        if cluster.watch_until(f"the canary's pods in namespace {self.namespace}", cluster.core().list_namespaced_pod,
+                               self.namespace, lambda pods: True if not pods else None, timeout_s,
+                               label_selector=f"{TRACK_LABEL}=canary") is None:
+            raise TargetError(f"the canary's pods in {self.namespace} did not terminate within {timeout_s:g}s")
+
+    def wait_removed(self, timeout_s: float) -> bool:
+        """True once the canary's Deployment is gone (watched), False after timeout_s."""
+        return cluster.wait_gone("Deployment", self.namespace, [self.name], timeout_s)
 
     def request_abort(self, who: str) -> bool:
         """Ask the promotion running the canary to abort it (it polls this annotation)."""
-        from shipyard import kubectl
-
-        result = kubectl.run("annotate", "deployment", self.name, "-n", self.namespace, "--overwrite",
-                             f"{ANNOTATION_ABORT}={who}", check=False)
-        return result.returncode == 0
+        try:
+            cluster.patch("Deployment", self.name, self.namespace, {"metadata": {"annotations": {ANNOTATION_ABORT: who}}})
+        except cluster.ClusterError:  # no canary (any more): nothing to abort
+            return False
+        return True
 
     def abort_requested(self) -> str:
         dep = self.current()
@@ -121,19 +117,15 @@ class KubernetesCanary:
     # --- reading production's metrics -----------------------------------------------------------
 
     def _pods(self, include_terminating: bool = False) -> list[dict]:
-        from shipyard import kubectl
-
-        pods = (kubectl.get_json("pods", "-n", self.namespace, "-l", f"{TRACK_LABEL}=canary") or {}).get("items", [])
+        pods = cluster.list_objects("Pod", self.namespace, labels=f"{TRACK_LABEL}=canary")
         return [p for p in pods if include_terminating or "deletionTimestamp" not in p["metadata"]]
 
     def scrape(self) -> dict[str, dict[str, str]]:
         """{track: {pod: /metrics text}} for every ready pod serving the Service, canary or stable."""
-        from shipyard import kubectl
-
-        stable = kubectl.get_json("deployment", self.target.workload, "-n", self.namespace) or {}
+        stable = cluster.get("Deployment", self.target.workload, self.namespace) or {}
         labels = stable.get("spec", {}).get("selector", {}).get("matchLabels", {})
         selector = ",".join(f"{k}={v}" for k, v in labels.items())
-        pods = (kubectl.get_json("pods", "-n", self.namespace, "-l", selector) or {}).get("items", [])
+        pods = cluster.list_objects("Pod", self.namespace, labels=selector)
         pages: dict[str, dict[str, str]] = {"canary": {}, "stable": {}}
         for pod in pods:
             statuses = pod.get("status", {}).get("containerStatuses", [])
@@ -143,11 +135,11 @@ class KubernetesCanary:
             port = next((p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])), None)
             if port is None:
                 continue
-            result = kubectl.run("get", "--raw", f"/api/v1/namespaces/{self.namespace}/pods/{name}:{port}/proxy/metrics",
-                                 timeout=30, check=False)
-            if result.returncode != 0:
+            try:
+                page = cluster.proxy_get(self.namespace, "Pod", name, port, "metrics")
+            except cluster.ClusterError as exc:
                 raise TargetError(f"cannot read /metrics of pod {name} in {self.namespace} through the API server: "
-                                  f"{result.stderr.strip()[-300:]}")
+                                  f"{str(exc)[-300:]}") from None
             track = "canary" if pod["metadata"].get("labels", {}).get(TRACK_LABEL) == "canary" else "stable"
-            pages[track][name] = result.stdout
+            pages[track][name] = page
         return pages

@@ -16,6 +16,7 @@ from shipyard.config import Environment
 from shipyard.project import current_project
 from shipyard.targets.base import Status, TargetError
 from shipyard.targets.lease import LeaseLock
+from shipyard.targets.pod_state import STUCK_GRACE_S, pod_problem
 from shipyard.targets.records import ConfigMapRecords
 
 if TYPE_CHECKING:
@@ -27,20 +28,8 @@ if TYPE_CHECKING:
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=shipyard"
 ANNOTATION_BENTO = "shipyard.dev/bento"
 ANNOTATION_MODEL = "shipyard.dev/model"
-# Pod states that will not resolve by waiting: report them instead of running into the timeout.
-_STUCK = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
-          "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
-
-
-def _pod_problem(pod: dict) -> str | None:
-    """A pod state that will not resolve by waiting, in the kubelet's words, or None."""
-    for cs in pod.get("status", {}).get("containerStatuses", []):
-        waiting = cs.get("state", {}).get("waiting") or {}
-        if waiting.get("reason") in _STUCK:
-            return f"{waiting['reason']}: {waiting.get('message', '')[:300]}".rstrip(": ")
-        if cs.get("restartCount", 0) >= 2 and not cs.get("ready"):
-            return f"restarted {cs['restartCount']} times"
-    return None
+# A watched rollout is looked at again this often even when its Deployment does not change (its pods may).
+RESYNC_S = 5
 
 
 @dataclass(frozen=True)
@@ -118,30 +107,29 @@ class KubernetesTarget:
                               "companions name)")
         annotations = self._with_jobs_image(image, annotations, progress)
         objects, checks = self.preflight(image, annotations, progress)
-        kubectl.check_reachable()
-        if dry_run and kubectl.get_json("namespace", self.namespace) is None:
+        cluster.check_reachable()
+        if dry_run and cluster.get("Namespace", self.namespace) is None:
             # Nothing to diff against: a server-side dry run needs the namespace to exist.
             progress(f"namespace {self.namespace} does not exist yet; deploying would create:")
             for obj in objects:
                 progress(f"  {obj['kind']}/{obj['metadata']['name']}")
             return KubernetesDeploy(self.env.name, self.namespace, str(image), True, 0, 0,
                                     time.monotonic() - started, checks)
-        live = {d["metadata"]["name"]: d["spec"].get("replicas", 1) for d in
-                (kubectl.get_json("deployments", "-n", self.namespace) or {}).get("items", [])}
+        live = {d["metadata"]["name"]: d["spec"].get("replicas", 1)
+                for d in cluster.list_objects("Deployment", self.namespace)}
         declared = manifests.keep_autoscaled_replicas(objects, live)
         rendered = manifests.to_yaml(declared)
         if dry_run:
-            diff = kubectl.run("diff", "--server-side", "--field-manager=shipyard", "--force-conflicts", "-f", "-",
-                               input_text=rendered, check=False)
+            diff = kubectl.diff_server_side(rendered)
             if diff.returncode > 1:
                 raise TargetError(f"server-side dry run failed: {diff.stderr.strip()}")
             progress(diff.stdout.strip() or "no changes")
             return KubernetesDeploy(self.env.name, self.namespace, str(image), bool(diff.stdout.strip()), 0, 0,
                                     time.monotonic() - started, checks)
-        before = kubectl.get_json("deployment", self.workload, "-n", self.namespace)
+        before = cluster.get("Deployment", self.workload, self.namespace)
         progress(f"applying {len(objects)} objects to namespace {self.namespace} (server-side)")
         cluster.apply(declared)
-        after = kubectl.get_json("deployment", self.workload, "-n", self.namespace)
+        after = cluster.get("Deployment", self.workload, self.namespace) or {"metadata": {"generation": 0}}
         changed = before is None or before["metadata"]["generation"] != after["metadata"]["generation"]
         ready, desired = self._wait_for_rollout(str(image), progress, timeout_s)
         self._wait_for_companions(objects, progress, max(30.0, timeout_s - (time.monotonic() - started)))
@@ -149,33 +137,39 @@ class KubernetesTarget:
                                 time.monotonic() - started, checks)
 
     def _wait_for_rollout(self, image: str, progress: Callable[[str], None], timeout_s: float) -> tuple[int, int]:
-        from shipyard import kubectl
+        """Until every replica runs the new template and is available: the Deployment watched,
+        its pods looked at on each change and at each resync (a pod stuck pulling its image
+        changes no Deployment), and a stuck pod fails the rollout after a short grace."""
+        last = [""]
+        stuck_since: list[float | None] = [None]
 
-        deadline = time.monotonic() + timeout_s
-        last, stuck_since = "", None
-        while True:
-            dep = kubectl.get_json("deployment", self.workload, "-n", self.namespace) or {}
+        def rolled_out(deps: list[dict]) -> tuple[int, int] | None:
+            dep = next(iter(deps), {"metadata": {"generation": 1}})
             spec, st = dep.get("spec", {}), dep.get("status", {})
             want = spec.get("replicas", 1)
             updated, available = st.get("updatedReplicas", 0), st.get("availableReplicas", 0)
-            total = st.get("replicas", 0)
             line = f"rollout: {updated}/{want} updated, {available}/{want} available"
-            if line != last:
+            if line != last[0]:
                 progress(line)
-                last = line
+                last[0] = line
             if st.get("observedGeneration", 0) >= dep["metadata"]["generation"] and updated == want \
-                    and total == want and available == want:
+                    and st.get("replicas", 0) == want and available == want:
                 return available, want
-            problem = self._new_pod_problem(image)
+            problem = self._new_pod_problem(image, dep)
             if problem:
-                stuck_since = stuck_since or time.monotonic()
-                if time.monotonic() - stuck_since > 20:
+                stuck_since[0] = stuck_since[0] or time.monotonic()
+                if time.monotonic() - stuck_since[0] > STUCK_GRACE_S:
                     raise TargetError(self._failure(image, problem))
             else:
-                stuck_since = None
-            if time.monotonic() > deadline:
-                raise TargetError(self._failure(image, f"not ready within {timeout_s:g}s"))
-            time.sleep(1)
+                stuck_since[0] = None
+            return None
+
+        done = cluster.watch_until(f"deployment {self.workload} in namespace {self.namespace}",
+                                   cluster.apps().list_namespaced_deployment, self.namespace, rolled_out, timeout_s,
+                                   resync_s=RESYNC_S, field_selector=f"metadata.name={self.workload}")
+        if done is None:
+            raise TargetError(self._failure(image, f"not ready within {timeout_s:g}s"))
+        return done
 
     def _wait_for_companions(self, objects: list[dict], progress: Callable[[str], None], timeout_s: float) -> None:
         """The other Deployments of the release (the stream broker and workers) must be ready too.
@@ -187,28 +181,33 @@ class KubernetesTarget:
         self.wait_ready(names, progress, timeout_s)
 
     def wait_ready(self, names: list[str], progress: Callable[[str], None], timeout_s: float) -> None:
-        """Every named Deployment ready, or a TargetError naming the one that is not and why."""
+        """Every named Deployment ready, or a TargetError naming the one that is not and why
+        (a stuck one after a short grace, rather than at the timeout). Watched like a rollout."""
         deadline = time.monotonic() + timeout_s
-        stuck_since: dict[str, float] = {}
-        pending = list(names)
-        while pending:
-            for name in list(pending):
-                health = self._workload_health(name)
+        for name in names:
+            stuck_since: list[float | None] = [None]
+            seen: list[WorkloadHealth | None] = [None]
+
+            def ready(deps: list[dict]) -> bool | None:
+                health = seen[0] = self._workload_health(name, next(iter(deps), None))
                 if health.ready:
-                    progress(f"{name}: ready ({health.summary})")
-                    pending.remove(name)
-                    stuck_since.pop(name, None)
-                elif health.stuck:
-                    since = stuck_since.setdefault(name, time.monotonic())
-                    if time.monotonic() - since > 20:
+                    return True
+                if health.stuck:
+                    stuck_since[0] = stuck_since[0] or time.monotonic()
+                    if time.monotonic() - stuck_since[0] > STUCK_GRACE_S:
                         raise TargetError(f"deployment/{name} in {self.namespace} did not become ready: {health.summary}")
                 else:
-                    stuck_since.pop(name, None)
-            if pending and time.monotonic() > deadline:
+                    stuck_since[0] = None
+                return None
+
+            if cluster.watch_until(f"deployment {name} in namespace {self.namespace}",
+                                   cluster.apps().list_namespaced_deployment, self.namespace, ready,
+                                   deadline - time.monotonic(), resync_s=RESYNC_S,
+                                   field_selector=f"metadata.name={name}") is None:
+                pending = names[names.index(name):]
                 reasons = "; ".join(f"deployment/{n}: {self._workload_health(n).summary}" for n in pending)
                 raise TargetError(f"not ready within {timeout_s:g}s in {self.namespace}: {reasons}")
-            if pending:
-                time.sleep(1)
+            progress(f"{name}: ready ({seen[0].summary if seen[0] else 'ready'})")
 
     def _workload_health(self, name: str, dep: dict | None = None, scaling_is_ready: bool = False) -> "WorkloadHealth":
         """Is one Deployment of the release ready, and if not, why (from its pods, not a guess).
@@ -216,9 +215,7 @@ class KubernetesTarget:
         scaling_is_ready: a Deployment whose every pod runs the current template, at least one
         ready and none stuck, is only adding pods (its autoscaler scaled it out): healthy for
         status, not for a deploy waiting on its own rollout."""
-        from shipyard import kubectl
-
-        dep = dep if dep is not None else kubectl.get_json("deployment", name, "-n", self.namespace)
+        dep = dep if dep is not None else cluster.get("Deployment", name, self.namespace)
         if dep is None:
             return WorkloadHealth(name, False, False, "absent")
         want = dep["spec"].get("replicas", 1)
@@ -229,51 +226,46 @@ class KubernetesTarget:
         if current and ready == want and updated == want and st.get("replicas", 0) == want:
             return WorkloadHealth(name, True, False, summary)
         selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"].get("matchLabels", {}).items())
-        pods = (kubectl.get_json("pods", "-n", self.namespace, "-l", selector) or {}).get("items", [])
+        pods = cluster.list_objects("Pod", self.namespace, labels=selector)
         if scaling_is_ready and current and updated == want and st.get("replicas", 0) == want and ready >= 1 \
-                and not any(_pod_problem(p) for p in pods):
+                and not any(pod_problem(p) for p in pods):
             return WorkloadHealth(name, True, False, f"{summary}, scaling out")
         for pod in pods:
-            problem = _pod_problem(pod)
+            problem = pod_problem(pod)
             if problem:
                 pod_name = pod["metadata"]["name"]
-                last = kubectl.run("logs", pod_name, "-n", self.namespace, "--previous", "--tail=3",
-                                   check=False).stdout.strip().splitlines()
+                last = cluster.pod_logs(self.namespace, pod, tail=3, previous=True).strip().splitlines()
                 said = f"; its last log line: {last[-1][:300]}" if last else ""
                 return WorkloadHealth(name, False, True, f"{summary}, {pod_name}: {problem}{said}")
         for pod in pods:  # running but failing its readiness probe: the probe's own words
             statuses = pod.get("status", {}).get("containerStatuses", [])
             if statuses and all(cs.get("state", {}).get("running") for cs in statuses) \
                     and not all(cs.get("ready") for cs in statuses):
-                events = (kubectl.get_json("events", "-n", self.namespace, "--field-selector",
-                                           f"involvedObject.name={pod['metadata']['name']},reason=Unhealthy") or {})
-                latest = sorted(events.get("items", []), key=lambda e: e.get("lastTimestamp") or "")[-1:]
+                events = cluster.list_objects("Event", self.namespace,
+                                              fields=f"involvedObject.name={pod['metadata']['name']},reason=Unhealthy")
+                latest = sorted(events, key=lambda e: e.get("lastTimestamp") or "")[-1:]
                 if latest:
                     return WorkloadHealth(name, False, False, f"{summary}, {pod['metadata']['name']}: "
                                                               f"{latest[0].get('message', '')[:300]}")
         return WorkloadHealth(name, False, False, summary + ("" if current else ", rollout in progress"))
 
-    def _new_pods(self, image: str) -> list[dict]:
-        from shipyard import kubectl
-
-        dep = kubectl.get_json("deployment", self.workload, "-n", self.namespace) or {}
+    def _new_pods(self, image: str, dep: dict | None = None) -> list[dict]:
+        dep = dep if dep is not None else cluster.get("Deployment", self.workload, self.namespace) or {}
         labels = dep.get("spec", {}).get("selector", {}).get("matchLabels", {})
         if not labels:
             return []
         selector = ",".join(f"{k}={v}" for k, v in labels.items())
-        pods = (kubectl.get_json("pods", "-n", self.namespace, "-l", selector) or {}).get("items", [])
-        return [p for p in pods if p["spec"]["containers"][0]["image"] == image]
+        return [p for p in cluster.list_objects("Pod", self.namespace, labels=selector)
+                if p["spec"]["containers"][0]["image"] == image]
 
-    def _new_pod_problem(self, image: str) -> str | None:
-        for pod in self._new_pods(image):
-            problem = _pod_problem(pod)
+    def _new_pod_problem(self, image: str, dep: dict | None = None) -> str | None:
+        for pod in self._new_pods(image, dep):
+            problem = pod_problem(pod)
             if problem:
                 return f"{pod['metadata']['name']}: {problem}"
         return None
 
     def _failure(self, image: str, reason: str) -> str:
-        from shipyard import kubectl
-
         lines = [f"rollout of {image} to {self.namespace} failed: {reason}"]
         # The pods that are not ready first: with an unchanged image (a probe or setting changed)
         # the healthy old pods run it too, and their events explain nothing.
@@ -281,9 +273,8 @@ class KubernetesTarget:
             c.get("ready") for c in p.get("status", {}).get("containerStatuses", [])))
         for pod in pods[:3]:
             name = pod["metadata"]["name"]
-            events = kubectl.get_json("events", "-n", self.namespace, "--field-selector",
-                                      f"involvedObject.name={name}") or {}
-            ordered = sorted(events.get("items", []), key=lambda e: e.get("lastTimestamp") or e.get("eventTime")
+            events = cluster.list_objects("Event", self.namespace, fields=f"involvedObject.name={name}")
+            ordered = sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime")
                              or e.get("metadata", {}).get("creationTimestamp") or "")
             shown = ordered[-4:]
             warnings = [e for e in ordered if e.get("type") == "Warning"]
@@ -293,8 +284,7 @@ class KubernetesTarget:
                 lines.append(f"  {name}: {ev.get('reason')}: {ev.get('message', '')[:200]}")
             restarted = any(c.get("restartCount") for c in pod.get("status", {}).get("containerStatuses", []))
             if restarted:  # a container that started and exited: what it said before it died
-                said = kubectl.run("logs", "-n", self.namespace, name, "--previous", "--all-containers",
-                                   "--tail", "12", check=False).stdout.strip()
+                said = cluster.pod_logs(self.namespace, pod, tail=12, previous=True).strip()
                 lines += [f"  {name} (last run's log): {line[:200]}" for line in said.splitlines()]
         lines.append("the previous ReplicaSet keeps serving (maxUnavailable 0); fix the image or the probe and deploy again")
         return "\n".join(lines)
@@ -313,9 +303,7 @@ class KubernetesTarget:
 
         Whether the rest of the release is healthy is status()'s question, not this one's: a
         rollback must know what production serves even while one of its workers is down."""
-        from shipyard import kubectl
-
-        dep = kubectl.get_json("deployment", self.workload, "-n", self.namespace)
+        dep = cluster.get("Deployment", self.workload, self.namespace)
         if dep is None or dep.get("status", {}).get("readyReplicas", 0) == 0:
             return ""
         return dep["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -345,12 +333,12 @@ class KubernetesTarget:
         return annotations
 
     def _jobs_image_deployed_with(self, reference: str) -> str:
-        from shipyard import kubectl, manifests
+        from shipyard import manifests
         from shipyard.config import known_environments, load_environment
 
         for name in known_environments():
             env = load_environment(name, self.project)
-            dep = kubectl.get_json("deployment", self.workload, "-n", env.namespace) or {}
+            dep = (cluster.get("Deployment", self.workload, env.namespace) if env.namespace else None) or {}
             if dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0].get("image") == reference:
                 jobs = dep.get("metadata", {}).get("annotations", {}).get(manifests.ANNOTATION_JOBS_IMAGE)
                 if jobs:
@@ -360,9 +348,7 @@ class KubernetesTarget:
     def status(self) -> Status:
         """Ready only when every Deployment of the release is; otherwise the state names the
         workloads that are not, so a crash-looping worker cannot hide behind a healthy API."""
-        from shipyard import kubectl
-
-        deps = (kubectl.get_json("deployments", "-n", self.namespace, "-l", MANAGED_SELECTOR) or {}).get("items", [])
+        deps = cluster.list_objects("Deployment", self.namespace, labels=MANAGED_SELECTOR)
         dep = next((d for d in deps if d["metadata"]["name"] == self.workload), None)
         if dep is None:
             return Status(self.env.name, "kubernetes", "absent")

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from shipyard import cluster
 from shipyard.cluster import CONFLICT, ApiError
-from shipyard.kubectl import ClusterError
+from shipyard.cluster import ClusterError
 from shipyard.targets.base import TargetError
 
 DEFAULT_DURATION_S = 60

@@ -105,6 +105,8 @@ if TYPE_CHECKING:
 class LocalTarget:
     """Runs an environment as a server process on loopback."""
 
+    canary = None  # one server: nothing to split traffic with
+
     def __init__(self, env: Environment) -> None:
         self.env = env
         self.dir = state_dir() / "local" / env.name

@@ -2,7 +2,7 @@
 
 A release manager reading a stress verdict needs to know whether the HorizontalPodAutoscaler
 scaled the service out, and how fast: production will rely on it. While a load or stress suite
-runs on the Kubernetes target, one `kubectl get deployment,hpa` every two seconds records the
+runs on the Kubernetes target, a read of the Deployment and its HPA every two seconds records the
 Deployment's desired and ready replicas and the HPA's own view (its measured CPU utilisation and
 the replicas it wants). The verdict gets the figures a gate can bound, the report the chart.
 """
@@ -36,17 +36,15 @@ class ScaleWatch:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        from shipyard import kubectl
+        from shipyard import cluster
 
         while not self._stop.is_set():
             at = round(time.monotonic() - self._started, 1)
             try:
-                found = kubectl.get_json(f"deployment/{self.workload}", f"hpa/{self.workload}", "-n", self.namespace,
-                                         timeout=10) or {}
+                dep = cluster.get("Deployment", self.workload, self.namespace) or {}
+                hpa = cluster.get("HorizontalPodAutoscaler", self.workload, self.namespace) or {}
             except Exception:  # noqa: BLE001 - one missed sample must not fail the suite it watches
-                found = {}
-            items = {i["kind"]: i for i in found.get("items", [])} if "items" in found else {found.get("kind"): found}
-            dep, hpa = items.get("Deployment") or {}, items.get("HorizontalPodAutoscaler") or {}
+                dep, hpa = {}, {}
             if dep:
                 cpu = next((m["resource"]["current"].get("averageUtilization")
                             for m in hpa.get("status", {}).get("currentMetrics") or []

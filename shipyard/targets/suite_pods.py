@@ -31,6 +31,7 @@ from shipyard.harness.pod import RESULT_PREFIX, SPEC_VARIABLE
 from shipyard.harness.suites import MASTER_PORT, SuiteResult, spec_for
 from shipyard.project import Project
 from shipyard.targets.base import TargetError
+from shipyard.targets.pod_state import pod_problem
 
 RUN_LABEL = "shipyard.dev/suite-run"
 ROLE_LABEL = "shipyard.dev/suite-role"
@@ -159,8 +160,6 @@ class PodRunner:
 
     def run(self, project: Project, suite: str, settings: dict[str, Any], context: dict[str, str],
             progress: Callable[[str], None]) -> SuiteResult:
-        from shipyard import kubectl
-
         plan = self.plan(project, suite, settings, context)
         started = time.monotonic()
         try:
@@ -169,8 +168,11 @@ class PodRunner:
                      + (f" with {plan.workers} locust worker pod(s)" if plan.workers else ""))
             log, failed = self._wait(plan, progress)
         finally:
-            kubectl.run("delete", "job,service,networkpolicy,configmap", "-n", plan.namespace, "-l",
-                        f"{RUN_LABEL}={plan.name}", "--wait=false", check=False)
+            try:
+                for kind in ("Job", "Service", "NetworkPolicy", "ConfigMap"):
+                    cluster.delete(kind, plan.namespace, labels=f"{RUN_LABEL}={plan.name}")
+            except cluster.ClusterError:  # left behind, the Job ends by its deadline; the suite's result stands
+                pass
         result = result_from_log(suite, log)
         if result is None:
             return SuiteResult(suite, "error", round(time.monotonic() - started, 1), {},
@@ -185,8 +187,6 @@ class PodRunner:
         """The runner's log once its Job has ended (and whether it failed); a pod that cannot start
         (an image that cannot be pulled, a crash) ends the wait with the kubelet's reason. The
         pods are watched, not polled: every change is seen as it happens."""
-        from shipyard import kubectl
-        from shipyard.targets.kubernetes import _pod_problem
 
         started = time.monotonic()
         running = False
@@ -194,7 +194,7 @@ class PodRunner:
         def ended(pods: list[dict[str, Any]]) -> bool | None:
             nonlocal running
             for pod in pods:
-                problem = _pod_problem(pod)
+                problem = pod_problem(pod)
                 if problem:
                     raise TargetError(f"{plan.suite}: pod {pod['metadata']['name']} cannot run: {problem}")
             if not running and any(p.get("status", {}).get("phase") == "Running" for p in pods
@@ -211,21 +211,20 @@ class PodRunner:
         outcome = cluster.job_outcome(plan.namespace, plan.name, max(30.0, limit - (time.monotonic() - started)))
         if outcome is None:
             raise TargetError(f"{plan.suite}: job/{plan.name} did not end within {SUITE_DEADLINE_S} s")
-        said = kubectl.run("logs", f"job/{plan.name}", "-n", plan.namespace, "--tail=200", check=False)
-        return said.stdout + said.stderr, outcome == "Failed"
+        return cluster.job_logs(plan.namespace, plan.name, tail=200), outcome == "Failed"
 
 
 @contextmanager
 def pod_runner(target: Any) -> Iterator[PodRunner]:
     """The environment's PodRunner (a KubernetesTarget's), once it is ready and its runner image known."""
-    from shipyard import kubectl, manifests
+    from shipyard import manifests
 
     st = target.status()
     if st.state != "ready":
         raise TargetError(f"{target.env.name} is {st.state} on Kubernetes"
                           + (f" ({'; '.join(st.problems)})" if st.problems else "")
                           + f": fix it and run `shipyard deploy {target.env.name} --target kubernetes`")
-    workload = kubectl.get_json("deployment", target.workload, "-n", target.namespace) or {}
+    workload = cluster.get("Deployment", target.workload, target.namespace) or {}
     image = workload.get("metadata", {}).get("annotations", {}).get(manifests.ANNOTATION_RUNNER_IMAGE)
     if not image:
         raise TargetError(f"no runner image is known for {st.image} in {target.namespace}: suites run in the cluster "

@@ -79,6 +79,6 @@ def test_history_tells_a_step_without_enough_traffic_from_a_failed_gate():
     doc = {"canary": {"steps": [{"share_asked_pct": 25, "passed": True, "gates": []},
                                 {"share_asked_pct": 50, "passed": False, "gates": gates,
                                  "not_enough_traffic": "not enough traffic: 3 of 50 requests in 80 s"}]}}
-    assert _steps(doc) == "25%:ok 50%:no-traffic"
+    assert _steps(doc["canary"]) == "25%:ok 50%:no-traffic"
     doc["canary"]["steps"][1].pop("not_enough_traffic")
-    assert _steps(doc) == "25%:ok 50%:requests,error_rate"
+    assert _steps(doc["canary"]) == "25%:ok 50%:requests,error_rate"

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from shipyard.config import Environment
+from shipyard.evidence import Verdict
 from shipyard.policy import PromotionFacts, refusal
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
@@ -16,10 +17,13 @@ STAGING = Environment.model_validate({"name": "staging", "promotion": {"to": "pr
                                       "gates": {"smoke": {"failed": {"max": 0}}, "load": {"rps": {"min": 1}}}})
 
 
-def verdict(subject: str = IMAGE, passed: bool = True, suites=("smoke", "load"), age_h: float = 1) -> dict:
+def verdict(subject: str = IMAGE, passed: bool = True, suites=("smoke", "load"), age_h: float = 1) -> Verdict:
     gates = [{"suite": "load", "metric": "rps", "passed": passed, "reason": "within bounds" if passed else "0.5 < min 1"}]
-    return {"subject": {"image": subject}, "suites": [{"name": s} for s in suites], "gates": gates,
-            "passed": passed, "finished_at": (NOW - timedelta(hours=age_h)).isoformat()}
+    return Verdict.model_validate({
+        "environment": "staging", "target": "kubernetes", "subject": {"image": subject},
+        "suites": [{"name": s, "status": "passed"} for s in suites], "gates": gates, "passed": passed,
+        "started_at": (NOW - timedelta(hours=age_h, minutes=3)).isoformat(),
+        "finished_at": (NOW - timedelta(hours=age_h)).isoformat()})
 
 
 def facts(**changes) -> PromotionFacts:

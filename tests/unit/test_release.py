@@ -29,6 +29,7 @@ class StandInTarget:
     problems: tuple[str, ...] = ()
     fails: dict[str, str] = field(default_factory=dict)
     kept: dict[str, list[dict]] = field(default_factory=dict)
+    canary: None = None  # a replace promotion: no canary track
 
     def __post_init__(self) -> None:
         self.records, self.lock = self, self
@@ -72,8 +73,9 @@ def envs(tmp_path: Path, monkeypatch) -> Path:
 
 
 def _verdict(subject: str) -> dict:
-    return {"subject": {"image": subject}, "suites": [{"name": "smoke"}], "gates": [], "passed": True,
-            "finished_at": now(), "environment": "staging", "record": "verdict/1"}
+    return {"subject": {"image": subject}, "suites": [{"name": "smoke", "status": "passed"}], "gates": [],
+            "passed": True, "started_at": now(), "finished_at": now(), "environment": "staging",
+            "target": "kubernetes", "record": "verdict/1"}
 
 
 def _targets(monkeypatch, staging: StandInTarget, production: StandInTarget) -> None:
