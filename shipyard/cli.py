@@ -184,22 +184,26 @@ def deploy(env: str, target: str | None, bento: str | None, image_ref: str | Non
     from shipyard.image import resolve_deployable
     from shipyard.manifests import ImageRef
     from shipyard.output import info
-    from shipyard.targets import LocalTarget, target_for
+    from shipyard.targets import KubernetesTarget, LocalTarget
 
     environment = load_environment(env)
-    where = target_for(environment, target)
-    if isinstance(where, LocalTarget):
+    # What is deployed differs by target (a Bento, an image by digest): the environment's declared
+    # target (or --target) picks the command's path, each typed against its own target.
+    if (target or environment.target) == "local":
         if image_ref or dry_run:
             raise UsageError("--image and --dry-run apply to the kubernetes target; the local target serves a Bento")
         built = resolve_bento(bento)
         started = time.monotonic()
-        st = where.deploy(built.tag, built.model_tag, progress=info)
+        st = LocalTarget(environment).deploy(built.tag, built.model_tag, progress=info)
         click.echo(f"{environment.name}: serving {st.bento} (model {st.model}) at {st.url}, "
                    f"ready after {time.monotonic() - started:.1f}s")
         return
+    if bento:
+        raise UsageError("--bento applies to the local target; the kubernetes target deploys an image (--image)")
     reference, notes = resolve_deployable(image_ref)
     info(f"deploying {reference} to {environment.name} (namespace {environment.namespace})")
-    result = where.deploy(ImageRef.parse(reference), notes, progress=info, dry_run=dry_run, timeout_s=timeout)
+    result = KubernetesTarget(environment).deploy(ImageRef.parse(reference), notes, progress=info, dry_run=dry_run,
+                                                  timeout_s=timeout)
     if dry_run:
         click.echo(f"{environment.name}: dry run, {'changes shown above' if result.changed else 'nothing would change'}")
     else:

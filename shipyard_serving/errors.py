@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from .asgi import Message, Receive, Scope, Send
+
 
 DETAIL_LEVELS = ("full", "fields", "none")
 DEFAULT_MAX_BODY_BYTES = 1 << 20

@@ -20,10 +20,11 @@ import inspect
 import json
 import logging
 import typing
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from pydantic import TypeAdapter
 
+from .asgi import Receive, Scope, Send
 from .errors import ErrorBody, error_body, send_json
 
 OPENAPI_VERSION = "3.1.0"
@@ -44,9 +45,6 @@ RETRY_AFTER = {
                     "schema": {"type": "integer", "minimum": 1}},
 }
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class SchemaRegistry:

@@ -31,8 +31,9 @@ import json
 import math
 import os
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
+from .asgi import Receive, Scope, Send
 from .errors import error_body, send_json
 
 DEADLINE_HEADER = b"x-deadline-ms"
@@ -55,9 +56,6 @@ _SUSTAINED = 3  # probes
 # through to measure it again: else a floor raised by a past overload would refuse for ever.
 _REMEASURE_S = 1.0
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 

@@ -43,6 +43,11 @@ def test_kubernetes_only_options_are_refused_for_the_local_target(capsys):
     assert "apply to the kubernetes target" in capsys.readouterr().err
 
 
+def test_a_bento_is_refused_for_the_kubernetes_target_which_deploys_images(capsys):
+    assert main(["deploy", "staging", "--target", "kubernetes", "--bento", "fraud_scorer:latest"]) == 2
+    assert "--bento applies to the local target" in capsys.readouterr().err
+
+
 def test_missing_bento_exits_1_with_the_fix(capsys):
     assert main(["deploy", "staging", "--bento", "fraud_scorer:doesnotexist"]) == 1
     assert "run `shipyard build` first" in capsys.readouterr().err

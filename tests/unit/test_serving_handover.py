@@ -1,4 +1,4 @@
-"""Which services shipyard's server serves itself, decided without a server (shipyard_serving/server.py)."""
+"""Which services shipyard's server serves itself and which it hands to `bentoml serve`, decided without a server (shipyard_serving/handover.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import bentoml
 from pydantic import BaseModel
 
-from shipyard_serving.server import unsupported
+from shipyard_serving.handover import unsupported
 
 
 class Item(BaseModel):
