@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Callable
 
 from shipyard import cluster, kubectl
-from shipyard.project import current_project
 from shipyard.shards import Shard, ShardError, check_formats, merge, read_manifest, split, write_manifest
 from shipyard.targets.base import TargetError
 from shipyard.targets.kubernetes import KubernetesTarget
@@ -88,6 +87,7 @@ class BatchJobResult:
 class _Template:
     """What the CronJob's template says about where and how shards run."""
 
+    name: str  # the CronJob's, which names the run's Job and files pod
     job_spec: dict
     labels: dict
     mount: str  # where the data volume (a PersistentVolumeClaim) is mounted in the container
@@ -102,8 +102,7 @@ def run_id(source: Path, shards: int, output: Path) -> str:
     return f"{digest.hexdigest()[:16]}-{shards}-{output.suffix.lower().lstrip('.')}"
 
 
-def _template(namespace: str) -> _Template:
-    name = current_project().kubernetes.batch_cronjob
+def _template(namespace: str, name: str | None) -> _Template:
     if not name:
         raise TargetError("this project names no batch CronJob: set kubernetes.batch_cronjob in shipyard.yaml")
     cron = cluster.get("CronJob", name, namespace)
@@ -119,7 +118,7 @@ def _template(namespace: str) -> _Template:
     if mount is None:
         raise TargetError(f"cronjob/{name} mounts no PersistentVolumeClaim: shards read and write on a volume; "
                           "add one to its pod (see k8s/base/batch-cronjob.yaml)")
-    return _Template(spec, cron["metadata"].get("labels", {}), mount.rstrip("/"))
+    return _Template(name, spec, cron["metadata"].get("labels", {}), mount.rstrip("/"))
 
 
 class _FilesPod:
@@ -128,7 +127,7 @@ class _FilesPod:
 
     def __init__(self, namespace: str, template: _Template, run: str, lifetime_s: float) -> None:
         self.namespace = namespace
-        self.name = f"{current_project().kubernetes.batch_cronjob}-files-{run}"
+        self.name = f"{template.name}-files-{run}"
         pod = copy.deepcopy(template.job_spec["template"]["spec"])
         container = pod["containers"][0]
         container.update(name="files", command=["sleep", str(int(lifetime_s))], args=[],
@@ -284,7 +283,7 @@ def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects:
     settings = target.env.batch
     wanted = shards or settings.shards
     ns = target.namespace
-    template = _template(ns)
+    template = _template(ns, target.project.kubernetes.batch_cronjob)
     started = time.monotonic()
     run = run_id(source, wanted, output)
     run_dir = f"{template.mount}/{RUNS_FOLDER}/{run}"
@@ -312,7 +311,7 @@ def run_batch_job(target: KubernetesTarget, source: Path, output: Path, rejects:
             progress(f"{sum(s.rows for s in plan)} rows in {len(plan)} shards "
                      f"({', '.join(str(s.rows) for s in plan)}); copying them to the volume")
             files.put(local / "stage", run_dir)
-        name = f"{current_project().kubernetes.batch_cronjob}-{datetime.now(timezone.utc):%m%d%H%M%S}-{os.getpid() % 1000}"
+        name = f"{template.name}-{datetime.now(timezone.utc):%m%d%H%M%S}-{os.getpid() % 1000}"
         job = _job(template, name, ns, run, run_dir, len(plan), settings.parallelism, settings.retries_per_shard,
                    timeout_s, source.suffix.lower(), output.suffix.lower())
         cluster.create(job)
