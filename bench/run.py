@@ -12,7 +12,8 @@
   cluster runs it (reported apart: the forwarder is in the path);
 - loads: single client (p50/p99), 32 concurrent clients, 100-row lists (wrk, closed loops); an
   open-loop sweep of offered load up to and past saturation; and, for shipyard's server, open-loop
-  overload at 3 x its measured saturation between two spells of normal load (bench/open_loop.py);
+  overload at 3 x its measured saturation between two spells of normal load (the stress suite's
+  generator, shipyard/harness/open_loop.py);
 - batch (bench/batch.py) and stream (bench/stream.py) against predict_proba on the same rows.
 
 Writes docs/benchmarks.json, docs/benchmarks.md (table, date, cores) and
@@ -111,8 +112,9 @@ def encode(bodies: list[Any]) -> list[bytes]:
 def measure_server(url: str, pid: int, bodies: list[bytes], lists: list[bytes] | None, quick: bool,
                    sweep: bool = True, overload: bool = False) -> dict[str, Any]:
     """Closed loops with wrk (the server pinned to one core, wrk to the other), then the open loops
-    of bench/open_loop.py on the other core (its CPU share and lateness are in each row)."""
-    from bench import open_loop, wrk
+    of shipyard/harness/open_loop.py on the other core (its CPU share and lateness are in each row)."""
+    from bench import wrk
+    from shipyard.harness import open_loop
 
     wrk.pin(pid)
     seconds = 3 if quick else 8
@@ -123,9 +125,11 @@ def measure_server(url: str, pid: int, bodies: list[bytes], lists: list[bytes] |
     if lists:
         out["100_row_lists_4_clients"] = wrk.closed_loop(url, "/score_batch", lists, 4, seconds, rows_per_request=100)
     if sweep:
-        out["sweep"] = [open_loop.sweep_point(url, "/score", bodies, rate, 2 if quick else 4) for rate in SWEEP_RPS]
+        requests = [open_loop.Request("/score", body) for body in bodies]
+        out["sweep"] = [open_loop.sweep_point(url, requests, rate, 2 if quick else 4) for rate in SWEEP_RPS]
     if overload:
-        out["overload"] = open_loop.overload(url, "/score", bodies, out["32_clients"]["answered_rps"], quick=quick)
+        out["overload"] = open_loop.overload(url, [open_loop.Request("/score", body) for body in bodies],
+                                             out["32_clients"]["answered_rps"], quick=quick)
     return out
 
 
@@ -212,7 +216,7 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [f"# Benchmarks ({r['date']}, {r['machine']['cores']} cores, {r['machine']['python']})", "",
              "Produced by `make bench` (`python -m bench.run`); every ratio is between figures of the same run.",
              "Servers get one worker each, pinned to core 0. Closed loops (single client, 32 clients, lists) use",
-             "wrk (Debian's, C) pinned to core 1. Open loops (the sweep, the overload) use bench/open_loop.py",
+             "wrk (Debian's, C) pinned to core 1. Open loops (the sweep, the overload) use shipyard/harness/open_loop.py",
              "(uvloop + httptools, latency counted from when each request was due) on core 1. The generator's",
              f"CPU share is shown (1.0 is a whole core; >= {0.9} marks a result the generator may have limited).", "",
              "## Targets", "",

@@ -253,8 +253,8 @@ def verify(ctx: click.Context, env: str, suites: tuple[str, ...], target: str | 
     \b
     --target local: the suites run on this machine against the local server.
     --target kubernetes: every suite runs as pods in ENV's namespace against its Service
-    (the runner image built with the image; load and stress as locust's master and
-    suites.<suite>.workers worker pods); results come back through the API server."""
+    (the runner image built with the image; load as locust's master and suites.load.workers
+    worker pods, stress as one open-loop generator pod); results come back through the API server."""
     from shipyard.config import load_environment
     from shipyard.harness.report import summary
     from shipyard.harness.run import verify as run_verify
@@ -269,7 +269,7 @@ def verify(ctx: click.Context, env: str, suites: tuple[str, ...], target: str | 
     overrides = {}
     if short:
         overrides = {"load": {"duration_s": 10}, "contract": {"examples": 200},
-                     "stress": {"step_s": 3, "overload_s": 10, "recovery_s": 10, "peak_users": 48}}
+                     "stress": {"step_s": 3, "overload_s": 10, "recovery_s": 10}}
     verdict, path = run_verify(load_environment(env), list(suites) or None, target, overrides, progress=info)
     if output == "json":
         print_json(verdict.document())

@@ -159,6 +159,21 @@ class Environment(BaseModel):
                                  f"(got {workers!r})")
         return suites
 
+    @field_validator("suites")
+    @classmethod
+    def _stress_settings(cls, suites: dict[str, dict[str, float | int | str]]) -> dict[str, dict[str, float | int | str]]:
+        """The stress suite's settings by name: a misspelt or retired one (the locust-era
+        `start_users`, `workers`, ...) would otherwise be ignored without a word."""
+        from shipyard.harness.stress import SETTINGS
+
+        for name, value in (suites.get("stress") or {}).items():
+            if name not in SETTINGS:
+                raise ValueError(f"suites.stress.{name}: not a stress setting; the stress suite offers requests per "
+                                 f"second, open loop, and takes {', '.join(SETTINGS)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"suites.stress.{name} must be a number above 0 (got {value!r})")
+        return suites
+
     @model_validator(mode="after")
     def _namespace_for_kubernetes(self) -> "Environment":
         if self.target == "kubernetes" and not self.namespace:

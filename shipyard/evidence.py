@@ -28,6 +28,13 @@ class SuiteOutcome(_Record):
     metrics: dict[str, Any] = Field(default_factory=dict)
     failures: list[Any] = Field(default_factory=list)
 
+    @property
+    def inconclusive(self) -> str:
+        """Why the suite's measurements say nothing (a stress run that could not overload), kept
+        only where there is a reason (verdicts before it have none): its gates read it as their
+        missing data."""
+        return str((self.model_extra or {}).get("inconclusive") or "")
+
 
 class GateOutcome(_Record):
     suite: str

@@ -23,14 +23,16 @@ class GateResult:
     reason: str
 
 
-def judge(suite: str, metric: str, bound: Bound, measured: float | None, ran: bool) -> GateResult:
+def judge(suite: str, metric: str, bound: Bound, measured: float | None, ran: bool, why_no_data: str = "") -> GateResult:
+    """One gate. `why_no_data`: what the suite said about why it measured nothing conclusive (an
+    inconclusive stress run), given as the reason of every gate it leaves without data."""
     def result(passed: bool, reason: str) -> GateResult:
         return GateResult(suite, metric, bound.min, bound.max, measured, passed, reason)
 
     if not ran:
         return result(False, f"no data: suite {suite} did not run")
     if measured is None or (isinstance(measured, float) and math.isnan(measured)):
-        return result(False, f"no data: suite {suite} produced no {metric}")
+        return result(False, f"no data: {why_no_data}" if why_no_data else f"no data: suite {suite} produced no {metric}")
     if bound.min is not None and measured < bound.min:
         return result(False, f"{measured:g} < min {bound.min:g}")
     if bound.max is not None and measured > bound.max:
@@ -39,10 +41,11 @@ def judge(suite: str, metric: str, bound: Bound, measured: float | None, ran: bo
 
 
 def evaluate(gates: dict[str, dict[str, Bound]], measured: dict[str, dict[str, float | None]],
-             ran: set[str], suites: list[str]) -> list[GateResult]:
+             ran: set[str], suites: list[str], why_no_data: dict[str, str] | None = None) -> list[GateResult]:
     """Every gate of every suite that was asked for, in suite order."""
     results = []
     for suite in suites:
         for metric, bound in gates.get(suite, {}).items():
-            results.append(judge(suite, metric, bound, measured.get(suite, {}).get(metric), suite in ran))
+            results.append(judge(suite, metric, bound, measured.get(suite, {}).get(metric), suite in ran,
+                                 (why_no_data or {}).get(suite, "")))
     return results

@@ -17,7 +17,8 @@ th{background:#f3f4f8}.ok{color:#177245;font-weight:600}.bad{color:#b3261e;font-
 .badge{display:inline-block;padding:4px 12px;border-radius:12px;color:#fff;font-weight:700}
 .pass{background:#177245}.fail{background:#b3261e}.charts{display:flex;gap:16px;flex-wrap:wrap}
 code{background:#f3f4f8;padding:1px 4px;border-radius:3px}"""
-_COLORS = {"p50_ms": "#4c78a8", "p95_ms": "#f58518", "p99_ms": "#e45756", "rps": "#54a24b", "users": "#b279a2"}
+_COLORS = {"p50_ms": "#4c78a8", "p95_ms": "#f58518", "p99_ms": "#e45756", "rps": "#54a24b", "users": "#b279a2",
+           "offered_rps": "#4c78a8", "answered_rps": "#54a24b", "refused_rps": "#e45756"}
 _PALETTE = ["#4c78a8", "#f58518", "#e45756", "#54a24b", "#b279a2", "#72b7b2"]
 
 
@@ -66,11 +67,17 @@ def render_html(verdict: Verdict, suites: list[SuiteResult]) -> str:
         f"<td>{html.escape(g.reason)}</td></tr>" for g in verdict.gates)
     suite_rows = "".join(
         f"<tr><td>{s.name}</td><td class=\"{'ok' if s.status == 'passed' else 'bad'}\">{s.status}</td>"
-        f"<td>{s.seconds:.1f} s</td><td>{html.escape(', '.join(f'{k}={_fmt(v)}' for k, v in s.metrics.items()))}</td></tr>"
+        f"<td>{s.seconds:.1f} s</td><td>{html.escape(f'inconclusive: {s.inconclusive}' if s.inconclusive else ', '.join(f'{k}={_fmt(v)}' for k, v in s.metrics.items()))}</td></tr>"
         for s in verdict.suites)
     charts = []
     for s in suites:
         history = s.details.get("history")
+        timeline = s.details.get("timeline")
+        if timeline:  # the stress suite: offered open loop, so what was offered and what came back
+            charts.append(line_chart(f"{s.name}: requests per second offered, answered and refused", timeline,
+                                     ["offered_rps", "answered_rps", "refused_rps"], "req/s"))
+            charts.append(line_chart(f"{s.name}: latency of answers, from when each request was due (ms)", timeline,
+                                     ["p50_ms", "p95_ms", "p99_ms"], "ms"))
         if history:
             charts.append(line_chart(f"{s.name}: latency over time (ms)", history, ["p50_ms", "p95_ms", "p99_ms"], "ms"))
             charts.append(line_chart(f"{s.name}: throughput (req/s) and users", history, ["rps", "users"], ""))

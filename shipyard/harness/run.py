@@ -85,15 +85,14 @@ def verify(env: Environment, requested: list[str] | None = None, target_kind: st
                 result.details["replicas"] = scaling.rows
             results.append(result)
             progress(f"{suite}: {result.status} in {result.seconds:.1f}s")
-            if result.metrics.get("generator_bound"):
-                progress(f"{suite}: warning: the load generator was the bottleneck ("
-                         f"{result.metrics.get('generator_cpu_at_saturation')} of a core at the saturation it found): "
-                         "its overload phase did not overload the service, so its overload figures say little")
+            if result.details.get("inconclusive"):
+                progress(f"{suite}: inconclusive: {result.details['inconclusive']} (its gates have no data)")
             if suite == "smoke" and result.status != "passed":
                 progress("smoke failed: stopping here, nothing else can be trusted")
                 break
     measured = {r.name: r.metrics for r in results}
-    judged = gate_eval.evaluate(env.gates, measured, {r.name for r in results if r.status != "error"}, suites)
+    judged = gate_eval.evaluate(env.gates, measured, {r.name for r in results if r.status != "error"}, suites,
+                                {r.name: r.details["inconclusive"] for r in results if r.details.get("inconclusive")})
     document = verdicts.build(env.name, target_kind or env.target, subject, results, judged, started, suites)
     document["generated_from"] = {r.name: r.details["generator"] for r in results if r.details.get("generator")}
     path = verdicts.store(document)

@@ -1,29 +1,47 @@
-"""The stress suite's arithmetic, apart from locust so it can be tested (and read) on its own:
-from every request's (time, name, latency, status) and the phases the load shape went through,
-what overload did to the service. tests/staged/stress/locustfile.py collects and calls this."""
+"""The stress suite's arithmetic, apart from the generator so it can be tested (and read) on its
+own: from every request's (due time, phase, latency, status) and what the generator cost, where
+the service saturated, what an overload past it did, how soon it recovered, and whether the run
+could tell at all. staged/stress/__main__.py runs the phases and calls this.
+
+Every time here is the generator's clock (time.perf_counter seconds). A request's latency counts
+from when it was due, so a late generator cannot hide the server's queue; a rate of answers counts
+them by when they were completed, so a growing queue shows as answers falling behind the offer.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 
 WINDOW_S = 2.0
 GENERATOR_BOUND_CPU = 0.9
-Sample = tuple[float, str, float, int]  # wall-clock time, request name, response ms, HTTP status (0: no answer)
+# The share of a phase's rate the generator must have offered for the phase to count: one that
+# ends a phase behind its own schedule (starved of CPU, or at a core's worth of it) offered less
+# than asked. Its lateness along the way is in every latency it reports (they count from when each
+# request was due), so a generator that catches up still measured the service.
+OFFERED_SHARE = 0.9
+Sample = tuple[float, str, float, int]  # due time, phase, ms from due to answer, HTTP status (0: no answer)
 # A refusal, not an error: shipyard's admission (503 + Retry-After) and BentoML's own concurrency
 # limit (`traffic.max_concurrency`: 429 Too Many Requests).
 REFUSALS = (429, 503)
+# A step is past saturation when its answers fall behind what was offered, or it refuses, or its
+# answers get slower than the limit a user set (p95_ms_limit).
+ANSWERED_SHARE = 0.9
+REFUSED_SHARE = 0.01
+# The load the recovery is judged at, as a share of the saturation measured.
+RECOVERY_LOAD = 0.3
+# The suite's settings (environment.yaml suites.stress), with their defaults.
+SETTINGS = {"start_rps": 20, "step_factor": 2, "peak_rps": 50_000, "step_s": 10, "overload_factor": 3,
+            "overload_s": 30, "recovery_s": 20, "p95_ms_limit": 100}
 
 
-@dataclass
-class Phases:
-    step_rps: list[tuple[int, float]] = field(default_factory=list)  # (users, answered req/s) per step
-    # The load generator's CPU per step (1.0: a whole core). At 0.9 or more the step measured the
-    # generator, not the service: its saturation is a lower bound of the service's.
-    step_cpu: list[float] = field(default_factory=list)
-    saturation_users: int | None = None
-    overload_users: int | None = None
-    overload_window: tuple[float, float] | None = None
-    recovery_started: float | None = None
+def ramp_rates(settings: dict) -> list[float]:
+    """Every rate the ramp may offer, start to peak: how long the suite can take."""
+    rate, peak, factor = float(settings["start_rps"]), float(settings["peak_rps"]), float(settings["step_factor"])
+    rates = [rate]
+    while rate < peak and factor > 1:
+        rate = min(peak, rate * factor)
+        rates.append(rate)
+    return rates
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -33,8 +51,52 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def answered_rps(samples: list[Sample], start: float, end: float) -> float:
-    return sum(1 for t, _, _, s in samples if start <= t < end and s == 200) / max(end - start, 1e-9)
+def done_at(sample: Sample) -> float:
+    """When the answer came (due time plus its latency)."""
+    return sample[0] + sample[2] / 1000
+
+
+@dataclass(frozen=True)
+class Generator:
+    """What one run of the generator cost and did: its CPU share (1.0: a core), its lateness
+    (p99, ms) and the share of the asked rate it offered (its phase's length over the time it took
+    to send it: 1.0 when it kept to its schedule)."""
+
+    cpu: float
+    lag_p99_ms: float
+    offered_share: float = 1.0
+
+    @property
+    def bound(self) -> bool:
+        return self.cpu >= GENERATOR_BOUND_CPU or self.offered_share < OFFERED_SHARE
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the ramp, judged on its second half (the first is the new rate settling)."""
+
+    offered_rps: float
+    answered_rps: float
+    refused_share: float
+    p95_ms: float | None
+    generator: Generator
+
+    def saturated(self, p95_limit_ms: float) -> bool:
+        return (self.answered_rps < ANSWERED_SHARE * self.offered_rps or self.refused_share > REFUSED_SHARE
+                or (self.p95_ms is not None and self.p95_ms > p95_limit_ms))
+
+
+def measure_step(samples: list[Sample], start: float, seconds: float, rate: float, generator: Generator) -> Step:
+    """A ramp step from its samples: answers completed in its second half, per second."""
+    half = start + seconds / 2
+    end = start + seconds
+    completed = [s for s in samples if half <= done_at(s) < end]
+    answered = [s for s in completed if s[3] == 200]
+    refused = sum(1 for s in completed if s[3] in REFUSALS)
+    due = [s for s in samples if half <= s[0] < end]
+    return Step(offered_rps=rate, answered_rps=len(answered) / max(end - half, 1e-9),
+                refused_share=refused / len(due) if due else 0.0,
+                p95_ms=percentile([s[2] for s in due if s[3] == 200], 0.95), generator=generator)
 
 
 def recovery_seconds(samples: list[Sample], started: float, p95_limit_ms: float) -> float | None:
@@ -52,32 +114,92 @@ def recovery_seconds(samples: list[Sample], started: float, p95_limit_ms: float)
     return None
 
 
-def summarize(samples: list[Sample], phases: Phases, p95_limit_ms: float) -> dict:
-    start, end = phases.overload_window or (0.0, 0.0)
-    in_overload = [x for x in samples if start <= x[0] < end]
-    answered = [rt for _, _, rt, s in in_overload if s == 200]
-    rejected = [rt for _, _, rt, s in in_overload if s in REFUSALS]
-    best = max(range(len(phases.step_rps)), key=lambda i: phases.step_rps[i][1], default=None)
-    # The best step and the ones after it (the step that stopped the ramp may be the one where the
-    # generator ran out of CPU while answering a little less).
-    cpu = max(phases.step_cpu[best:], default=None) if best is not None else None
-    return {
-        "saturation_users": phases.saturation_users,
-        "saturation_rps": max((rps for _, rps in phases.step_rps), default=None),
-        "generator_cpu_at_saturation": round(cpu, 2) if cpu is not None else None,
-        "generator_bound": cpu is not None and cpu >= GENERATOR_BOUND_CPU,
-        "overload_users": phases.overload_users,
-        "overload_answered_rps": len(answered) / (end - start) if end > start else None,
-        "overload_rejected_share": len(rejected) / len(in_overload) if in_overload else None,
+def recovered(samples: list[Sample], rate: float, p95_limit_ms: float) -> bool:
+    """While the recovery phase runs: the last complete 2-second window (ending half a second
+    before the newest request due, so its answers are in) was all answered 200, fast enough."""
+    if not samples:
+        return False
+    newest = max(s[0] for s in samples[-2000:])
+    window = [s for s in samples[-int(rate * 4 + 100):] if newest - 2.5 <= s[0] < newest - 0.5]
+    ok = [s[2] for s in window if s[3] == 200]
+    p95 = percentile(ok, 0.95)
+    return (len(window) >= 0.95 * rate * WINDOW_S and len(ok) == len(window)
+            and p95 is not None and p95 <= p95_limit_ms)
+
+
+def inconclusive(steps: list[Step], p95_limit_ms: float, overload_offered: float | None,
+                 overload_generator: Generator | None) -> str | None:
+    """Why the run cannot say what overload does to the service, or None when it can."""
+    if not steps:
+        return "no ramp step ran"
+    last = steps[-1]  # the ramp stops at its first saturated step, or where the generator could go no further
+    if last.generator.bound:
+        return (f"the generator could not saturate the service: it was the bottleneck (CPU {last.generator.cpu:.2f}, "
+                f"{last.generator.offered_share:.0%} of {last.offered_rps:.0f}/s offered)")
+    if not last.saturated(p95_limit_ms):
+        return (f"the service was never saturated: it answered {last.answered_rps:.0f} of {last.offered_rps:.0f} "
+                "requests/s at the ramp's peak (raise suites.stress.peak_rps)")
+    saturation = max(s.answered_rps for s in steps)
+    if overload_generator is not None and overload_generator.bound:
+        return (f"the generator could not overload the service (CPU {overload_generator.cpu:.2f}, "
+                f"{overload_generator.offered_share:.0%} of {overload_offered or 0:.0f}/s offered)")
+    if overload_offered is not None and overload_offered < saturation:
+        return (f"the overload offered {overload_offered:.0f} requests/s, less than the saturation measured "
+                f"({saturation:.0f}/s): raise suites.stress.overload_factor")
+    return None
+
+
+def summarize(steps: list[Step], overload: list[Sample], overload_rate: float, overload_seconds: float,
+              recovery: list[Sample], recovery_started: float, every: list[Sample], p95_limit_ms: float,
+              overload_generator: Generator | None) -> dict:
+    """The suite's metrics (each None where the run has no data), the reason a run is
+    inconclusive (then every metric is None: no gate can pass on it), and what the report charts."""
+    why = inconclusive(steps, p95_limit_ms, overload_rate if overload else None, overload_generator)
+    answered = [s[2] for s in overload if s[3] == 200]
+    refused = [s[2] for s in overload if s[3] in REFUSALS]
+    errors = sum(1 for s in every if s[3] != 200 and s[3] not in REFUSALS)
+    generators = [s.generator for s in steps] + ([overload_generator] if overload_generator else [])
+    measured = {
+        "saturation_rps": round(max((s.answered_rps for s in steps), default=0.0), 1) if steps else None,
+        "overload_offered_rps": round(overload_rate, 1) if overload else None,
+        "overload_answered_rps": round(len(answered) / overload_seconds, 1) if overload and overload_seconds else None,
+        "overload_rejected_share": round(len(refused) / len(overload), 4) if overload else None,
         "answered_p99_ms": percentile(answered, 0.99),
-        # No refusal during the overload is data too: none was slow (0), unless nothing was answered.
-        "rejection_p99_ms": percentile(rejected, 0.99) if rejected else (0.0 if answered else None),
-        "server_errors": (errors := sum(1 for _, _, _, s in samples if s != 200 and s not in REFUSALS)),
-        "server_error_rate": errors / len(samples) if samples else None,
-        "recovery_s": recovery_seconds(samples, phases.recovery_started, p95_limit_ms)
-        if phases.recovery_started is not None else None,
-        "requests": len(samples),
-        "steps": [{"users": u, "answered_rps": round(r, 1),
-                   **({"generator_cpu": round(phases.step_cpu[i], 2)} if i < len(phases.step_cpu) else {})}
-                  for i, (u, r) in enumerate(phases.step_rps)],
+        # No refusal during an overload is no data about refusals, not a fast one.
+        "rejection_p99_ms": percentile(refused, 0.99),
+        "server_errors": errors,
+        "server_error_rate": errors / len(every) if every else None,
+        "recovery_s": recovery_seconds(recovery, recovery_started, p95_limit_ms) if recovery else None,
+        "requests": len(every),
+        "generator_cpu": round(max((g.cpu for g in generators), default=0.0), 2),
+        "generator_lag_p99_ms": round(max((g.lag_p99_ms for g in generators), default=0.0), 1),
     }
+    return {
+        "metrics": {name: None for name in measured} if why else measured,
+        "measured": measured,
+        "inconclusive": why,
+        "steps": [{**{k: v for k, v in asdict(s).items() if k != "generator"},
+                   "answered_rps": round(s.answered_rps, 1), "generator_cpu": round(s.generator.cpu, 2),
+                   "generator_lag_p99_ms": round(s.generator.lag_p99_ms, 1),
+                   "generator_offered_share": round(s.generator.offered_share, 3)} for s in steps],
+    }
+
+
+def timeline(samples: list[Sample], start: float) -> list[dict[str, float | None]]:
+    """Per second from `start`: requests offered (by when they were due), answered and refused (by
+    when the answer came), and the answers' latency: what the report charts."""
+    seconds: dict[int, dict[str, list]] = {}
+    for s in samples:
+        due = seconds.setdefault(int(s[0] - start), {"due": [], "done": []})
+        due["due"].append(s)
+        done = seconds.setdefault(int(done_at(s) - start), {"due": [], "done": []})
+        done["done"].append(s)
+    rows = []
+    for t in sorted(k for k in seconds if k >= 0):
+        due, done = seconds[t]["due"], seconds[t]["done"]
+        ok = [s[2] for s in due if s[3] == 200]
+        rows.append({"t": float(t), "offered_rps": float(len(due)),
+                     "answered_rps": float(sum(1 for s in done if s[3] == 200)),
+                     "refused_rps": float(sum(1 for s in done if s[3] in REFUSALS)),
+                     "p50_ms": percentile(ok, 0.5), "p95_ms": percentile(ok, 0.95), "p99_ms": percentile(ok, 0.99)})
+    return rows

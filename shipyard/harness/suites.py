@@ -1,7 +1,8 @@
 """Running one suite, the way a tester would, and reading its reports: pytest suites (smoke and
 contract, which shipyard brings, and the project's own) through their JUnit XML, whose test-suite
-properties carry the measured values; locust suites (load, stress, or the project's) through their
-CSV statistics; a project's command through its exit code and a JSON object on its last line.
+properties carry the measured values; locust suites (load, or the project's) through their CSV
+statistics; the stress suite (an open-loop generator, staged/stress) through its JSON report; a
+project's command through its exit code and a JSON object on its last line.
 Judging is gates.py's job.
 
 The built-in suites live beside this module (staged/); testers can run them by hand too:
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipyard.harness import stress
 from shipyard.project import Project, SuiteSpec, command_line
 
 STAGED = Path(__file__).resolve().parent / "staged"
@@ -29,13 +31,12 @@ BUILTIN: dict[str, SuiteSpec] = {
     "smoke": SuiteSpec(runner="pytest", path=str(STAGED / "smoke")),
     "contract": SuiteSpec(runner="pytest", path=str(STAGED / "contract")),
     "load": SuiteSpec(runner="locust", path=str(STAGED / "load" / "locustfile.py")),
-    "stress": SuiteSpec(runner="locust", path=str(STAGED / "stress" / "locustfile.py")),
+    "stress": SuiteSpec(runner="command", command=[sys.executable, "-m", "shipyard.harness.staged.stress"]),
 }
 DEFAULTS: dict[str, dict[str, Any]] = {
     "contract": {"examples": 100, "seed": 7},  # schemathesis' --max-examples: per operation and phase
     "load": {"users": 32, "spawn_rate": 32, "duration_s": 60, "rps_per_user": 10},
-    "stress": {"start_users": 8, "step_users": 16, "peak_users": 128, "step_s": 10, "overload_factor": 3,
-               "overload_s": 30, "recovery_s": 20, "p95_ms_limit": 100},
+    "stress": stress.SETTINGS,
 }
 
 
@@ -71,7 +72,9 @@ def run_suite(project: Project, suite: str, url: str, configured: dict[str, Any]
     opts = settings(suite, configured)
     spec = spec_for(project, suite)
     env = suite_environment(suite, url, configured, context)
-    if spec.runner == "pytest":
+    if spec is BUILTIN["stress"]:
+        result = _run_stress(project, opts, env, workdir)
+    elif spec.runner == "pytest":
         result = _run_pytest(project, suite, spec, env, workdir)
     elif spec.runner == "locust":
         result = _run_locust(project, suite, spec, url, opts, env, workdir, locust_workers)
@@ -191,15 +194,11 @@ def _run_locust(project: Project, suite: str, spec: SuiteSpec, url: str, opts: d
     if workers:
         cmd += ["--master", "--master-bind-port", str(MASTER_PORT), "--expect-workers", str(workers),
                 "--expect-workers-max-wait", str(WORKERS_WAIT_S)]
-    shaped = suite == "stress"  # its locustfile's load shape sets users and time
-    if not shaped:
-        for flag, key in (("-u", "users"), ("-r", "spawn_rate")):
-            if key in opts:
-                cmd += [flag, str(opts[key])]
-        cmd += ["-t", f"{opts.get('duration_s', 60)}s"]
-    report = workdir / f"{suite}_report.json"
-    env = dict(env, SHIPYARD_STRESS_REPORT=str(report))
-    limit = (_stress_seconds(opts) if shaped else float(opts.get("duration_s", 60))) + 120 + (WORKERS_WAIT_S if workers else 0)
+    for flag, key in (("-u", "users"), ("-r", "spawn_rate")):
+        if key in opts:
+            cmd += [flag, str(opts[key])]
+    cmd += ["-t", f"{opts.get('duration_s', 60)}s"]
+    limit = float(opts.get("duration_s", 60)) + 120 + (WORKERS_WAIT_S if workers else 0)
     proc = subprocess.run(cmd, cwd=project.root, env=env, capture_output=True, text=True, timeout=limit)
     history = _history(Path(f"{prefix}_stats_history.csv"))
     total = _aggregated(Path(f"{prefix}_stats.csv"))
@@ -209,21 +208,25 @@ def _run_locust(project: Project, suite: str, spec: SuiteSpec, url: str, opts: d
         return SuiteResult(suite, "error", 0.0, {}, {"output": f"its {workers} locust worker(s) did not connect to the "
                                                     f"master within {WORKERS_WAIT_S} s: nothing was sent\n"
                                                     + (proc.stdout + proc.stderr)[-1500:]})
-    if not shaped:
-        return SuiteResult(suite, "passed", 0.0, _load_metrics(total), {"history": history})
-    if not report.exists():
-        return SuiteResult(suite, "error", 0.0, {}, {"output": (proc.stdout + proc.stderr)[-2000:]})
+    return SuiteResult(suite, "passed", 0.0, _load_metrics(total), {"history": history})
+
+
+def _run_stress(project: Project, opts: dict[str, Any], env: dict[str, str], workdir: Path) -> SuiteResult:
+    """The stress suite (staged/stress): its JSON report's metrics; an inconclusive run keeps its
+    reason, which every stress gate then reports as its missing data."""
+    report = workdir / "stress_report.json"
+    spec = BUILTIN["stress"]
+    assert spec.command is not None
+    # Every ramp step and its drain (answers are awaited up to 30 s), the overload, the recovery.
+    limit = len(stress.ramp_rates(opts)) * (float(opts["step_s"]) + 35) + float(opts["overload_s"]) \
+        + float(opts["recovery_s"]) + 120
+    proc = subprocess.run(command_line(spec.command), cwd=project.root, env=dict(env, SHIPYARD_STRESS_REPORT=str(report)),
+                          capture_output=True, text=True, timeout=limit)
+    if proc.returncode != 0 or not report.exists():
+        return SuiteResult("stress", "error", 0.0, {}, {"output": (proc.stdout + proc.stderr)[-2000:]})
     measured = json.loads(report.read_text())
-    steps = measured.pop("steps", [])
-    return SuiteResult(suite, "passed", 0.0, measured, {"history": history, "steps": steps})
-
-
-def _stress_seconds(opts: dict[str, Any]) -> float:
-    """The longest the stress shape can run: every step, the overload, the recovery."""
-    if "peak_users" not in opts:
-        return 0
-    steps = max(1, -(-(int(opts["peak_users"]) - int(opts["start_users"])) // int(opts["step_users"])) + 1)
-    return steps * float(opts["step_s"]) + float(opts["overload_s"]) + float(opts["recovery_s"])
+    details = {key: measured[key] for key in ("steps", "timeline", "inconclusive", "measured") if measured.get(key)}
+    return SuiteResult("stress", "passed", 0.0, measured["metrics"], details)
 
 
 def _not_exercised(path: Path) -> list[str]:

@@ -42,7 +42,9 @@ def build(environment: str, target: str, subject: dict[str, str], suites: list[S
                   and all(s.status != "error" and (s.status == "passed" or s.name in gated) for s in suites),
         "suites": [{k: v for k, v in asdict(s).items() if k != "details"}
                    | {"failures": s.details.get("failures", [])[:20]}
-                   | ({"replicas": s.details["replicas"]} if s.details.get("replicas") else {}) for s in suites],
+                   | ({"replicas": s.details["replicas"]} if s.details.get("replicas") else {})
+                   | ({"inconclusive": s.details["inconclusive"]} if s.details.get("inconclusive") else {})
+                   for s in suites],
         "not_run": skipped,
         # Operations of the served document that only some suites (or none) could call, and why.
         "not_exercised": sorted({note for s in suites for note in s.details.get("not_exercised", [])}),

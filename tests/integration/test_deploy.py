@@ -313,12 +313,12 @@ AUTOSCALED = _scale_patch(2)
 def test_stress_on_the_cluster_records_the_autoscaler_scaling_out(deployed, tmp_path):
     """With the resource metrics API (metrics-server), the HPA scales the scorer out under the
     stress suite; the verdict records replicas over time and the time it took, and the report
-    charts them. The load comes from locust pods in that namespace, through the Service.
+    charts them. The load comes from the stress suite's generator pod in that namespace, through the Service.
     A namespace of its own, so the HPA starts from one pod with no history."""
     namespace = f"fraud-hpa-{os.getpid()}"
     _overlay(tmp_path, "hpa", namespace, AUTOSCALED)
     staging = (PROJECT_ROOT / "environments" / "staging" / "environment.yaml").read_text()
-    stress = next(line for line in staging.splitlines() if line.strip().startswith("stress: {start_users"))
+    stress = next(line for line in staging.splitlines() if line.strip().startswith("stress: {start_rps"))
     follow = staging.splitlines()[staging.splitlines().index(stress) + 1]
     with (tmp_path / "hpa" / "environment.yaml").open("a") as f:
         f.write(f"suites:\n{stress}\n{follow}\n")

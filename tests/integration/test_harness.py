@@ -20,7 +20,7 @@ SETTINGS = yaml.safe_load("""
 suites:
   contract: {examples: 100, seed: 7}
   load: {users: 8, spawn_rate: 8, duration_s: 8}
-  stress: {start_users: 4, step_users: 12, peak_users: 28, step_s: 3, overload_s: 6, recovery_s: 10, p95_ms_limit: 400}
+  stress: {start_rps: 50, step_factor: 3, step_s: 3, overload_s: 4, recovery_s: 60, p95_ms_limit: 400}
 gates:
   smoke: {failed: {max: 0}, passed: {min: 5}}
   integration: {failed: {max: 0}}
@@ -72,6 +72,36 @@ def test_healthy_service_passes_every_gate(healthy, built_bento):
     assert _gate(verdict, "contract", "cases")["measured"] >= 100
     html = Path(result.stdout.split("report:")[1].strip()).read_text()
     assert "PASSED" in html and "<svg" in html and "latency over time" in html
+    assert "stress: requests per second offered, answered and refused" in html
+    stress = next(s for s in verdict["suites"] if s["name"] == "stress")["metrics"]
+    # Open loop past the saturation it measured, from a generator that kept its schedule.
+    assert stress["overload_offered_rps"] >= 2.99 * stress["saturation_rps"] > 0
+
+
+def test_a_stress_run_that_cannot_saturate_the_service_is_inconclusive_not_a_pass(built_bento, environments, state_dir):
+    """A ramp capped at 40 requests/s (suites.stress.peak_rps), which the service answers in full:
+    the run cannot say what overload does, so every stress gate has no data and says why, and the
+    verdict fails rather than passing on a load the service took in its stride."""
+    env = _environment(environments, "capped", state_dir)
+    path = environments / "capped" / "environment.yaml"
+    settings = yaml.safe_load(path.read_text())
+    settings["suites"]["stress"] = {"start_rps": 20, "peak_rps": 40, "step_s": 4, "overload_s": 4, "recovery_s": 10}
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    assert run_cli("deploy", "capped", "--bento", built_bento, env=env).returncode == 0
+    try:
+        result = run_cli("verify", "capped", "--suite", "smoke", "--suite", "stress", env=env, timeout=600)
+    finally:
+        run_cli("stop", "capped", env=env)
+    verdict = _verdict(result)
+    assert result.returncode == 1 and not verdict["passed"], result.stdout + result.stderr
+    assert "stress: inconclusive: the service was never saturated" in result.stderr
+    gates = [g for g in verdict["gates"] if g["suite"] == "stress"]
+    assert gates and all(not g["passed"] and g["measured"] is None for g in gates)
+    for gate in gates:
+        assert gate["reason"].startswith("no data: the service was never saturated: it answered"), gate
+        assert "requests/s at the ramp's peak (raise suites.stress.peak_rps)" in gate["reason"]
+    [stress] = [s for s in verdict["suites"] if s["name"] == "stress"]
+    assert stress["inconclusive"] == gates[0]["reason"].removeprefix("no data: ")
 
 
 def _serve_broken(name: str, faults: dict[str, str], environments: Path, state_dir: Path, model: str,

@@ -63,7 +63,10 @@ def test_minimal_file_gets_defaults(envs):
          "gates: {requests: {min: 1}}}}\n", "2 steps of up to 300 . 400 s"),
         ("name: dev\npromotion: {to: prod, canary: {steps: [10], max_wait_s: -1, gates: {requests: {min: 1}}}}\n",
          "promotion.canary.max_wait_s: Input should be greater than or equal to 0"),
-        ("name: dev\nsuites: {stress: {workers: 0}}\n", "suites.stress.workers must be a whole number from 1 to 32"),
+        ("name: dev\nsuites: {load: {workers: 0}}\n", "suites.load.workers must be a whole number from 1 to 32"),
+        ("name: dev\nsuites: {stress: {start_users: 4}}\n", "suites.stress.start_users: not a stress setting; the stress "
+                                                             "suite offers requests per second, open loop, and takes start_rps"),
+        ("name: dev\nsuites: {stress: {step_factor: fast}}\n", "suites.stress.step_factor must be a number above 0"),
         ("name: dev\nsuites: {load: {workers: 1.5}}\n", "suites.load.workers must be a whole number"),
     ],
 )

@@ -1,0 +1,147 @@
+"""Stress: find where the service saturates, offer `overload_factor` x that, open loop, then check
+that it recovers. Its generator (shipyard/harness/open_loop.py) is the one `make bench` measures
+with: open loop, so an overload is offered whatever the answers do, and it reports its own CPU and
+lateness, so a run that measured the generator says so instead of passing.
+
+Phases (settings are SHIPYARD_SUITE_<NAME> environment variables, from environment.yaml's
+suites.stress):
+- ramp: `start_rps`, then x `step_factor` every `step_s` seconds, until a step is saturated (its
+  answers fall under 90 % of the offer, it refuses over 1 %, or its p95 passes `p95_ms_limit`) or
+  `peak_rps` is reached. The saturation is the most answers per second any step completed;
+- overload: `overload_factor` x the saturation for `overload_s` seconds;
+- recovery: 0.3 x the saturation, until the first 2-second window all answered 200 with
+  p95 <= `p95_ms_limit` (at most `recovery_s` seconds).
+
+A real-time service refuses what it cannot answer in time, so a 503 (or BentoML's own 429) is the
+designed answer under overload, counted apart from errors.
+
+A run that cannot tell what overload does is inconclusive and every metric is then missing, so
+every stress gate fails with the reason ("no data: ..."): the service never saturated below
+`peak_rps`, the generator was the bottleneck, or the overload offered less than the saturation.
+
+The report (SHIPYARD_STRESS_REPORT, else stdout) is JSON: metrics, the reason if inconclusive,
+the ramp's steps, and a per-second timeline of offered, answered and refused requests.
+
+    SHIPYARD_TARGET_URL=http://127.0.0.1:3001 SHIPYARD_SAMPLES=tests/staged/samples.json \\
+        python -m shipyard.harness.staged.stress
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+
+from shipyard.harness import open_loop
+from shipyard.harness.open_loop import Phase, Request
+from shipyard.harness.staged.traffic import TrafficError, encode, examples_for, load_samples, weights
+from shipyard.harness.stress import (RECOVERY_LOAD, SETTINGS, Generator, Step, measure_step, recovered,
+                                     summarize, timeline)
+
+MIX = 100  # requests in the mix the generator sends in turn
+
+
+def setting(name: str) -> float:
+    return float(os.environ.get(f"SHIPYARD_SUITE_{name.upper()}", SETTINGS[name]))
+
+
+def requests_for(url: str) -> list[Request]:
+    """The load suite's bodies and route weights (samples, else the document's examples, else
+    generated bodies), as a fixed mix of MIX requests in a seeded order."""
+    import httpx
+
+    document = httpx.get(f"{url.rstrip('/')}/docs.json", timeout=30).json()
+    bodies = {route: [encode(document, route, body) for body in examples]
+              for route, examples in examples_for(document, load_samples()).items() if examples}
+    if not bodies:
+        raise TrafficError("no API has a body to send: add a samples file (shipyard.yaml traffic.samples)")
+    shares = weights(sorted(bodies))
+    total = sum(shares.values())
+    mix: list[Request] = []
+    for route, share in shares.items():
+        count = max(1, round(MIX * share / total))
+        mix += [Request(route, body.content, body.content_type)
+                for body in (bodies[route][i % len(bodies[route])] for i in range(count))]
+    random.Random(7).shuffle(mix)
+    return mix
+
+
+def _generator(run: open_loop.Run, phase: str) -> Generator:
+    """What the generator cost in `run`, and the share of `phase`'s rate it offered."""
+    summary = open_loop.generator_summary(run)
+    seconds = run.phase_seconds[phase]
+    return Generator(cpu=summary["client_cpu"], lag_p99_ms=summary["send_lag_p99_ms"],
+                     offered_share=seconds / (seconds + run.phase_behind_s[phase]) if seconds else 1.0)
+
+
+def stress(url: str, progress=lambda line: print(line, file=sys.stderr, flush=True)) -> dict:
+    start_rps, factor, peak = setting("start_rps"), setting("step_factor"), setting("peak_rps")
+    step_s, limit = setting("step_s"), setting("p95_ms_limit")
+    if start_rps <= 0 or factor <= 1 or peak < start_rps or step_s <= 0:
+        raise ValueError("suites.stress: start_rps > 0, step_factor > 1, peak_rps >= start_rps and step_s > 0")
+    requests = requests_for(url)
+    every: list = []
+    steps: list[Step] = []
+    began = time.perf_counter()
+    rate = start_rps
+    while True:
+        phase = Phase(f"step {len(steps) + 1}", rate, step_s)
+        run = open_loop.run(url, requests, [phase], loopback_only=False)
+        every += run.samples
+        step = measure_step(run.samples, run.phase_started[phase.name], step_s, rate, _generator(run, phase.name))
+        steps.append(step)
+        progress(f"stress: offered {rate:.0f}/s, answered {step.answered_rps:.0f}/s, refused "
+                 f"{step.refused_share:.1%}, generator CPU {step.generator.cpu:.2f}")
+        if step.saturated(limit) or step.generator.bound or rate >= peak:
+            break
+        rate = min(peak, rate * factor)
+    saturation = max(s.answered_rps for s in steps)
+    overload: list = []
+    recovery: list = []
+    recovery_started = 0.0
+    overload_generator = None
+    overload_rate = setting("overload_factor") * saturation
+    overload_s = setting("overload_s")
+    if steps[-1].saturated(limit) and not steps[-1].generator.bound and overload_rate > 0:
+        recovery_rate = max(1.0, RECOVERY_LOAD * saturation)
+        phases = [Phase("overload", overload_rate, overload_s),
+                  Phase("recovery", recovery_rate, setting("recovery_s"),
+                        until=lambda mine: recovered(mine, recovery_rate, limit))]
+        progress(f"stress: saturation {saturation:.0f}/s; overload at {overload_rate:.0f}/s for {overload_s:g} s, "
+                 f"then recovery at {recovery_rate:.0f}/s")
+        run = open_loop.run(url, requests, phases, loopback_only=False)
+        every += run.samples
+        overload = [s for s in run.samples if s[1] == "overload"]
+        recovery = [s for s in run.samples if s[1] == "recovery"]
+        recovery_started = run.phase_started["recovery"]
+        overload_generator = _generator(run, "overload")
+    result = summarize(steps, overload, overload_rate, overload_s, recovery, recovery_started, every, limit,
+                       overload_generator)
+    result["timeline"] = timeline(every, began)
+    result["generator"] = "shipyard/harness/open_loop.py (open loop, uvloop + httptools, one process)"
+    return result
+
+
+def main() -> int:
+    url = os.environ.get("SHIPYARD_TARGET_URL", "")
+    if not url:
+        print("error: SHIPYARD_TARGET_URL must name the server to stress (http://host:port)", file=sys.stderr)
+        return 2
+    try:
+        result = stress(url)
+    except (TrafficError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    path = os.environ.get("SHIPYARD_STRESS_REPORT")
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f)
+    else:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
