@@ -144,9 +144,10 @@ class PodRunner:
         self.scorer_selector, self.scorer_port = scorer_selector, scorer_port
         self.subject = subject
 
-    def where(self, workers: int) -> str:
+    def where(self, workers: int, suite: str = "") -> str:
         """Where a suite's requests came from, as the verdict and the report say it."""
-        generators = f"locust's master and {workers} worker pod{'s' if workers != 1 else ''}" if workers else "a runner pod"
+        generators = (f"locust's master and {workers} worker pod{'s' if workers != 1 else ''}" if workers
+                      else "the open-loop generator's pod" if suite == "stress" else "a runner pod")
         return f"in-cluster: {generators} in {self.namespace}, through the Service ({self.url})"
 
     def plan(self, project: Project, suite: str, settings: dict[str, Any], context: dict[str, str]) -> PodPlan:
@@ -186,7 +187,7 @@ class PodRunner:
             return SuiteResult(suite, "error", round(time.monotonic() - started, 1), {},
                                {"output": f"job/{plan.name} {'failed' if failed else 'ended'} without a result:\n"
                                           + log[-2000:]})
-        result.details["generator"] = self.where(plan.workers)
+        result.details["generator"] = self.where(plan.workers, suite)
         # The time verify spent on it, pods' start included; the suite's own time stays in details.
         result.details["seconds_in_pod"], result.seconds = result.seconds, round(time.monotonic() - started, 1)
         return result

@@ -1,6 +1,6 @@
 """`shipyard verify --target kubernetes` on the local cluster: every suite runs as pods in staging's
-namespace against the Service by its DNS name (locust's master and its worker pods for load and
-stress), the requests reach both of staging's replicas through kube-proxy, the verdict says where
+namespace against the Service by its DNS name (locust's master and its worker pods for load, the
+open-loop generator's pod for stress), the requests reach both of staging's replicas through kube-proxy, the verdict says where
 the load came from, and nothing the runs created is left behind. Staging here is the project's own
 overlay and suites with a test environment's gates (tests/environments.py): the verdict must not
 depend on how fast two shared cores were."""
@@ -67,8 +67,8 @@ def test_every_suite_ran_in_the_cluster_against_the_service(verdict):
     origins = document["generated_from"]
     assert set(origins) == set(suites)
     assert all(where.startswith("in-cluster: ") and SERVICE_URL in where for where in origins.values()), origins
-    # environment.yaml gives stress 2 locust workers; load has the default, 1.
-    assert "locust's master and 2 worker pods" in origins["stress"]
+    # load: locust's master and the default 1 worker; stress: its open-loop generator's pod.
+    assert "the open-loop generator's pod" in origins["stress"]
     assert "locust's master and 1 worker pod " in origins["load"]
     assert f"running against {SERVICE_URL}" in result.stderr
     assert suites["load"]["metrics"]["requests"] > 0 and suites["stress"]["metrics"]["requests"] > 0
