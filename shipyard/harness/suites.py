@@ -16,11 +16,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from shipyard.harness import stress
 from shipyard.project import Project, SuiteSpec, command_line
@@ -64,16 +65,16 @@ def spec_for(project: Project, suite: str) -> SuiteSpec:
 
 
 def run_suite(project: Project, suite: str, url: str, configured: dict[str, Any], context: dict[str, str],
-              workdir: Path, locust_workers: int = 0) -> SuiteResult:
+              workdir: Path, locust_workers: int = 0, progress: Callable[[str], None] | None = None) -> SuiteResult:
     """Runs one suite from here against `url`. With locust_workers, a locust suite runs as the
     master of that many workers (started elsewhere: pods, see shipyard.targets.suite_pods), which
-    connect to this process on MASTER_PORT."""
+    connect to this process on MASTER_PORT. `progress` hears the stress suite's phases as they go."""
     started = time.monotonic()
     opts = settings(suite, configured)
     spec = spec_for(project, suite)
     env = suite_environment(suite, url, configured, context)
     if spec is BUILTIN["stress"]:
-        result = _run_stress(project, opts, env, workdir)
+        result = _run_stress(project, opts, env, workdir, progress or (lambda line: print(line, file=sys.stderr)))
     elif spec.runner == "pytest":
         result = _run_pytest(project, suite, spec, env, workdir)
     elif spec.runner == "locust":
@@ -116,7 +117,7 @@ class HostRunner:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="shipyard-verify-") as workdir:
-            result = run_suite(project, suite, self.url, settings, context, Path(workdir))
+            result = run_suite(project, suite, self.url, settings, context, Path(workdir), progress=progress)
         result.details["generator"] = self.where()
         return result
 
@@ -211,19 +212,31 @@ def _run_locust(project: Project, suite: str, spec: SuiteSpec, url: str, opts: d
     return SuiteResult(suite, "passed", 0.0, _load_metrics(total), {"history": history})
 
 
-def _run_stress(project: Project, opts: dict[str, Any], env: dict[str, str], workdir: Path) -> SuiteResult:
-    """The stress suite (staged/stress): its JSON report's metrics; an inconclusive run keeps its
-    reason, which every stress gate then reports as its missing data."""
+def _run_stress(project: Project, opts: dict[str, Any], env: dict[str, str], workdir: Path,
+                progress: Callable[[str], None]) -> SuiteResult:
+    """The stress suite (staged/stress), its phases passed to `progress` as they go: its JSON
+    report's metrics; an inconclusive run keeps its reason, which every stress gate then reports
+    as its missing data."""
     report = workdir / "stress_report.json"
     spec = BUILTIN["stress"]
     assert spec.command is not None
     # Every ramp step and its drain (answers are awaited up to 30 s), the overload, the recovery.
     limit = len(stress.ramp_rates(opts)) * (float(opts["step_s"]) + 35) + float(opts["overload_s"]) \
         + float(opts["recovery_s"]) + 120
-    proc = subprocess.run(command_line(spec.command), cwd=project.root, env=dict(env, SHIPYARD_STRESS_REPORT=str(report)),
-                          capture_output=True, text=True, timeout=limit)
+    output: list[str] = []
+    with subprocess.Popen(command_line(spec.command), cwd=project.root, env=dict(env, SHIPYARD_STRESS_REPORT=str(report)),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        timer = threading.Timer(limit, proc.kill)  # a hang ends; its lines so far are the error's output
+        timer.start()
+        try:
+            for line in proc.stdout or ():
+                output.append(line)
+                if line.startswith("stress: "):
+                    progress(line.rstrip())
+        finally:
+            timer.cancel()
     if proc.returncode != 0 or not report.exists():
-        return SuiteResult("stress", "error", 0.0, {}, {"output": (proc.stdout + proc.stderr)[-2000:]})
+        return SuiteResult("stress", "error", 0.0, {}, {"output": "".join(output)[-2000:]})
     measured = json.loads(report.read_text())
     details = {key: measured[key] for key in ("steps", "timeline", "inconclusive", "measured") if measured.get(key)}
     return SuiteResult("stress", "passed", 0.0, measured["metrics"], details)
