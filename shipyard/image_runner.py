@@ -29,10 +29,11 @@ from shipyard.project import Project, current_project
 
 WORKSPACE = "/workspace"
 TOOLKIT = "/opt/shipyard"
-# What the harness imports in a pod (suites.py, the staged suites, the plugin): with their own
-# requirements, at the versions installed here.
+# What the harness imports in a pod (suites.py, the staged suites, the plugin, the stress suite's
+# open-loop generator on uvloop and httptools): with their own requirements, at the versions
+# installed here.
 HARNESS_PACKAGES = ("locust", "pytest", "schemathesis", "hypothesis", "httpx", "openapi-spec-validator",
-                    "pydantic", "pyyaml")
+                    "pydantic", "pyyaml", "uvloop", "httptools")
 PLATFORMS = ("manylinux_2_36_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "linux_x86_64", "any")
 DOCKERFILE = """FROM {base}
