@@ -209,7 +209,20 @@ def _run_locust(project: Project, suite: str, spec: SuiteSpec, url: str, opts: d
         return SuiteResult(suite, "error", 0.0, {}, {"output": f"its {workers} locust worker(s) did not connect to the "
                                                     f"master within {WORKERS_WAIT_S} s: nothing was sent\n"
                                                     + (proc.stdout + proc.stderr)[-1500:]})
-    return SuiteResult(suite, "passed", 0.0, _load_metrics(total), {"history": history})
+    return SuiteResult(suite, "passed", 0.0, _load_metrics(total),
+                       {"history": history, "failures": _locust_failures(Path(f"{prefix}_failures.csv"))})
+
+
+def _locust_failures(path: Path) -> list[dict[str, str]]:
+    """What each failed request got (locust's failures CSV: a status, a refusal, a reset
+    connection), most frequent first: an error rate says how many, this says what."""
+    if not path.exists():
+        return []
+    with path.open() as f:
+        rows = [row for row in csv.DictReader(f) if row.get("Error")]
+    rows.sort(key=lambda row: -int(_num(row.get("Occurrences")) or 0))
+    return [{"test": f"{row.get('Method', '')} {row.get('Name', '')}".strip(),
+             "message": f"{int(_num(row.get('Occurrences')) or 0)} x {row['Error']}"} for row in rows[:20]]
 
 
 def _run_stress(project: Project, opts: dict[str, Any], env: dict[str, str], workdir: Path,

@@ -107,3 +107,13 @@ def test_the_report_shows_each_failed_case_under_its_suite(tmp_path):
     page = render_html(Verdict.model_validate(build("staging", "local", {"bento": "b:1"}, [failed], [], "now", ["smoke"])),
                        [failed])
     assert "<td>smoke</td><td>test_scores_a_valid_transaction</td><td>assert 500 == 200</td>" in page
+
+
+def test_a_locust_suite_says_what_its_failed_requests_got(tmp_path):
+    """A real locust run against a port nothing listens on: the error rate counts the failures, and
+    the suite's failures name them (locust's failures CSV), most frequent first."""
+    result = run_suite(_project(tmp_path), "soak", "http://127.0.0.1:9", {"duration_s": 2, "users": 1}, {}, tmp_path)
+    assert result.metrics["error_rate"] == 1.0, result
+    [failure] = result.details["failures"]
+    assert failure["test"] == "GET /" and "ConnectionRefusedError(111, 'Connection refused')" in failure["message"]
+    assert int(failure["message"].split(" x ")[0]) == result.metrics["requests"] > 0
