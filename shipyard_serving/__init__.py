@@ -38,6 +38,7 @@ def install(service: Any) -> Any:
         return service
     runtime.install()
     compat.bound_dependency_keepalive()
+    compat.close_replaced_dependency_sessions_later()
     compat.retry_dependency_disconnects()
     compat.unparseable_bodies_are_bad_input(service)
     from .compat import get_original_func

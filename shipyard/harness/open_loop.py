@@ -212,8 +212,13 @@ def run(url: str, requests: list[Request], phases: list[Phase], connections: int
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"url: an http:// address with a host, not {url!r}")
-    # Resolved once (a Service's DNS name inside a cluster), not per connection.
-    address = socket.getaddrinfo(parts.hostname, parts.port or 80, type=socket.SOCK_STREAM)[0][4][0]
+    # Resolved once (a Service's DNS name inside a cluster), not per connection; IPv4 first, as
+    # servers bound to 127.0.0.1 are ("localhost" may name ::1 first).
+    try:
+        found = socket.getaddrinfo(parts.hostname, parts.port or 80, socket.AF_INET, socket.SOCK_STREAM)
+    except socket.gaierror:
+        found = socket.getaddrinfo(parts.hostname, parts.port or 80, type=socket.SOCK_STREAM)
+    address = found[0][4][0]
     if loopback_only and not ipaddress.ip_address(address).is_loopback:
         raise ValueError(f"url: this generator only targets this machine's loopback, not {parts.hostname!r}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -23,6 +23,11 @@ Sample = tuple[float, str, float, int]  # due time, phase, ms from due to answer
 # A refusal, not an error: shipyard's admission (503 + Retry-After) and BentoML's own concurrency
 # limit (`traffic.max_concurrency`: 429 Too Many Requests).
 REFUSALS = (429, 503)
+
+
+def ok(status: int) -> bool:
+    """An answer: 200, or the 2xx an API sets through its bentoml.Context (201, 202, ...)."""
+    return 200 <= status < 300
 # A step is past saturation when its answers fall behind what was offered, or it refuses, or its
 # answers get slower than the limit a user set (p95_ms_limit).
 ANSWERED_SHARE = 0.9
@@ -91,24 +96,24 @@ def measure_step(samples: list[Sample], start: float, seconds: float, rate: floa
     half = start + seconds / 2
     end = start + seconds
     completed = [s for s in samples if half <= done_at(s) < end]
-    answered = [s for s in completed if s[3] == 200]
+    answered = [s for s in completed if ok(s[3])]
     refused = sum(1 for s in completed if s[3] in REFUSALS)
     due = [s for s in samples if half <= s[0] < end]
     return Step(offered_rps=rate, answered_rps=len(answered) / max(end - half, 1e-9),
                 refused_share=refused / len(due) if due else 0.0,
-                p95_ms=percentile([s[2] for s in due if s[3] == 200], 0.95), generator=generator)
+                p95_ms=percentile([s[2] for s in due if ok(s[3])], 0.95), generator=generator)
 
 
 def recovery_seconds(samples: list[Sample], started: float, p95_limit_ms: float) -> float | None:
     """Seconds from `started` to the end of the first 2-second window (sliding by 0.5 s) whose
-    requests were all answered 200 with p95 <= the limit: back to normal, not merely answering."""
+    requests were all answered (2xx) with p95 <= the limit: back to normal, not merely answering."""
     last = max((t for t, *_ in samples), default=started)
     t = started
     while t + WINDOW_S <= last + 1e-9:
         window = [x for x in samples if t <= x[0] < t + WINDOW_S]
-        ok = [rt for _, _, rt, s in window if s == 200]
-        p95 = percentile(ok, 0.95)
-        if ok and len(ok) == len(window) and p95 is not None and p95 <= p95_limit_ms:
+        good = [rt for _, _, rt, s in window if ok(s)]
+        p95 = percentile(good, 0.95)
+        if good and len(good) == len(window) and p95 is not None and p95 <= p95_limit_ms:
             return round(t + WINDOW_S - started, 1)
         t += 0.5
     return None
@@ -121,9 +126,9 @@ def recovered(samples: list[Sample], rate: float, p95_limit_ms: float) -> bool:
         return False
     newest = max(s[0] for s in samples[-2000:])
     window = [s for s in samples[-int(rate * 4 + 100):] if newest - 2.5 <= s[0] < newest - 0.5]
-    ok = [s[2] for s in window if s[3] == 200]
-    p95 = percentile(ok, 0.95)
-    return (len(window) >= 0.95 * rate * WINDOW_S and len(ok) == len(window)
+    good = [s[2] for s in window if ok(s[3])]
+    p95 = percentile(good, 0.95)
+    return (len(window) >= 0.95 * rate * WINDOW_S and len(good) == len(window)
             and p95 is not None and p95 <= p95_limit_ms)
 
 
@@ -155,9 +160,9 @@ def summarize(steps: list[Step], overload: list[Sample], overload_rate: float, o
     """The suite's metrics (each None where the run has no data), the reason a run is
     inconclusive (then every metric is None: no gate can pass on it), and what the report charts."""
     why = inconclusive(steps, p95_limit_ms, overload_rate if overload else None, overload_generator)
-    answered = [s[2] for s in overload if s[3] == 200]
+    answered = [s[2] for s in overload if ok(s[3])]
     refused = [s[2] for s in overload if s[3] in REFUSALS]
-    errors = sum(1 for s in every if s[3] != 200 and s[3] not in REFUSALS)
+    errors = sum(1 for s in every if not ok(s[3]) and s[3] not in REFUSALS)
     generators = [s.generator for s in steps] + ([overload_generator] if overload_generator else [])
     measured = {
         "saturation_rps": round(max((s.answered_rps for s in steps), default=0.0), 1) if steps else None,
@@ -197,9 +202,9 @@ def timeline(samples: list[Sample], start: float) -> list[dict[str, float | None
     rows = []
     for t in sorted(k for k in seconds if k >= 0):
         due, done = seconds[t]["due"], seconds[t]["done"]
-        ok = [s[2] for s in due if s[3] == 200]
+        good = [s[2] for s in due if ok(s[3])]
         rows.append({"t": float(t), "offered_rps": float(len(due)),
-                     "answered_rps": float(sum(1 for s in done if s[3] == 200)),
+                     "answered_rps": float(sum(1 for s in done if ok(s[3]))),
                      "refused_rps": float(sum(1 for s in done if s[3] in REFUSALS)),
-                     "p50_ms": percentile(ok, 0.5), "p95_ms": percentile(ok, 0.95), "p99_ms": percentile(ok, 0.99)})
+                     "p50_ms": percentile(good, 0.5), "p95_ms": percentile(good, 0.95), "p99_ms": percentile(good, 0.99)})
     return rows

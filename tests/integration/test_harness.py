@@ -86,7 +86,7 @@ def test_a_stress_run_that_cannot_saturate_the_service_is_inconclusive_not_a_pas
     env = _environment(environments, "capped", state_dir)
     path = environments / "capped" / "environment.yaml"
     settings = yaml.safe_load(path.read_text())
-    settings["suites"]["stress"] = {**TEST_STRESS, "start_rps": 20, "peak_rps": 40, "step_s": 4, "overload_s": 4}
+    settings["suites"]["stress"] = {**TEST_STRESS, "start_rps": 20, "peak_rps": 40, "step_s": 6, "overload_s": 4}
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
     assert run_cli("deploy", "capped", "--bento", built_bento, env=env).returncode == 0
     try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from shipyard_serving.compat import _numbers_only, bound_dependency_keepalive, retry_dependency_disconnects
+from shipyard_serving.compat import (_numbers_only, bound_dependency_keepalive, close_replaced_dependency_sessions_later,
+                                     retry_dependency_disconnects)
 
 
 @pytest.mark.parametrize("value", [[[1, 2.5, -3e300]], [], None])
@@ -25,9 +26,37 @@ def test_the_dependency_client_is_patched_once_on_this_bentoml():
 
     for _ in range(2):
         bound_dependency_keepalive()
+        close_replaced_dependency_sessions_later()
         retry_dependency_disconnects()
     assert SessionManager._make_client._shipyard_bounded
+    assert SessionManager.get_session._shipyard_later
     assert AsyncClient._call._shipyard_retried
+
+
+def test_a_replaced_dependency_session_is_closed_after_its_calls_not_under_them():
+    """BentoML's SessionManager replaces its session every `max_requests` calls; the one it
+    replaces stays open for the client's timeout (calls may still use it), then closes."""
+    import asyncio
+
+    from _bentoml_impl.client.proxy2 import SessionManager
+
+    close_replaced_dependency_sessions_later()
+
+    async def main() -> tuple[bool, bool, bool]:
+        manager = SessionManager("http://127.0.0.1:9", timeout=0.3, headers={}, max_requests=1)
+        first = await manager.get_session()
+        await manager.get_session()  # within max_requests: the same session
+        replacing = await manager.get_session()  # past it: replaced
+        open_after_replacement = not first.closed and replacing is not first
+        await asyncio.sleep(0.6)
+        closed_later = first.closed
+        await manager.close()
+        return open_after_replacement, closed_later, replacing.closed
+
+    open_after_replacement, closed_later, current_closed_on_close = asyncio.run(main())
+    assert open_after_replacement, "the replaced session was closed under the calls still using it"
+    assert closed_later, "the replaced session was never closed"
+    assert current_closed_on_close
 
 
 def test_every_borrowed_internal_is_there_on_the_releases_installed():

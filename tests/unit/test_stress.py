@@ -111,3 +111,10 @@ def test_the_ramp_doubles_to_its_peak_and_the_timeline_counts_by_due_and_by_answ
     rows = timeline([(0.2, "p", 100.0, 200), (0.5, "p", 900.0, 200), (0.7, "p", 1.0, 503)], start=0.0)
     assert rows[0]["offered_rps"] == 3 and rows[0]["answered_rps"] == 1 and rows[0]["refused_rps"] == 1
     assert rows[1]["offered_rps"] == 0 and rows[1]["answered_rps"] == 1  # the slow answer came in second 1
+
+
+def test_a_status_an_api_sets_through_its_context_is_an_answer_not_an_error():
+    """`ctx.response.status_code = 202` (BentoML's Context): 2xx answers, like 200."""
+    overload = [(10.0 + i * 0.01, "overload", 5.0, 202 if i % 2 else 503) for i in range(1000)]
+    m = _run(overload, _steady(20.0, 3, 45, 5.0, 202, phase="recovery"))["metrics"]
+    assert m["server_errors"] == 0 and m["overload_answered_rps"] == 50.0 and m["recovery_s"] == 2.0

@@ -265,3 +265,17 @@ def weights(routes: list[str]) -> dict[str, float]:
         raise TrafficError(f"traffic.weights names {', '.join(unknown)}, which has no samples and no OpenAPI example; "
                            f"routes with examples: {', '.join(routes) or 'none'}")
     return configured or {route: 1.0 for route in routes}
+
+
+def plan(url: str) -> tuple[dict[str, list[Encoded]], dict[str, float]]:
+    """What load and stress send to the server at `url`: each API route's bodies as bytes (the
+    samples file's, else its served document's examples, else generated) and the routes' shares.
+    TrafficError when no API has a body to send."""
+    import httpx
+
+    document = httpx.get(f"{url.rstrip('/')}/docs.json", timeout=30).json()
+    bodies = {route: [encode(document, route, body) for body in examples]
+              for route, examples in examples_for(document, load_samples()).items() if examples}
+    if not bodies:
+        raise TrafficError("no API has a body to send: add a samples file (shipyard.yaml traffic.samples)")
+    return bodies, weights(sorted(bodies))

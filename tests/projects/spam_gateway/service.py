@@ -58,10 +58,11 @@ class SpamGateway:
         text: Annotated[str, Field(min_length=1, max_length=2000, examples=["win a free prize now"])],
         ctx: bentoml.Context,
     ) -> Verdict:
-        """Classify one message; a header says which model version decided."""
+        """Classify one message; a header says which model version decided. Answered 202 Accepted:
+        the verdict is final, and the message is kept for review."""
         score = float((await self.scorer.to_async.score(self._vector(text)))[0])
         ctx.response.headers["X-Model-Version"] = str(self.model_ref.tag)
-        ctx.response.status_code = 200
+        ctx.response.status_code = 202
         return Verdict(label="spam" if score >= self.threshold else "ham", score=round(score, 4))
 
     @bentoml.api

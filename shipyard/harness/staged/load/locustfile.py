@@ -18,7 +18,7 @@ from typing import Any
 
 from locust import FastHttpUser, constant, constant_throughput, events, task
 
-from shipyard.harness.staged.traffic import Encoded, TrafficError, encode, examples_for, load_samples, weights
+from shipyard.harness.staged.traffic import Encoded, plan
 
 RPS_PER_USER = float(os.environ.get("SHIPYARD_SUITE_RPS_PER_USER", "0"))
 PLAN: dict[str, Any] = {}  # route -> bodies, and the weighted route list: filled once the host is known
@@ -27,14 +27,7 @@ PLAN: dict[str, Any] = {}  # route -> bodies, and the weighted route list: fille
 @events.test_start.add_listener
 def _plan(environment, **_: object) -> None:
     """Reads the served document once, before any user starts."""
-    import httpx
-
-    document = httpx.get(f"{environment.host.rstrip('/')}/docs.json", timeout=30).json()
-    bodies = {route: [encode(document, route, body) for body in examples]
-              for route, examples in examples_for(document, load_samples()).items() if examples}
-    if not bodies:
-        raise TrafficError("no API has a body to send: add a samples file (shipyard.yaml traffic.samples)")
-    shares = weights(sorted(bodies))
+    bodies, shares = plan(environment.host)
     PLAN["bodies"] = bodies
     PLAN["routes"], PLAN["weights"] = list(shares), list(shares.values())
 

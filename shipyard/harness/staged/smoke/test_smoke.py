@@ -65,13 +65,13 @@ def test_every_api_answers_a_valid_example(client, document, routes, record):
         except TrafficError as exc:
             refused.append(str(exc))
             continue
-        if resp.status_code == 200:
+        if resp.is_success:  # 200, or the 2xx an API sets through its bentoml.Context (202 Accepted, ...)
             answered += 1
         else:
             refused.append(f"{route}: HTTP {resp.status_code} {resp.text[:300]}")
     record("apis_answered", answered)
     assert not missing, f"no example body for {', '.join(missing)}: {SAMPLE_HINT}"
-    assert not refused, f"a valid example was not answered 200 ({SAMPLE_HINT}):\n" + "\n".join(refused)
+    assert not refused, f"a valid example was not answered 2xx ({SAMPLE_HINT}):\n" + "\n".join(refused)
 
 
 def test_every_task_api_runs_a_job_to_its_result(client, document, routes, record):

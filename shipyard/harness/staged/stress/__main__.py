@@ -9,7 +9,7 @@ suites.stress):
   answers fall under 90 % of the offer, it refuses over 1 %, or its p95 passes `p95_ms_limit`) or
   `peak_rps` is reached. The saturation is the most answers per second any step completed;
 - overload: `overload_factor` x the saturation for `overload_s` seconds;
-- recovery: 0.3 x the saturation, until the first 2-second window all answered 200 with
+- recovery: 0.3 x the saturation, until the first 2-second window all answered (2xx) with
   p95 <= `p95_ms_limit` (at most `recovery_s` seconds).
 
 A real-time service refuses what it cannot answer in time, so a 503 (or BentoML's own 429) is the
@@ -36,7 +36,7 @@ import time
 
 from shipyard.harness import open_loop
 from shipyard.harness.open_loop import Phase, Request
-from shipyard.harness.staged.traffic import TrafficError, encode, examples_for, load_samples, weights
+from shipyard.harness.staged.traffic import TrafficError, plan
 from shipyard.harness.stress import (RECOVERY_LOAD, SETTINGS, Generator, Step, measure_step, recovered,
                                      summarize, timeline)
 
@@ -48,16 +48,9 @@ def setting(name: str) -> float:
 
 
 def requests_for(url: str) -> list[Request]:
-    """The load suite's bodies and route weights (samples, else the document's examples, else
-    generated bodies), as a fixed mix of MIX requests in a seeded order."""
-    import httpx
-
-    document = httpx.get(f"{url.rstrip('/')}/docs.json", timeout=30).json()
-    bodies = {route: [encode(document, route, body) for body in examples]
-              for route, examples in examples_for(document, load_samples()).items() if examples}
-    if not bodies:
-        raise TrafficError("no API has a body to send: add a samples file (shipyard.yaml traffic.samples)")
-    shares = weights(sorted(bodies))
+    """The load suite's bodies and route shares (traffic.plan) as a fixed mix of MIX requests in
+    a seeded order."""
+    bodies, shares = plan(url)
     total = sum(shares.values())
     mix: list[Request] = []
     for route, share in shares.items():
