@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import PROJECT_ROOT, VALID_TRANSACTION, free_port, run_cli
 from tests.environments import copy_environments
@@ -317,11 +318,13 @@ def test_stress_on_the_cluster_records_the_autoscaler_scaling_out(deployed, tmp_
     A namespace of its own, so the HPA starts from one pod with no history."""
     namespace = f"fraud-hpa-{os.getpid()}"
     _overlay(tmp_path, "hpa", namespace, AUTOSCALED)
-    staging = (PROJECT_ROOT / "environments" / "staging" / "environment.yaml").read_text()
-    stress = next(line for line in staging.splitlines() if line.strip().startswith("stress: {start_rps"))
-    follow = staging.splitlines()[staging.splitlines().index(stress) + 1]
+    # Staging's stress suite, its overload held for 60 s at 1.5 x: the HPA decides within ~40 s
+    # (metrics-server's first reading), and the pod it adds must start on cores the overload keeps
+    # busy (30 s at 3 x ended before it was ready: make test, stop 41).
+    staging = yaml.safe_load((PROJECT_ROOT / "environments" / "staging" / "environment.yaml").read_text())
+    stress = dict(staging["suites"]["stress"], overload_s=60, overload_factor=1.5)
     with (tmp_path / "hpa" / "environment.yaml").open("a") as f:
-        f.write(f"suites:\n{stress}\n{follow}\n")
+        f.write(yaml.safe_dump({"suites": {"stress": stress}}, sort_keys=False))
     env = {**K8S, "SHIPYARD_ENVIRONMENTS": str(tmp_path)}
     try:
         assert deploy("hpa", deployed.reference, envs=tmp_path).returncode == 0
