@@ -54,8 +54,9 @@ def install(service: Any) -> Any:
     )
     # The first added is the outermost (Starlette): admission runs first, so a refused request costs
     # no body parsing; then the error contract guards what is admitted.
+    timeout = (service.config.get("traffic") or {}).get("timeout")  # as the service declares it
     service.add_asgi_middleware(overload.DeadlineMiddleware, api_paths=routes, rejections=rejections,
-                                loop_paths=loop_routes)
+                                loop_paths=loop_routes, timeout_s=float(timeout) if timeout else None)
     media_types = {api.route: api.input_spec.mime_type() for api in service.apis.values()}
     service.add_asgi_middleware(ErrorContractMiddleware, api_paths=routes, media_types=media_types)
     service.add_asgi_middleware(TaskContractMiddleware, media_types=media_types,

@@ -169,18 +169,24 @@ class DeadlineMiddleware:
     most requests are refused, and a refusal made there costs no ASGI task, scope or middleware."""
 
     def __init__(self, app: Callable, api_paths: tuple[str, ...], rejections: Any = None,
-                 loop_paths: tuple[str, ...] | None = None) -> None:
+                 loop_paths: tuple[str, ...] | None = None, timeout_s: float | None = None) -> None:
         self.app = app
         self.api_paths = set(api_paths)
         if loop_paths is not None:
             STATE.loop_routes = set(loop_paths)
         self.rejections = rejections  # a prometheus Counter with a `reason` label, or None
-        self.default_ms = default_deadline_ms()
+        # The service's traffic timeout bounds every deadline: a request still waiting then gets
+        # the timeout's 504 (a server error) whatever its caller would wait, so admitting it on a
+        # longer deadline only turns a fast 503 into a slow 504 (an overload queued behind a 60 s
+        # deadline did exactly that: stress, make test, stop 41).
+        self.cap_ms = timeout_s * 1000 if timeout_s else MAX_DEADLINE_MS
+        self.default_ms = min(default_deadline_ms(), self.cap_ms)
         self._counters: dict[str, Any] = {}
 
     def deadline_ms(self, headers: list[tuple[bytes, bytes]]) -> float | None:
-        """The request's deadline: its header's, else the default; None when the header breaks its rule.
-        The header is looked up in place: a refusal must cost as little as possible."""
+        """The request's deadline: its header's, else the default, at most the service's traffic
+        timeout; None when the header breaks its rule. The header is looked up in place: a refusal
+        must cost as little as possible."""
         header = next((v for k, v in headers if k == DEADLINE_HEADER), None)
         if header is None:
             return self.default_ms
@@ -188,7 +194,7 @@ class DeadlineMiddleware:
             deadline_ms = float(header.decode("latin-1"))
         except ValueError:
             return None
-        return deadline_ms if MIN_DEADLINE_MS <= deadline_ms <= MAX_DEADLINE_MS else None
+        return min(deadline_ms, self.cap_ms) if MIN_DEADLINE_MS <= deadline_ms <= MAX_DEADLINE_MS else None
 
     def refused(self, route: str, deadline_ms: float, arrived: float, count: bool = True) -> str | None:
         """Why this request is refused, or None: admitted. The refusal is counted in the rejections

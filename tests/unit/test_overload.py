@@ -149,3 +149,17 @@ def test_a_longer_deadline_may_queue_behind_proportionally_more_admitted_work():
     assert state.admits(60.0, now=1.0, route="/classify")
     state.record(0.004, "/classify", ran_s=0.003)
     assert all(state.admits(60.0, now=1.1, route="/classify") for _ in range(16))
+
+
+def test_a_deadline_is_at_most_the_services_traffic_timeout(monkeypatch):
+    """A request still waiting at the service's traffic timeout gets its 504 whatever its caller
+    would wait: admission judges it by the shorter of the two."""
+    from shipyard_serving.overload import DeadlineMiddleware
+
+    monkeypatch.setenv("SHIPYARD_DEADLINE_MS", "60000")
+    capped = DeadlineMiddleware(None, ("/score",), timeout_s=10)
+    assert capped.deadline_ms([]) == 10_000
+    assert capped.deadline_ms([(b"x-deadline-ms", b"30000")]) == 10_000
+    assert capped.deadline_ms([(b"x-deadline-ms", b"50")]) == 50
+    assert capped.deadline_ms([(b"x-deadline-ms", b"70000")]) is None  # still outside the header's rule
+    assert DeadlineMiddleware(None, ("/score",)).deadline_ms([]) == 60_000  # no timeout declared: no cap
