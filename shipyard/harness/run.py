@@ -100,6 +100,7 @@ def verify(env: Environment, requested: list[str] | None = None, target_kind: st
     # the namespace on Kubernetes, the state folder locally).
     document["record"] = target.records.put("verdict", path.stem.lower(), document)
     verdict = Verdict.model_validate(document)
-    path.with_suffix(".html").write_text(report.render_html(verdict, results))
-    (path.parent / "latest.html").write_text(report.render_html(verdict, results))
+    page = report.render_html(verdict, results)
+    path.with_suffix(".html").write_text(page)
+    (path.parent / "latest.html").write_text(page)
     return verdict, path
