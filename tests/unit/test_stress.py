@@ -62,9 +62,10 @@ def test_no_refusal_during_the_overload_is_no_data_for_the_refusal_gate():
 
 def test_a_bound_generator_makes_every_gate_no_data_naming_it():
     overload = _steady(10.0, 10, 100, 40.0, phase="overload") + _steady(10.0, 10, 100, 2.0, 503, phase="overload")
-    starved = Generator(cpu=0.95, lag_p99_ms=400.0, offered_share=0.5)
+    starved = Generator(cpu=0.95, lag_p99_ms=400.0, offered_share=0.3)  # 30 % of 450/s: 135/s < 150/s
     r = _run(overload, [], generator=starved)
     assert "generator could not overload" in r["inconclusive"] and "CPU 0.95" in r["inconclusive"]
+    assert "135/s, no more than the saturation measured, 150/s" in r["inconclusive"]
     assert set(r["metrics"].values()) == {None}
     assert r["measured"]["rejection_p99_ms"] == 2.0  # kept for the record, not for the gates
     gate = judge("stress", "answered_p99_ms", Bound(max=100), r["metrics"]["answered_p99_ms"], True, r["inconclusive"])
@@ -76,6 +77,24 @@ def test_a_ramp_the_generator_could_not_push_to_saturation_is_inconclusive():
     r = _run([], [], steps=[Step(100, 100.0, 0.0, 5.0, CALM), Step(200, 140.0, 0.0, 5.0, behind)])
     assert "could not saturate the service" in r["inconclusive"] and "70% of 200/s" in r["inconclusive"]
     assert set(r["metrics"].values()) == {None}
+
+
+def test_a_late_generator_that_still_sent_more_than_the_service_answers_counts():
+    """A generator pod starved on the node it shares with the scorer sends less than asked; where
+    the service could not keep up even with that, the service was the bottleneck (make test's CI,
+    stop 41: 87 % of 6 400/s sent, the run wrongly called inconclusive)."""
+    late = Generator(cpu=0.18, lag_p99_ms=900.0, offered_share=0.87)
+    refusing = Step(6400, 4800.0, 0.05, 900.0, late)
+    falling_behind = Step(6400, 4000.0, 0.0, 900.0, late)  # 4 000 < 90 % of the 5 568/s sent
+    kept_up = Step(6400, 5500.0, 0.0, 900.0, late)  # the 900 ms p95 is the generator's lateness
+    assert refusing.saturated(100) and falling_behind.saturated(100) and not kept_up.saturated(100)
+    assert round(falling_behind.sent_rps) == 5568
+    overload = _steady(10.0, 10, 100, 40.0, phase="overload") + _steady(10.0, 10, 250, 2.0, 503, phase="overload")
+    r = _run(overload, _steady(20.0, 4, 45, 5.0, phase="recovery"),
+             generator=Generator(cpu=0.3, lag_p99_ms=300.0, offered_share=0.8))
+    assert r["inconclusive"] is None
+    assert r["metrics"]["overload_offered_rps"] == 360.0  # what was sent (80 % of 450/s), not what was asked
+    assert r["metrics"]["overload_answered_rps"] == 80.0  # over the 12.5 s the 10 s phase took to send
 
 
 def test_a_service_the_ramp_never_saturated_is_inconclusive():
