@@ -251,7 +251,8 @@ def _run_stress(project: Project, opts: dict[str, Any], env: dict[str, str], wor
     if proc.returncode != 0 or not report.exists():
         return SuiteResult("stress", "error", 0.0, {}, {"output": "".join(output)[-2000:]})
     measured = json.loads(report.read_text())
-    details = {key: measured[key] for key in ("steps", "timeline", "inconclusive", "measured") if measured.get(key)}
+    details = {key: measured[key] for key in ("steps", "timeline", "inconclusive", "measured", "connections")
+               if measured.get(key)}
     return SuiteResult("stress", "passed", 0.0, measured["metrics"], details)
 
 

@@ -44,7 +44,7 @@ def build(environment: str, target: str, subject: dict[str, str], suites: list[S
                    | {"failures": s.details.get("failures", [])[:20]}
                    | ({"replicas": s.details["replicas"]} if s.details.get("replicas") else {})
                    | ({"inconclusive": s.details["inconclusive"]} if s.details.get("inconclusive") else {})
-                   | ({"steps": s.details["steps"]} if s.details.get("steps") else {})  # stress's ramp
+                   | {key: s.details[key] for key in ("steps", "connections") if s.details.get(key)}  # stress's ramp
                    for s in suites],
         "not_run": skipped,
         # Operations of the served document that only some suites (or none) could call, and why.
