@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from shipyard.harness.stress import GENERATOR_BOUND_CPU, Sample, percentile
 
+MAX_CONNECTIONS = 8192  # the default cap on open connections (a backlog forms at the server, not here)
 SEND_LAG_BOUND_MS = 5.0  # the generator's own lateness (p99) above which its rate was not the one offered
 REFUSALS = (429, 503)  # admission's 503 + Retry-After, BentoML's concurrency limit's 429
 KEEP_ALIVE_S = 4.0  # a connection idle this long is closed, not used: servers close idle ones (uvicorn after 5 s)
@@ -197,7 +198,7 @@ class _Generator:
 
 
 def run(url: str, requests: list[Request], phases: list[Phase], connections: int | None = None,
-        max_connections: int = 8192, headers: dict[str, str] | None = None, drain_s: float = 30.0,
+        max_connections: int = MAX_CONNECTIONS, headers: dict[str, str] | None = None, drain_s: float = 30.0,
         loopback_only: bool = True) -> Run:
     """Offers every phase in turn on keep-alive connections: `connections` opened before the first
     phase (so the run measures requests, not a storm of new connections), more as requests find
