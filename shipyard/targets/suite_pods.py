@@ -61,7 +61,7 @@ class PodPlan:
 
 
 SUITE_CPU = "50m"
-# At SUITE_CPU, the generator got a fifth of a scorer pod's share under overload: make
+# At SUITE_CPU, the generator weighed half a scorer pod (a seventh of the CPU beside three busy ones): make
 # cluster-demo, three runs on this 2-core node, all failed the staging stress gates with the
 # generator 1.5-2.3 s behind (lateness p99), answered and refusal p99 1.5-5 s. At 250m: lateness p99
 # 15 ms, 3 x 10 200/s offered, answered p99 29-38 ms. 500m left no room for the pod the autoscaler
