@@ -209,8 +209,22 @@ def _run_locust(project: Project, suite: str, spec: SuiteSpec, url: str, opts: d
         return SuiteResult(suite, "error", 0.0, {}, {"output": f"its {workers} locust worker(s) did not connect to the "
                                                     f"master within {WORKERS_WAIT_S} s: nothing was sent\n"
                                                     + (proc.stdout + proc.stderr)[-1500:]})
+    if not _num(total.get("Request Count", "")):  # users that could not send (a failed plan) leave only errors
+        raised = _locust_exceptions(Path(f"{prefix}_exceptions.csv"))
+        return SuiteResult(suite, "error", 0.0, {}, {"output": f"locust sent no request in its {opts.get('duration_s', 60)} s "
+                                                    f"run; its users raised {raised or 'nothing'}. It said first:\n"
+                                                    + (proc.stderr or proc.stdout)[:1500]})
     return SuiteResult(suite, "passed", 0.0, _load_metrics(total),
                        {"history": history, "failures": _locust_failures(Path(f"{prefix}_failures.csv"))})
+
+
+def _locust_exceptions(path: Path) -> str:
+    """What locust's users raised (its exceptions CSV), most frequent first, on one line."""
+    if not path.exists():
+        return ""
+    with path.open() as f:
+        rows = sorted(csv.DictReader(f), key=lambda row: -(_num(row.get("Count", "")) or 0))
+    return "; ".join(f"{int(_num(row.get('Count', '')) or 0)} x {row.get('Message', '')}" for row in rows[:5])
 
 
 def _locust_failures(path: Path) -> list[dict[str, str]]:

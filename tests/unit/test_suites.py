@@ -3,6 +3,10 @@ exit 0 and its last output line (a JSON object) is what its gates judge."""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from shipyard.harness.suites import BUILTIN, run_suite, spec_for
@@ -117,3 +121,75 @@ def test_a_locust_suite_says_what_its_failed_requests_got(tmp_path):
     [failure] = result.details["failures"]
     assert failure["test"] == "GET /" and "ConnectionRefusedError(111, 'Connection refused')" in failure["message"]
     assert int(failure["message"].split(" x ")[0]) == result.metrics["requests"] > 0
+
+
+UNPLANNED = """from locust import HttpUser, events, task
+
+PLAN = {}
+
+
+@events.test_start.add_listener
+def plan(environment, **_):
+    raise RuntimeError("the served document could not be read")
+
+
+class Caller(HttpUser):
+    @task
+    def call(self):
+        self.client.get(PLAN["route"])
+"""
+
+
+def test_a_locust_suite_whose_users_could_not_send_is_an_error_with_locusts_output(tmp_path):
+    """Users that fail before their first request leave locust's statistics with no request and
+    no failure: that is not a passing load suite with no data, it is an error saying why."""
+    project = _project(tmp_path)
+    (tmp_path / "soak.py").write_text(UNPLANNED)
+    result = run_suite(project, "soak", "http://127.0.0.1:9", {"duration_s": 2, "users": 1}, {}, tmp_path)
+    assert result.status == "error", result
+    assert "locust sent no request in its 2 s run; its users raised " in result.details["output"]
+    assert "the served document could not be read" in result.details["output"]
+
+
+class _SlowDocument(BaseHTTPRequestHandler):
+    """A server whose OpenAPI document takes DOCUMENT_DELAY_S, longer than the load run, as a busy
+    machine's schema generation did; its one API answers at once."""
+
+    def do_GET(self) -> None:
+        time.sleep(DOCUMENT_DELAY_S)
+        self._answer(json.dumps(SLOW_DOCUMENT).encode())
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self._answer(b"{}")
+
+    def _answer(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+DOCUMENT_DELAY_S = 3
+SLOW_DOCUMENT = {"openapi": "3.0.2", "info": {"title": "t", "version": "1"}, "paths": {"/echo": {"post": {
+    "requestBody": {"content": {"application/json": {"schema": {"type": "object"}, "example": {"x": 1}}}},
+    "responses": {"200": {"description": "ok"}}}}}}
+
+
+def test_the_load_suite_reads_the_document_before_its_run_time_starts(tmp_path):
+    """The built-in load suite against a server whose document takes longer than the run: the run
+    still sends for its whole duration (locust's clock starts beside test_start; the plan is made
+    at init, before it)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowDocument)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = run_suite(_project(tmp_path), "load", f"http://127.0.0.1:{server.server_port}",
+                           {"duration_s": 2, "users": 1, "spawn_rate": 1, "rps_per_user": 10}, {}, tmp_path)
+    finally:
+        server.shutdown()
+    assert result.status == "passed", result
+    assert result.metrics["requests"] >= 5 and result.metrics["error_rate"] == 0, result.metrics

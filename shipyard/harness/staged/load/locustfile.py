@@ -17,6 +17,7 @@ import random
 from typing import Any
 
 from locust import FastHttpUser, constant, constant_throughput, events, task
+from locust.runners import MasterRunner
 
 from shipyard.harness.staged.traffic import Encoded, plan
 
@@ -24,12 +25,29 @@ RPS_PER_USER = float(os.environ.get("SHIPYARD_SUITE_RPS_PER_USER", "0"))
 PLAN: dict[str, Any] = {}  # route -> bodies, and the weighted route list: filled once the host is known
 
 
-@events.test_start.add_listener
-def _plan(environment, **_: object) -> None:
-    """Reads the served document once, before any user starts."""
-    bodies, shares = plan(environment.host)
+def _plan(host: str) -> None:
+    bodies, shares = plan(host)
     PLAN["bodies"] = bodies
     PLAN["routes"], PLAN["weights"] = list(shares), list(shares.values())
+
+
+@events.init.add_listener
+def _plan_before_the_clock(environment, runner, **_: object) -> None:
+    """Reads the served document and makes the bodies before the run starts: locust starts its
+    run-time clock beside test_start, so planning there (a document fetch, schemathesis generating
+    bodies for a route without examples: seconds on a busy machine) ate the run, and a 10 s load
+    suite once sent nothing. A master sends nothing and plans nothing; a worker learns the URL
+    from SHIPYARD_TARGET_URL (its host comes with the master's first spawn message)."""
+    host = environment.host or os.environ.get("SHIPYARD_TARGET_URL")
+    if host and not isinstance(runner, MasterRunner):
+        _plan(host)
+
+
+@events.test_start.add_listener
+def _plan_when_the_host_is_known(environment, **_: object) -> None:
+    """The fallback for a locust run told its host only by its master."""
+    if not PLAN and not isinstance(environment.runner, MasterRunner):
+        _plan(environment.host)
 
 
 def next_request() -> tuple[str, Encoded]:
