@@ -14,6 +14,8 @@
   open-loop sweep of offered load up to and past saturation; and, for shipyard's server, open-loop
   overload at 3 x its measured saturation between two spells of normal load (the stress suite's
   generator, shipyard/harness/open_loop.py);
+- under contention (bench/contention.py): the baseline and shipyard's server beside a busy neighbour on
+  their core, and under CPU quotas as a pod's limits.cpu sets them;
 - batch (bench/batch.py) and stream (bench/stream.py) against predict_proba on the same rows.
 
 Writes docs/benchmarks.json, docs/benchmarks.md (table, date, cores) and
@@ -269,6 +271,10 @@ def markdown(r: dict[str, Any]) -> str:
         m = o[name]
         lines.append(f"| {name} | {m['offered_rps']:.0f} | {m['answered_rps']} | {m['answered_p50_ms']} | {m['answered_p99_ms']} | "
                      f"{m['refused']} | {m['refused_p99_ms']} | {m['other_status']} | {m['unanswered']} |")
+    if "contention" in r:
+        from bench.contention import markdown as contention_markdown
+
+        lines += contention_markdown(r["contention"])
     lines += ["", "![latency vs offered load](benchmarks-latency.svg)", "",
               "![answers vs offered load](benchmarks-throughput.svg)", "", "## Batch and stream", "",
               f"- batch, {r['batch']['rows']} {r['batch']['format']} rows: {r['batch']['batch_rows_per_s']:.0f} rows/s "
@@ -304,7 +310,7 @@ def main() -> None:
     os.environ["SHIPYARD_STATE"] = str(scratch)
     import sklearn
 
-    from bench import batch, stream
+    from bench import batch, contention, stream
     from service.edge import ONNX_FILE
     from service.model import generate_transactions, load_from_store, train_and_register
     from service.schemas import FEATURES
@@ -358,12 +364,23 @@ def main() -> None:
         with server([*command, "--port", str(port)], server_env, port) as (url, pid):
             result[name] = measure_server(url, pid, bodies, lists if with_lists else None, args.quick, sweep, overload)
             result[f"{name}_worker_rss_mb"] = worker_rss_mb(pid)
+    print("under contention: a busy neighbour, CPU quotas ...", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def start(command: list[str], server_env: dict[str, str]) -> Iterator[tuple[str, int]]:
+        port = free_port()
+        with server([*command, "--port", str(port)], server_env, port) as started:
+            yield started
+
+    result["contention"] = contention.measure(
+        start, {name: (command, server_env) for name, command, server_env, *_ in servers
+                if name in ("baseline", "shipyard")}, bodies, args.quick)
     print("the staging pod, if the cluster runs it ...", file=sys.stderr)
     result["pod_port_forward"] = _pod_through_port_forward(bodies, args.quick)
     print("batch and stream ...", file=sys.stderr)
     result["batch"] = batch.run(100_000 if args.quick else 1_000_000, "parquet")
     result["stream"] = stream.run(5_000 if args.quick else 50_000, 256)
-    result["targets"] = targets(result)
+    result["targets"] = targets(result) + contention.targets(result["contention"])
     DOCS.mkdir(exist_ok=True)
     (DOCS / "benchmarks.json").write_text(json.dumps(result, indent=2) + "\n")
     (DOCS / "benchmarks.md").write_text(markdown(result))
