@@ -304,6 +304,8 @@ def charts(r: dict[str, Any]) -> tuple[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short loads and small batch/stream runs (a smoke run)")
+    parser.add_argument("--contention-only", action="store_true",
+                        help="only the rows under contention, printed (docs/ left as they are): a look while tuning admission")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="shipyard-bench-"))
     os.environ["BENTOML_HOME"] = str(scratch / "bentoml")
@@ -359,6 +361,8 @@ def main() -> None:
          bento_env, True, True, True),
     ]
     for name, command, server_env, with_lists, sweep, overload in servers:
+        if args.contention_only:
+            break
         print(f"{name} ...", file=sys.stderr)
         port = free_port()
         with server([*command, "--port", str(port)], server_env, port) as (url, pid):
@@ -375,6 +379,11 @@ def main() -> None:
     result["contention"] = contention.measure(
         start, {name: (command, server_env) for name, command, server_env, *_ in servers
                 if name in ("baseline", "shipyard")}, bodies, args.quick)
+    if args.contention_only:
+        print("\n".join(contention.markdown(result["contention"])))
+        for t in contention.targets(result["contention"]):
+            print(f"{'met' if t['met'] else 'NOT MET':8} {t['target']}: {t['measured']} (need {t['need']})")
+        return
     print("the staging pod, if the cluster runs it ...", file=sys.stderr)
     result["pod_port_forward"] = _pod_through_port_forward(bodies, args.quick)
     print("batch and stream ...", file=sys.stderr)
