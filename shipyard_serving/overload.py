@@ -43,7 +43,8 @@ _PROBE_S = 0.005
 # The most admitted work waiting at once (its budget) adapts to the length of the event loop's passes.
 # The loop answers what it admitted in one pass, and a request that arrives during a pass waits for
 # its end even to be refused: a short pass is a fast refusal. A pass longer than _PASS_S while
-# requests are being refused shrinks the budget by (_PASS_S / pass)^2 (overload starts as a step: a
+# requests are being refused, and of the loop's own doing (observe_pass: not a neighbour's or a CPU
+# quota's), shrinks the budget by (_PASS_S / pass)^2 (overload starts as a step: a
 # gentler cut let its first passes run 20-40 ms); each shorter pass lets it grow back by a step,
 # between the bounds. Long passes with nothing refused cut nothing: 32 clients in a closed loop
 # make 5 ms passes that hurt nobody, and cutting on them refused a fifth of their requests.
