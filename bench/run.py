@@ -53,13 +53,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_LOGS: dict[str, int] = {}  # server log file -> tracebacks in it, filled as each server stops
+
+
 @contextlib.contextmanager
-def server(cmd: list[str], env: dict[str, str], port: int) -> Iterator[tuple[str, int]]:
-    """A server process group on 127.0.0.1:port; yields (url, pid) once /readyz answers."""
+def server(cmd: list[str], env: dict[str, str], port: int, log: Path | None = None) -> Iterator[tuple[str, int]]:
+    """A server process group on 127.0.0.1:port; yields (url, pid) once /readyz answers. Its
+    output goes to `log`, whose tracebacks are counted in SERVER_LOGS when it stops: a server
+    that logs errors under load (a refusal crashing uvicorn's clean-up, once) is not a clean run."""
     from shipyard.targets import wait_until_ready
 
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, **env), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    out = log.open("ab") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, **env), stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         if not wait_until_ready(url, 120, alive=lambda: proc.poll() is None):
@@ -68,6 +74,9 @@ def server(cmd: list[str], env: dict[str, str], port: int) -> Iterator[tuple[str
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+        if log:
+            out.close()  # type: ignore[union-attr]
+            SERVER_LOGS[str(log)] = log.read_text(errors="replace").count("Traceback (most recent call last)")
 
 
 def worker_rss_mb(pid: int) -> list[float]:
@@ -365,7 +374,7 @@ def main() -> None:
             break
         print(f"{name} ...", file=sys.stderr)
         port = free_port()
-        with server([*command, "--port", str(port)], server_env, port) as (url, pid):
+        with server([*command, "--port", str(port)], server_env, port, scratch / f"{name}.log") as (url, pid):
             result[name] = measure_server(url, pid, bodies, lists if with_lists else None, args.quick, sweep, overload)
             result[f"{name}_worker_rss_mb"] = worker_rss_mb(pid)
     print("under contention: a busy neighbour, CPU quotas ...", file=sys.stderr)
@@ -373,7 +382,7 @@ def main() -> None:
     @contextlib.contextmanager
     def start(command: list[str], server_env: dict[str, str]) -> Iterator[tuple[str, int]]:
         port = free_port()
-        with server([*command, "--port", str(port)], server_env, port) as started:
+        with server([*command, "--port", str(port)], server_env, port, scratch / f"contention-{port}.log") as started:
             yield started
 
     result["contention"] = contention.measure(
@@ -389,7 +398,11 @@ def main() -> None:
     print("batch and stream ...", file=sys.stderr)
     result["batch"] = batch.run(100_000 if args.quick else 1_000_000, "parquet")
     result["stream"] = stream.run(5_000 if args.quick else 50_000, 256)
-    result["targets"] = targets(result) + contention.targets(result["contention"])
+    result["server_log_tracebacks"] = dict(SERVER_LOGS)
+    tracebacks = sum(SERVER_LOGS.values())
+    result["targets"] = targets(result) + contention.targets(result["contention"]) + [
+        {"target": "server logs (every server of the run): tracebacks", "need": "0", "measured": str(tracebacks),
+         "met": tracebacks == 0}]
     DOCS.mkdir(exist_ok=True)
     (DOCS / "benchmarks.json").write_text(json.dumps(result, indent=2) + "\n")
     (DOCS / "benchmarks.md").write_text(markdown(result))
