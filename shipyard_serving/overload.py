@@ -43,8 +43,7 @@ _PROBE_S = 0.005
 # The most admitted work waiting at once (its budget) adapts to the length of the event loop's passes.
 # The loop answers what it admitted in one pass, and a request that arrives during a pass waits for
 # its end even to be refused: a short pass is a fast refusal. A pass longer than _PASS_S while
-# requests are being refused, and of the loop's own doing (observe_pass: not a neighbour's or a CPU
-# quota's), shrinks the budget by (_PASS_S / pass)^2 (overload starts as a step: a
+# requests are being refused shrinks the budget by (_PASS_S / pass)^2 (overload starts as a step: a
 # gentler cut let its first passes run 20-40 ms); each shorter pass lets it grow back by a step,
 # between the bounds. Long passes with nothing refused cut nothing: 32 clients in a closed loop
 # make 5 ms passes that hurt nobody, and cutting on them refused a fifth of their requests.
@@ -53,7 +52,6 @@ _PASS_S = 0.005
 _BUDGET_MIN_S, _BUDGET_MAX_S, _BUDGET_STEP_S = 0.001, 0.025, 0.0002
 _BUDGET_DEADLINE_S = 0.100  # the deadline these bounds are for; a longer one scales them
 _SUSTAINED = 3  # probes
-_OWN_CORE_SHARE = 0.9  # of a probe's time the loop's thread ran: it had the core to itself
 # The floor is only measured by answers. When it refuses everything, one request in this long is let
 # through to measure it again: else a floor raised by a past overload would refuse for ever.
 _REMEASURE_S = 1.0
@@ -89,7 +87,6 @@ class AdmissionState:
         self.loop_routes: set[str] | None = None
         self.budget_s = _BUDGET_MAX_S  # the most admitted work waiting at once (see _PASS_S)
         self._refusals = 0  # since the last probe
-        self._ran_since_probe = 0.0  # seconds the admitted requests finished since the last probe ran on the loop
         self.after_probe: list[Callable[[], None]] = []  # run after each probe (bulk metric updates)
         self._probe: asyncio.Task | None = None
 
@@ -127,7 +124,6 @@ class AdmissionState:
         floor[0] = elapsed_s if elapsed_s < floor[0] or not floor[0] else floor[0] + 0.01 * (elapsed_s - floor[0])
         work = self._work.get(route)
         if work is not None and ran_s is not None:
-            self._ran_since_probe += ran_s
             work[0] = max(0.0, work[0] - 1)
             work[1] = ran_s if not work[1] else work[1] + 0.05 * (ran_s - work[1])
 
@@ -143,30 +139,18 @@ class AdmissionState:
         while True:
             # The clock, not loop.time(): the loop's time is read once a pass, so it would count
             # the part of the pass already run before this probe as lateness.
-            before, ran_before = time.perf_counter(), time.thread_time()
+            before = time.perf_counter()
             await asyncio.sleep(_PROBE_S)
-            wall = time.perf_counter() - before
-            self.observe_pass(max(0.0, wall - _PROBE_S), ran_share=(time.thread_time() - ran_before) / wall)
+            self.observe_pass(max(0.0, time.perf_counter() - before - _PROBE_S))
             for hook in self.after_probe:
                 hook()
 
-    def observe_pass(self, late_s: float, ran_share: float = 1.0) -> None:
-        """One probe: its timer fired `late_s` late, about the length of the loop's last pass, and
-        the loop's thread ran `ran_share` of the probe's time (its CPU time over the wall time).
-
-        A long pass while requests are refused cuts the budget when it is the loop's own doing:
-        the thread ran through the probe (a core of its own: the refusals and the admitted work
-        made the pass, and shrinking what is admitted is what keeps refusals fast), or the
-        admitted requests that finished since the last probe ran more than _PASS_S of its CPU
-        time. A pass stretched while the thread was not running (a neighbour on its core, a CPU
-        quota's throttling) cuts nothing by itself: cutting on those refused 84-88 % of a healthy
-        32-client load under a 0.5 CPU quota (make bench), the clients resending each refusal."""
+    def observe_pass(self, late_s: float) -> None:
+        """One probe: its timer fired `late_s` late, about the length of the loop's last pass."""
         self._recent.append(late_s)
         self.queue_delay_s = min(self._recent)
         refusing, self._refusals = self._refusals, 0
-        admitted_ran, self._ran_since_probe = self._ran_since_probe, 0.0
-        own_doing = ran_share >= _OWN_CORE_SHARE or admitted_ran > _PASS_S
-        if late_s > _PASS_S and own_doing and refusing:  # 3 x too long keeps a ninth: onset is a step
+        if late_s > _PASS_S and refusing:  # a pass 3 x too long keeps a ninth: overload's onset is a step
             self.budget_s = max(_BUDGET_MIN_S, self.budget_s * (_PASS_S / late_s) ** 2)
         else:
             self.budget_s = min(_BUDGET_MAX_S, self.budget_s + _BUDGET_STEP_S)
@@ -266,8 +250,6 @@ class DeadlineMiddleware:
 class LoopTime:
     """Awaits a coroutine and adds up how long its steps ran on the event loop, leaving out the
     time it waited (for a dependency's answer, a model server, a thread, the request's body).
-    Counted in the thread's CPU time: a step during which a neighbour or a CPU quota took the core
-    costs the loop no more work, and counting the wait inflated every request's cost.
 
     What a request costs the loop is what admission must count: an async API that awaits a
     `bentoml.depends` service for 20 ms occupies the loop for a fraction of a millisecond, and
@@ -282,16 +264,16 @@ class LoopTime:
     def __await__(self) -> Any:
         coro, value, error = self.coro, None, None
         while True:
-            started = time.thread_time()
+            started = time.perf_counter()
             try:
                 yielded = coro.send(value) if error is None else coro.throw(error)
             except StopIteration as done:
-                self.busy_s += time.thread_time() - started
+                self.busy_s += time.perf_counter() - started
                 return done.value
             except BaseException:
-                self.busy_s += time.thread_time() - started
+                self.busy_s += time.perf_counter() - started
                 raise
-            self.busy_s += time.thread_time() - started
+            self.busy_s += time.perf_counter() - started
             try:
                 value, error = (yield yielded), None
             except BaseException as exc:  # noqa: BLE001 - cancellation and the like go to the coroutine
