@@ -57,14 +57,16 @@ SERVER_LOGS: dict[str, int] = {}  # server log file -> tracebacks in it, filled 
 
 
 @contextlib.contextmanager
-def server(cmd: list[str], env: dict[str, str], port: int, log: Path | None = None) -> Iterator[tuple[str, int]]:
-    """A server process group on 127.0.0.1:port; yields (url, pid) once /readyz answers. Its
+def server(cmd: list[str], env: dict[str, str], log: Path | None = None) -> Iterator[tuple[str, int]]:
+    """A server process group on a free port of 127.0.0.1 (`--port` added to `cmd`); yields
+    (url, pid) once /readyz answers. Its
     output goes to `log`, whose tracebacks are counted in SERVER_LOGS when it stops: a server
     that logs errors under load (a refusal crashing uvicorn's clean-up, once) is not a clean run."""
     from shipyard.targets import wait_until_ready
 
+    port = free_port()
     out = log.open("ab") if log else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, **env), stdout=out,
+    proc = subprocess.Popen([*cmd, "--port", str(port)], cwd=ROOT, env=dict(os.environ, **env), stdout=out,
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -373,21 +375,15 @@ def main() -> None:
         if args.contention_only:
             break
         print(f"{name} ...", file=sys.stderr)
-        port = free_port()
-        with server([*command, "--port", str(port)], server_env, port, scratch / f"{name}.log") as (url, pid):
+        with server(command, server_env, scratch / f"{name}.log") as (url, pid):
             result[name] = measure_server(url, pid, bodies, lists if with_lists else None, args.quick, sweep, overload)
             result[f"{name}_worker_rss_mb"] = worker_rss_mb(pid)
     print("under contention: a busy neighbour, CPU quotas ...", file=sys.stderr)
 
-    @contextlib.contextmanager
-    def start(command: list[str], server_env: dict[str, str]) -> Iterator[tuple[str, int]]:
-        port = free_port()
-        with server([*command, "--port", str(port)], server_env, port, scratch / f"contention-{port}.log") as started:
-            yield started
-
     result["contention"] = contention.measure(
-        start, {name: (command, server_env) for name, command, server_env, *_ in servers
-                if name in ("baseline", "shipyard")}, bodies, args.quick)
+        lambda command, server_env: server(command, server_env, scratch / "contention.log"),
+        {name: (command, server_env) for name, command, server_env, *_ in servers if name in ("baseline", "shipyard")},
+        bodies, args.quick)
     if args.contention_only:
         print("\n".join(contention.markdown(result["contention"])))
         for t in contention.targets(result["contention"]):

@@ -87,6 +87,7 @@ def closed_loop(url: str, path: str, bodies: list[bytes], connections: int, seco
     answered = raw["requests"] - raw["non_2xx"]
     return {
         "generator": "wrk",
+        "requests": raw["requests"],
         "answered_rps": round(answered / seconds_run, 1),
         "rows_per_s": round(answered * rows_per_request / seconds_run, 1),
         "p50_ms": round(raw["p50_us"] / 1000, 2),

@@ -220,23 +220,24 @@ def _run_locust(project: Project, suite: str, spec: SuiteSpec, url: str, opts: d
 
 def _locust_exceptions(path: Path) -> str:
     """What locust's users raised (its exceptions CSV), most frequent first, on one line."""
+    return "; ".join(f"{count} x {row.get('Message', '')}" for row, count in _by_count(path, "Count")[:5])
+
+
+def _by_count(path: Path, column: str, keep: Callable[[dict[str, str]], bool] = lambda row: True
+              ) -> list[tuple[dict[str, str], int]]:
+    """A locust CSV's rows with their count in `column`, most frequent first ([] without the file)."""
     if not path.exists():
-        return ""
+        return []
     with path.open() as f:
-        rows = sorted(csv.DictReader(f), key=lambda row: -(_num(row.get("Count", "")) or 0))
-    return "; ".join(f"{int(_num(row.get('Count', '')) or 0)} x {row.get('Message', '')}" for row in rows[:5])
+        rows = [(row, int(_num(row.get(column, "")) or 0)) for row in csv.DictReader(f) if keep(row)]
+    return sorted(rows, key=lambda pair: -pair[1])
 
 
 def _locust_failures(path: Path) -> list[dict[str, str]]:
     """What each failed request got (locust's failures CSV: a status, a refusal, a reset
     connection), most frequent first: an error rate says how many, this says what."""
-    if not path.exists():
-        return []
-    with path.open() as f:
-        rows = [row for row in csv.DictReader(f) if row.get("Error")]
-    rows.sort(key=lambda row: -int(_num(row.get("Occurrences")) or 0))
-    return [{"test": f"{row.get('Method', '')} {row.get('Name', '')}".strip(),
-             "message": f"{int(_num(row.get('Occurrences')) or 0)} x {row['Error']}"} for row in rows[:20]]
+    return [{"test": f"{row.get('Method', '')} {row.get('Name', '')}".strip(), "message": f"{count} x {row['Error']}"}
+            for row, count in _by_count(path, "Occurrences", lambda row: bool(row.get("Error")))[:20]]
 
 
 def _run_stress(project: Project, opts: dict[str, Any], env: dict[str, str], workdir: Path,

@@ -141,10 +141,10 @@ def test_a_status_an_api_sets_through_its_context_is_an_answer_not_an_error():
 
 def test_the_overload_caps_its_connections_only_for_a_service_that_queues_rather_than_refuses():
     """A service that refuses keeps the generator's default (its admission control must see the
-    backlog); one whose saturated step refused nothing gets at most QUEUEING_IN_FLIGHT connections
+    backlog); one whose saturated step refused nothing gets at most MAX_IN_FLIGHT connections
     (opening one per queued request took the generator's CPU)."""
     from shipyard.harness.open_loop import MAX_CONNECTIONS
-    from shipyard.harness.staged.stress.__main__ import QUEUEING_IN_FLIGHT, overload_connections
+    from shipyard.harness.staged.stress.__main__ import MAX_IN_FLIGHT, overload_connections
 
-    assert overload_connections(Step(2560, 233.0, 0.0, 6500.0, CALM)) == QUEUEING_IN_FLIGHT < MAX_CONNECTIONS
+    assert overload_connections(Step(2560, 233.0, 0.0, 6500.0, CALM)) == MAX_IN_FLIGHT < MAX_CONNECTIONS
     assert overload_connections(Step(6400, 6224.0, 0.024, 10.0, CALM)) == MAX_CONNECTIONS

@@ -43,24 +43,19 @@ from shipyard.harness.stress import (RECOVERY_LOAD, SETTINGS, Generator, Step, m
                                      summarize, timeline)
 
 MIX = 100  # requests in the mix the generator sends in turn
-# The most requests the overload keeps in flight at a service that queues it: one whose saturated
-# ramp step refused nothing (BentoML's own server; a long deadline). Such a service needs rate x
-# latency connections: seconds of queue at thousands a second opened up to open_loop's 8 192, and
-# opening them took the generator's CPU (make test's CI, this stop: the README walkthrough's cluster
-# stress sent 57 % of its overload, its CPU from 0.13 in the ramp to 0.46, inconclusive; capped at
-# 2 048 it sent all of it at CPU 0.10). Past the cap, requests wait in the generator, their wait in
-# their latency (which counts from when each was due). A service that refuses keeps the default:
-# its admission control must see the backlog, and capped, the backlog formed in the generator
-# instead (make cluster-demo, staging: answered p99 286 ms and 3.2 s capped, against 25-38 ms in
-# three runs uncapped).
-# The ramp's steps keep the same cap for every service: a step past a queueing service's saturation
-# opened 8 096 connections and 1 016 requests failed (make test's healthy verify, locally), while an
-# admission-controlled one never had more than 1 024 open at 18 000/s (make cluster-demo).
-QUEUEING_IN_FLIGHT = 2048
+# The most requests in flight at the service at once, in every ramp step, and in the overload of a
+# service that queues it (its saturated step refused nothing: BentoML's own server, a long
+# deadline). Such a service needs rate x latency connections, and opening thousands took the
+# generator's CPU (make test's CI: the README walkthrough's cluster stress sent 57 % of its
+# overload; capped, all of it, at CPU 0.10; uncapped, a ramp step opened 8 096 and 1 016 requests
+# failed). Past the cap, requests wait in the generator, their wait in their latency. A service that
+# refuses gets open_loop's default in the overload: its admission control must see the backlog
+# (capped, make cluster-demo's staging answered p99 was 286 ms and 3.2 s, against 25-38 ms).
+MAX_IN_FLIGHT = 2048
 
 
 def overload_connections(saturated: Step) -> int:
-    return QUEUEING_IN_FLIGHT if saturated.refused_share <= 0 else open_loop.MAX_CONNECTIONS
+    return MAX_IN_FLIGHT if saturated.refused_share <= 0 else open_loop.MAX_CONNECTIONS
 
 
 def setting(name: str) -> float:
@@ -102,7 +97,7 @@ def stress(url: str, progress=lambda line: print(line, file=sys.stderr, flush=Tr
     rate = start_rps
     while True:
         phase = Phase(f"step {len(steps) + 1}", rate, step_s)
-        run = open_loop.run(url, requests, [phase], max_connections=QUEUEING_IN_FLIGHT, loopback_only=False)
+        run = open_loop.run(url, requests, [phase], max_connections=MAX_IN_FLIGHT, loopback_only=False)
         runs.append(run)
         every += run.samples
         step = measure_step(run.samples, run.phase_started[phase.name], step_s, rate, _generator(run, phase.name))
