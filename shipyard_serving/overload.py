@@ -40,7 +40,7 @@ import time
 from typing import Any, Callable
 
 from . import cgroup
-from .asgi import Receive, Scope, Send
+from .asgi import Message, Receive, Scope, Send
 from .errors import error_body, send_json
 
 DEADLINE_HEADER = b"x-deadline-ms"
@@ -62,10 +62,13 @@ CHUNK_S = 0.001
 _WORK_WINDOW_S = 0.010
 _SHARE_WINDOW_S = 0.100
 _RATE_MIN = 0.02
+_COST_RUNS = 20  # a route's cost: the mean of its first runs, then a moving average over about this many
 _QUOTA_EVERY = 200  # probes: the cgroup's quota is read again about once a second
 # The floor is only measured by answers. When it refuses everything, one request in this long is let
 # through to measure it again: else a floor raised by a past overload would refuse for ever.
 _REMEASURE_S = 1.0
+
+
 
 
 def default_deadline_ms() -> float:
@@ -86,7 +89,8 @@ class AdmissionState:
         self.queue_delay_s = 0.0  # how late the event loop runs what is ready, sustained over a few probes
         self._recent: collections.deque[float] = collections.deque([0.0] * _SUSTAINED, maxlen=_SUSTAINED)
         self._floors: dict[str, list[float]] = {}  # route -> [fastest answer of late, monotonic time of last admission]
-        self._work: dict[str, list[float]] = {}  # route -> [requests admitted and not started, seconds one runs]
+        # route -> [requests admitted and not started, seconds one runs, runs timed (up to _COST_RUNS)]
+        self._work: dict[str, list[float]] = {}
         # The routes whose work runs on the event loop (async APIs; None: every route). A sync API
         # runs in a thread pool: its requests do not lengthen the loop's passes, and its run time
         # includes its wait for a thread (the service's `threads`, 1 by default), so counting it
@@ -113,7 +117,7 @@ class AdmissionState:
 
     def admitted_work_s(self) -> float:
         """Seconds of loop work admitted and not started, at what each route's requests take to run."""
-        return sum(count * cost for count, cost in self._work.values())
+        return sum(work[0] * work[1] for work in self._work.values())
 
     def wait_s(self) -> float:
         """How long a request admitted now would wait for the loop to start it."""
@@ -122,13 +126,14 @@ class AdmissionState:
     def admits(self, deadline_s: float, now: float, route: str = "") -> bool:
         work = self._work.get(route)
         if work is None and (self.loop_routes is None or route in self.loop_routes):
-            work = self._work[route] = [0.0, 0.0]
+            work = self._work[route] = [0.0, 0.0, 0.0]
         floor = self._floors.setdefault(route, [0.0, 0.0])
         queue_s = deadline_s * _QUEUE_SHARE
         # With nothing admitted ahead a request is let in whatever its cost: else a route whose
         # run is longer than a quarter of its deadline could never be served.
+        ahead = self.admitted_work_s() if work is not None else 0.0
         if self.queue_delay_s <= queue_s \
-                and not (work is not None and self.admitted_work_s() and self.wait_s() + work[1] > queue_s) \
+                and not (ahead and ahead / self.drain_rate + work[1] > queue_s) \
                 and (deadline_s >= floor[0] or now - floor[1] >= _REMEASURE_S):
             floor[1] = now
             if work is not None:
@@ -213,7 +218,12 @@ class AdmissionState:
         floor[0] = elapsed_s if elapsed_s < floor[0] or not floor[0] else floor[0] + 0.01 * (elapsed_s - floor[0])
         work = self._work.get(route)
         if work is not None and ran_s is not None:
-            work[1] = ran_s if not work[1] else work[1] + 0.05 * (ran_s - work[1])
+            # The mean of the first runs, then a moving average: a route's first run (the model's
+            # first call, cold caches) took 50 times a later one, and a moving average started
+            # there refused a warming-up closed loop.
+            if work[2] < _COST_RUNS:
+                work[2] += 1
+            work[1] += (ran_s - work[1]) / work[2]
 
     def retry_after_s(self) -> int:
         """When the queue should have drained: what a polite client waits before retrying."""
@@ -328,11 +338,27 @@ class DeadlineMiddleware:
             return
         if not STATE.may_start(route):
             await STATE.turn(route)
+            # Its client may have left while it waited: then it is not run at all (its body would
+            # read as empty, and the service would answer nobody, or log a validation error).
+            first = await receive()
+            if first["type"] == "http.disconnect":
+                return
+            receive = _replaying(first, receive)
         run = LoopTime(self.app(scope, receive, send))
         try:
             await run
         finally:
             STATE.record(time.monotonic() - arrived, route, ran_s=run.busy_s)
+
+
+def _replaying(first: Message, receive: Receive) -> Receive:
+    """`receive` with `first`, a message already taken from it, put back in front."""
+    taken: list[Message] = [first]
+
+    async def replayed() -> Message:
+        return taken.pop() if taken else await receive()
+
+    return replayed
 
 
 class LoopTime:

@@ -53,7 +53,7 @@ def test_admitted_work_is_refused_once_its_wait_would_pass_a_quarter_of_the_dead
 
 def test_with_nothing_admitted_ahead_one_request_is_admitted_even_if_it_runs_past_the_wait():
     state = AdmissionState()
-    state._work["/score_batch"] = [0.0, 0.400]  # a huge list runs 400 ms; none admitted yet
+    state._work["/score_batch"] = [0.0, 0.400, 1.0]  # a huge list runs 400 ms; none admitted yet
     assert state.admits(1.0, now=1.1, route="/score_batch")  # else the route could never be served
     assert not state.admits(1.0, now=1.1, route="/score_batch")
 
@@ -96,6 +96,18 @@ def test_admitted_work_starts_in_chunks_and_the_drain_rate_counts_time_the_loop_
         assert started == list(range(60))  # first come, first served
 
     asyncio.run(main())
+
+
+def test_a_routes_cost_is_the_mean_of_its_first_runs_so_a_cold_first_run_does_not_linger():
+    state = AdmissionState()
+    state.admits(0.100, now=1.0, route="/score")
+    state.record(0.05, "/score", ran_s=0.010)  # the model's first call: 10 ms
+    for _ in range(19):
+        state.record(0.001, "/score", ran_s=0.0002)  # then 0.2 ms each
+    assert abs(state._work["/score"][1] - (0.010 + 19 * 0.0002) / 20) < 1e-12
+    for _ in range(100):
+        state.record(0.001, "/score", ran_s=0.0002)
+    assert state._work["/score"][1] < 0.0003
 
 
 def test_a_step_during_which_the_thread_did_not_run_counts_its_work_not_the_stop():
