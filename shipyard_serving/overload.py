@@ -62,7 +62,9 @@ CHUNK_S = 0.001
 _WORK_WINDOW_S = 0.010
 _SHARE_WINDOW_S = 0.100
 _RATE_MIN = 0.02
-_COST_RUNS = 20  # a route's cost: the mean of its first runs, then a moving average over about this many
+# A route's cost: the mean of its first runs, then a moving average over about this many (under
+# a quota, the runs right after a stop cost twice the others: cold caches).
+_COST_RUNS = 100
 _QUOTA_EVERY = 200  # probes: the cgroup's quota is read again about once a second
 # The floor is only measured by answers. When it refuses everything, one request in this long is let
 # through to measure it again: else a floor raised by a past overload would refuse for ever.
@@ -89,7 +91,7 @@ class AdmissionState:
         self.queue_delay_s = 0.0  # how late the event loop runs what is ready, sustained over a few probes
         self._recent: collections.deque[float] = collections.deque([0.0] * _SUSTAINED, maxlen=_SUSTAINED)
         self._floors: dict[str, list[float]] = {}  # route -> [fastest answer of late, monotonic time of last admission]
-        # route -> [requests admitted and not started, seconds one runs, runs timed (up to _COST_RUNS)]
+        # route -> [requests admitted and not started, seconds one runs, runs timed (-1: none yet)]
         self._work: dict[str, list[float]] = {}
         # The routes whose work runs on the event loop (async APIs; None: every route). A sync API
         # runs in a thread pool: its requests do not lengthen the loop's passes, and its run time
@@ -126,7 +128,7 @@ class AdmissionState:
     def admits(self, deadline_s: float, now: float, route: str = "") -> bool:
         work = self._work.get(route)
         if work is None and (self.loop_routes is None or route in self.loop_routes):
-            work = self._work[route] = [0.0, 0.0, 0.0]
+            work = self._work[route] = [0.0, 0.0, -1.0]
         floor = self._floors.setdefault(route, [0.0, 0.0])
         queue_s = deadline_s * _QUEUE_SHARE
         # With nothing admitted ahead a request is let in whatever its cost: else a route whose
@@ -199,8 +201,8 @@ class AdmissionState:
             share = self._share_window
             share[0] += cpu_s
             share[1] += wall_s
-            if share[1] >= _SHARE_WINDOW_S:
-                self.cpu_share = min(1.0, share[0] / share[1])
+            if share[1] >= _SHARE_WINDOW_S:  # averaged over windows: one with two stops in it read 0.34 of 0.5
+                self.cpu_share += 0.5 * (min(1.0, share[0] / share[1]) - self.cpu_share)
                 share[0] = share[1] = 0.0
             self.drain_rate = max(_RATE_MIN, self.work_per_cpu * min(self.cpu_share, self.quota_cpus))
         self._last_tick = (now, cpu)
@@ -218,12 +220,13 @@ class AdmissionState:
         floor[0] = elapsed_s if elapsed_s < floor[0] or not floor[0] else floor[0] + 0.01 * (elapsed_s - floor[0])
         work = self._work.get(route)
         if work is not None and ran_s is not None:
-            # The mean of the first runs, then a moving average: a route's first run (the model's
-            # first call, cold caches) took 50 times a later one, and a moving average started
-            # there refused a warming-up closed loop.
+            # A route's first run (the model's first call, cold caches) is no measure: it took 50
+            # times a later one, and a fresh server refused the rest of its first burst for it.
+            # Then the mean of the runs, and past _COST_RUNS a moving average.
             if work[2] < _COST_RUNS:
                 work[2] += 1
-            work[1] += (ran_s - work[1]) / work[2]
+            if work[2] > 0:
+                work[1] += (ran_s - work[1]) / work[2]
 
     def retry_after_s(self) -> int:
         """When the queue should have drained: what a polite client waits before retrying."""

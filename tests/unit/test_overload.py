@@ -9,6 +9,11 @@ import pytest
 from shipyard_serving.overload import AdmissionState
 
 
+def _warm(state: AdmissionState, route: str) -> None:
+    """A route's first run, which is not counted as its cost (a cold model call)."""
+    state.record(0.05, route, ran_s=0.01)
+
+
 def test_a_floor_above_the_deadline_is_measured_again_and_drops_with_a_fast_answer():
     state = AdmissionState()
     state.record(0.300)  # answers took 300 ms during an overload (a sync API's thread-pool queue)
@@ -42,6 +47,7 @@ def test_admitted_work_is_refused_once_its_wait_would_pass_a_quarter_of_the_dead
     the queue stops at 25 ms of wait."""
     state = AdmissionState()
     assert state.admits(0.100, now=1.0, route="/score")
+    _warm(state, "/score")
     state.record(0.0004, "/score", ran_s=0.0002)  # one row runs 0.2 ms on the loop
     state.drain_rate = 0.5  # the loop got through half a second of that work per second
     admitted = [state.admits(0.100, now=1.1, route="/score") for _ in range(100)]
@@ -68,6 +74,7 @@ def test_admitted_work_starts_in_chunks_and_the_drain_rate_counts_time_the_loop_
 
     state = AdmissionState()
     state.admits(0.100, now=1.0, route="/score")
+    _warm(state, "/score")
     state.record(0.0005, "/score", ran_s=0.0005)  # 0.5 ms a request
     state._work["/score"][0] = state._pending = 0
     started: list[int] = []
@@ -79,35 +86,36 @@ def test_admitted_work_starts_in_chunks_and_the_drain_rate_counts_time_the_loop_
         started.append(i)
 
     async def main() -> None:
-        tasks = [asyncio.ensure_future(request(i)) for i in range(60)]
+        tasks = [asyncio.ensure_future(request(i)) for i in range(240)]
         await asyncio.sleep(0)  # every request has arrived: the first chunk started, the rest wait
         per_chunk = round(CHUNK_S / 0.0005)
         assert started == list(range(per_chunk))
-        assert abs(state.admitted_work_s() - (60 - per_chunk) * 0.0005) < 1e-9
+        assert abs(state.admitted_work_s() - (240 - per_chunk) * 0.0005) < 1e-9
         # Busy passes of 5 ms wall, 2.5 ms of them the thread's CPU (a 0.5 CPU quota), each
         # starting CHUNK_S of admitted work: the loop gets through CHUNK_S per 5 ms.
         state._chained = False
-        for k in range(25):
+        for k in range(110):
             state.tick(100.0 + 0.005 * k, 50.0 + 0.0025 * k)
             state._chained = True
-        assert abs(state.cpu_share - 0.5) < 1e-6
+        assert abs(state.cpu_share - 0.5) < 0.02  # averaged over five 100 ms windows
         assert abs(state.drain_rate - CHUNK_S / 0.005) < 0.01
         await asyncio.gather(*tasks)
-        assert started == list(range(60))  # first come, first served
+        assert started == list(range(240))  # first come, first served
 
     asyncio.run(main())
 
 
-def test_a_routes_cost_is_the_mean_of_its_first_runs_so_a_cold_first_run_does_not_linger():
+def test_a_routes_first_run_is_not_its_cost_and_later_runs_are_averaged():
     state = AdmissionState()
     state.admits(0.100, now=1.0, route="/score")
     state.record(0.05, "/score", ran_s=0.010)  # the model's first call: 10 ms
-    for _ in range(19):
-        state.record(0.001, "/score", ran_s=0.0002)  # then 0.2 ms each
-    assert abs(state._work["/score"][1] - (0.010 + 19 * 0.0002) / 20) < 1e-12
-    for _ in range(100):
+    assert state._work["/score"][1] == 0  # not known yet: a fresh server's first burst is let in
+    for ran_s in (0.0002, 0.0004):
+        state.record(0.001, "/score", ran_s=ran_s)
+    assert abs(state._work["/score"][1] - 0.0003) < 1e-12
+    for _ in range(500):
         state.record(0.001, "/score", ran_s=0.0002)
-    assert state._work["/score"][1] < 0.0003
+    assert abs(state._work["/score"][1] - 0.0002) < 1e-6
 
 
 def test_a_step_during_which_the_thread_did_not_run_counts_its_work_not_the_stop():
@@ -192,11 +200,13 @@ def test_a_longer_deadline_may_queue_behind_proportionally_more_admitted_work():
     """48 ms of admitted work is too much for a 100 ms deadline's wait, not for a 60 s one."""
     state = AdmissionState()
     assert state.admits(0.100, now=1.0, route="/classify")
+    _warm(state, "/classify")
     state.record(0.004, "/classify", ran_s=0.003)  # 3 ms on the loop each (two busy shared cores)
     admitted = [state.admits(0.100, now=1.1, route="/classify") for _ in range(16)]
     assert admitted.count(True) < 16  # the 100 ms deadline's 25 ms wait refuses some of 16 clients
     state = AdmissionState()
     assert state.admits(60.0, now=1.0, route="/classify")
+    _warm(state, "/classify")
     state.record(0.004, "/classify", ran_s=0.003)
     assert all(state.admits(60.0, now=1.1, route="/classify") for _ in range(16))
 
