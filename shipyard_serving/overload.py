@@ -51,17 +51,20 @@ _SUSTAINED = 3  # probes
 # The most admitted work the loop starts in one pass. A pass also refuses what arrived during the
 # last one, so at a refusal share r of the core a pass lasts CHUNK_S / (1 - r): short chunks keep
 # passes (and so refusals, and the steps each answer goes through) short at the same throughput.
-# (4 ms chunks: 11 ms passes at 3 x saturation, refusals' p99 25 ms, answers' p50 43 ms; 1 ms: 6 ms
-# and 29 ms, measured under a 1 CPU quota, docs/performance.md.)
+# (At 3 x saturation under a 1 CPU quota, 4 ms chunks: 11 ms passes, refusals' p99 25 ms, answers'
+# p50 43 ms; 1 ms chunks: refusals' p99 6 ms, answers' p50 29 ms. docs/performance.md.)
 CHUNK_S = 0.001
 # The drain rate (seconds of admitted work run per second of wall time while the loop was busy) is
 # the work the loop runs per second of its CPU, measured over _WORK_WINDOW_S of CPU (it changes at
 # once when refusals start taking the core), times the share of the wall time the thread got the
 # CPU, measured over _SHARE_WINDOW_S (a CFS period: a quota's stop is averaged in, not taken as
-# a stalled loop).
+# a stalled loop) and capped by the cgroup's quota.
 _WORK_WINDOW_S = 0.010
 _SHARE_WINDOW_S = 0.100
 _RATE_MIN = 0.02
+# Seconds between unchained ticks that forget a drain rate measured under load. Long, because a
+# quota's stop between two unchained ticks looks the same as idling (50 ms of it forgets 5 %).
+_RELAX_S = 1.0
 # A route's cost: the mean of its first runs, then a moving average over about this many (under
 # a quota, the runs right after a stop cost twice the others: cold caches).
 _COST_RUNS = 100
@@ -69,8 +72,6 @@ _QUOTA_EVERY = 200  # probes: the cgroup's quota is read again about once a seco
 # The floor is only measured by answers. When it refuses everything, one request in this long is let
 # through to measure it again: else a floor raised by a past overload would refuse for ever.
 _REMEASURE_S = 1.0
-
-
 
 
 def default_deadline_ms() -> float:
@@ -189,7 +190,16 @@ class AdmissionState:
         """`now` on the wall clock, `cpu` the thread's CPU time. Between two chained ticks the loop
         never waited for a socket (a ready callback makes it poll without blocking): that wall time
         was the thread's CPU and whatever the core or the quota took from it."""
-        if self._chained:
+        if not self._chained:
+            # The loop waited for sockets since the last tick: it had CPU to spare, so what was
+            # measured under load (an overload's refusals, a neighbour's burst) is forgotten at
+            # the rate it idles. Else a rate measured at the end of an overload would refuse a
+            # light load after it for ever: nothing chains ticks to measure it again.
+            relax = min(1.0, (now - self._last_tick[0]) / _RELAX_S)
+            self.work_per_cpu += relax * (1.0 - self.work_per_cpu)
+            self.cpu_share += relax * (1.0 - self.cpu_share)
+            self.drain_rate = max(_RATE_MIN, self.work_per_cpu * min(self.cpu_share, self.quota_cpus))
+        else:
             self._chained = False
             wall_s, cpu_s = now - self._last_tick[0], cpu - self._last_tick[1]
             work = self._work_window

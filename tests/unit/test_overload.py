@@ -9,6 +9,18 @@ import pytest
 from shipyard_serving.overload import AdmissionState
 
 
+def test_a_drain_rate_measured_in_an_overload_is_forgotten_as_the_loop_idles():
+    """After an overload the loop runs unchained passes (it waits for sockets between them): the
+    low rate measured while refusals took the core must not go on refusing a light load."""
+    state = AdmissionState()
+    state.work_per_cpu, state.cpu_share, state.quota_cpus = 0.1, 0.5, 0.5
+    state._last_tick = (10.0, 5.0)  # the overload's last measured pass
+    state.tick(10.5, 5.01)  # half a second of light load: half forgotten
+    assert abs(state.work_per_cpu - 0.55) < 1e-9
+    state.tick(12.0, 5.02)
+    assert state.work_per_cpu == 1.0 and state.drain_rate == 0.5  # the quota still caps it
+
+
 def _warm(state: AdmissionState, route: str) -> None:
     """A route's first run, which is not counted as its cost (a cold model call)."""
     state.record(0.05, route, ran_s=0.01)
