@@ -231,9 +231,11 @@ def run(url: str, requests: list[Request], phases: list[Phase], connections: int
     async def main() -> Run:
         generator = _Generator(wire, address, parts.port or 80, max_connections)
         generator.run.clock_offset = time.time() - time.perf_counter()
-        for _ in range(0, min(connections, max_connections), 256):
-            generator.opening += 256
-            await asyncio.gather(*(generator.open() for _ in range(256)))
+        wanted = min(connections, max_connections)
+        for first in range(0, wanted, 256):
+            batch = min(256, wanted - first)
+            generator.opening += batch
+            await asyncio.gather(*(generator.open() for _ in range(batch)))
         cpu0, start = time.process_time(), time.perf_counter()
         phase_start = start
         for phase in phases:

@@ -139,12 +139,15 @@ def test_a_status_an_api_sets_through_its_context_is_an_answer_not_an_error():
     assert m["server_errors"] == 0 and m["overload_answered_rps"] == 50.0 and m["recovery_s"] == 2.0
 
 
-def test_the_overload_caps_its_connections_only_for_a_service_that_queues_rather_than_refuses():
-    """A service that refuses keeps the generator's default (its admission control must see the
-    backlog); one whose saturated step refused nothing gets at most MAX_IN_FLIGHT connections
-    (opening one per queued request took the generator's CPU)."""
+def test_the_overload_of_a_refusing_service_has_one_deadline_of_requests_in_flight():
+    """A service that refuses gets rate x deadline connections (its admission control sees a full
+    deadline of backlog; no connection is opened during the overload); one whose saturated step
+    refused nothing gets at most MAX_IN_FLIGHT (opening one per queued request took the
+    generator's CPU)."""
     from shipyard.harness.open_loop import MAX_CONNECTIONS
     from shipyard.harness.staged.stress.__main__ import MAX_IN_FLIGHT, overload_connections
 
-    assert overload_connections(Step(2560, 233.0, 0.0, 6500.0, CALM)) == MAX_IN_FLIGHT < MAX_CONNECTIONS
-    assert overload_connections(Step(6400, 6224.0, 0.024, 10.0, CALM)) == MAX_CONNECTIONS
+    assert overload_connections(Step(2560, 233.0, 0.0, 6500.0, CALM), 700.0, 100.0) == MAX_IN_FLIGHT
+    assert overload_connections(Step(6400, 6224.0, 0.024, 10.0, CALM), 18_000.0, 100.0) == 1800
+    assert overload_connections(Step(6400, 6224.0, 0.024, 10.0, CALM), 300.0, 100.0) == 64
+    assert overload_connections(Step(6400, 6224.0, 0.024, 10.0, CALM), 200_000.0, 100.0) == MAX_CONNECTIONS

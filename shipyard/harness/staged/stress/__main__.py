@@ -31,6 +31,7 @@ the ramp's steps, and a per-second timeline of offered, answered and refused req
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import sys
@@ -48,14 +49,24 @@ MIX = 100  # requests in the mix the generator sends in turn
 # deadline). Such a service needs rate x latency connections, and opening thousands took the
 # generator's CPU (make test's CI: the README walkthrough's cluster stress sent 57 % of its
 # overload; capped, all of it, at CPU 0.10; uncapped, a ramp step opened 8 096 and 1 016 requests
-# failed). Past the cap, requests wait in the generator, their wait in their latency. A service that
-# refuses gets open_loop's default in the overload: its admission control must see the backlog
-# (capped, make cluster-demo's staging answered p99 was 286 ms and 3.2 s, against 25-38 ms).
+# failed). Past the cap, requests wait in the generator, their wait in their latency.
 MAX_IN_FLIGHT = 2048
 
 
-def overload_connections(saturated: Step) -> int:
-    return MAX_IN_FLIGHT if saturated.refused_share <= 0 else open_loop.MAX_CONNECTIONS
+def overload_connections(saturated: Step, rate: float, deadline_ms: float) -> int:
+    """The overload's connections, all opened before it starts and never more.
+
+    A service that refuses (its saturated step did) gets one deadline's worth of the overload's
+    requests in flight (rate x deadline): its admission control sees a full deadline of backlog,
+    and anything past that waits in the generator, counted in its latency. The overload opens no
+    connection of its own: answering a slow moment with new connections was a storm of SYNs (7 382
+    connections from a fresh machine's `make cluster-demo`), and the local cluster's NetworkPolicy
+    enforcer judges every new connection in userspace, so it dropped half of them (nfnetlink_queue
+    user_dropped 15 801 of 30 274): 1 s retransmissions in the latencies (answered p99 874 ms)
+    that measure the cluster's firewall, not the service. A service that queues gets MAX_IN_FLIGHT."""
+    if saturated.refused_share <= 0:
+        return MAX_IN_FLIGHT
+    return max(64, min(open_loop.MAX_CONNECTIONS, math.ceil(rate * deadline_ms / 1000)))
 
 
 def setting(name: str) -> float:
@@ -122,8 +133,8 @@ def stress(url: str, progress=lambda line: print(line, file=sys.stderr, flush=Tr
                         until=lambda mine: recovered(mine, recovery_rate, limit))]
         progress(f"stress: saturation {saturation:.0f}/s; overload at {overload_rate:.0f}/s for {overload_s:g} s, "
                  f"then recovery at {recovery_rate:.0f}/s")
-        run = open_loop.run(url, requests, phases, max_connections=overload_connections(steps[-1]),
-                            loopback_only=False)
+        pool = overload_connections(steps[-1], overload_rate, limit)
+        run = open_loop.run(url, requests, phases, connections=pool, max_connections=pool, loopback_only=False)
         runs.append(run)
         every += run.samples
         overload = [s for s in run.samples if s[1] == "overload"]
